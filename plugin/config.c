@@ -1,0 +1,1034 @@
+/*
+ * config.c - load the YAML main configuration through the settings tables
+ *
+ * Interface: xm_config_load / xm_config_free, xm_config_scope,
+ * xm_config_doc, xm_config_reload_ok, and the table helpers
+ * xm_settings_defaults / xm_settings_set / xm_settings_free.
+ *
+ * libyaml builds a document tree (with line numbers); this file walks it
+ * and sets each value through the one table row that declares it, so the
+ * type, bounds and default checks are the same for the file, the defaults
+ * and tests. Every error names the file and line. A scope starts as a
+ * deep copy of the global actions and filter settings, then applies its
+ * own overrides.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <yaml.h>
+
+#include "config.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#ifndef RUNSTATEDIR
+#define RUNSTATEDIR "/run"
+#endif
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+
+#define D(f) offsetof(struct xm_daemon_conf, f)
+static const struct xm_setting daemon_settings[] = {
+	{ "socket", XM_ST_PATH, D(socket), RUNSTATEDIR "/xmilter/xmilterd.sock",
+	  0, 0, NULL, false,
+	  "Unix socket the glue connects to. Empty: no Unix socket." },
+	{ "socket_mode", XM_ST_MODE, D(socket_mode), "0660", 0, 07777, NULL, false,
+	  "Permissions of the Unix socket (octal)." },
+	{ "socket_group", XM_ST_STRING, D(socket_group), "", 0, 0, NULL, false,
+	  "Group that owns the socket (e.g. prosody); empty: unchanged." },
+	{ "listen_tcp", XM_ST_STRING, D(listen_tcp), "", 0, 0, NULL, false,
+	  "Also listen on TCP, HOST:PORT; only loopback addresses are accepted." },
+	{ "max_frame", XM_ST_SIZE, D(max_frame), "1M", 4096, 64 * 1024 * 1024,
+	  NULL, false,
+	  "Largest protocol frame accepted (the HELLO offer; the smaller of "
+	  "this and the glue's wins)." },
+	{ "max_inflight", XM_ST_INT, D(max_inflight), "1024", 1, 65536, NULL,
+	  false, "Requests one connection may have waiting at once." },
+	{ "workers", XM_ST_INT, D(workers), "2", 1, 128, NULL, false,
+	  "Worker threads for slow filters (scans, look-ups)." },
+	{ "quarantine_dir", XM_ST_PATH, D(quarantine_dir),
+	  LOCALSTATEDIR "/spool/xmilter/quarantine", 0, 0, NULL, true,
+	  "Spool directory where quarantined events are kept, one file each." },
+	{ "log_level", XM_ST_ENUM, D(log_level), "info", 0, 0,
+	  "error|warning|info|debug", true, "Log verbosity." },
+	{ "log_file", XM_ST_PATH, D(log_file), "", 0, 0, NULL, false,
+	  "Log to this file instead of standard error." },
+	{ "pidfile", XM_ST_PATH, D(pidfile), "", 0, 0, NULL, false,
+	  "Write the daemon's process id here." },
+	{ "kinds", XM_ST_LIST, D(kinds), "message,subscription,transfer,upload",
+	  0, 0, "message|subscription|transfer|upload|presence|iq", true,
+	  "Kinds of stanza the glue is asked to send (HELLO)." },
+	{ "log_verdicts", XM_ST_BOOL, D(log_verdicts), "true", 0, 0, NULL, true,
+	  "One key=value log line per verdict." },
+	XM_SETTINGS_END
+};
+#undef D
+
+#define A(f) offsetof(struct xm_actions_conf, f)
+static const struct xm_setting actions_settings[] = {
+	{ "modify", XM_ST_DOUBLE, A(modify), "5", -1, 1e9, NULL, true,
+	  "Score from which a stanza is modified (links defanged, a warning "
+	  "added). none: never." },
+	{ "quarantine", XM_ST_DOUBLE, A(quarantine), "10", -1, 1e9, NULL, true,
+	  "Score from which a stanza is held in quarantine. none: never." },
+	{ "reject", XM_ST_DOUBLE, A(reject), "15", -1, 1e9, NULL, true,
+	  "Score from which a stanza is refused with an error to the sender. "
+	  "none: never." },
+	{ "discard", XM_ST_DOUBLE, A(discard), "none", -1, 1e9, NULL, true,
+	  "Score from which a stanza is dropped silently (an iq request still "
+	  "gets an error). none: never." },
+	{ "reject_condition", XM_ST_ENUM, A(reject_condition), "policy-violation",
+	  0, 0, "policy-violation|not-acceptable|forbidden|not-allowed|"
+	  "service-unavailable|bad-request", true,
+	  "XMPP error condition of a rejection." },
+	{ "reject_text", XM_ST_STRING, A(reject_text),
+	  "Your message was blocked by this server's content filter.", 0, 0,
+	  NULL, true, "Error text the sender sees on a rejection." },
+	{ "modify_warning", XM_ST_STRING, A(modify_warning),
+	  "[Warning from this server's content filter: this message looks "
+	  "suspicious. Do not open its links or files unless you expected them.]",
+	  0, 0, NULL, true,
+	  "Line put before the body of a modified message when no filter "
+	  "rewrote it itself. Empty: none." },
+	{ "on_malformed", XM_ST_ENUM, A(on_malformed), "reject", 0, 0,
+	  "accept|modify|quarantine|reject|discard", true,
+	  "Action for an event the daemon cannot parse (limits exceeded, bad "
+	  "XML)." },
+	XM_SETTINGS_END
+};
+#undef A
+
+#define L(f) offsetof(struct xm_limits_conf, f)
+static const struct xm_setting limits_settings[] = {
+	{ "max_stanza", XM_ST_SIZE, L(max_stanza), "256k", 1024, 64 * 1024 * 1024,
+	  NULL, true, "Largest stanza the parser reads." },
+	{ "max_depth", XM_ST_INT, L(max_depth), "32", 2, 1024, NULL, true,
+	  "Deepest element nesting." },
+	{ "max_attrs", XM_ST_INT, L(max_attrs), "32", 1, 1024, NULL, true,
+	  "Most attributes on one element." },
+	{ "max_elements", XM_ST_INT, L(max_elements), "4096", 1, 1000000, NULL,
+	  true, "Most elements in one stanza." },
+	{ "max_fields", XM_ST_INT, L(max_fields), "64", 1, 4096, NULL, true,
+	  "Most envelope lines in one event." },
+	{ "max_field_len", XM_ST_SIZE, L(max_field_len), "4k", 64, 1024 * 1024,
+	  NULL, true, "Longest envelope line." },
+	XM_SETTINGS_END
+};
+#undef L
+
+#define F(f) offsetof(struct xm_filter_conf, f)
+static const struct xm_setting filter_common[] = {
+	{ "enabled", XM_ST_BOOL, F(enabled), "true", 0, 0, NULL, true,
+	  "Run this filter." },
+	{ "shadow", XM_ST_BOOL, F(shadow), "false", 0, 0, NULL, true,
+	  "Shadow mode: the filter's symbols are shown and counted in logs, "
+	  "but never change the action." },
+	XM_SETTINGS_END
+};
+#undef F
+
+/* ---- one setting from text ---- */
+
+/* resolve - PATH made absolute against BASE (a directory), heap copy */
+static char *
+resolve(const char *path, const char *base)
+{
+	if (path[0] == '\0' || path[0] == '/' || base == NULL || *base == '\0')
+		return xm_strdup(path);
+	return xm_printf("%s/%s", base, path);
+}
+
+/* scaled - a number with a unit suffix from UNITS ("k=1024,..." style) */
+static int
+scaled(const char *s, bool duration, double *out)
+{
+	char *end;
+	double v, mul = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno != 0)
+		return -1;
+	if (duration) {
+		if (strcmp(end, "ms") == 0) mul = 0.001;
+		else if (strcmp(end, "s") == 0 || *end == '\0') mul = 1;
+		else if (strcmp(end, "m") == 0) mul = 60;
+		else if (strcmp(end, "h") == 0) mul = 3600;
+		else if (strcmp(end, "d") == 0) mul = 86400;
+		else return -1;
+	} else {
+		if (*end == '\0') mul = 1;
+		else if (strcmp(end, "k") == 0 || strcmp(end, "K") == 0) mul = 1024;
+		else if (strcmp(end, "M") == 0) mul = 1024 * 1024;
+		else if (strcmp(end, "G") == 0) mul = 1024.0 * 1024 * 1024;
+		else return -1;
+	}
+	*out = v * mul;
+	return 0;
+}
+
+/* choice_index - position of S in "a|b|c", or -1 */
+static int
+choice_index(const char *choices, const char *s)
+{
+	const char *p = choices, *bar;
+	size_t n = strlen(s);
+	int i = 0;
+
+	for (;;) {
+		bar = strchr(p, '|');
+		if ((bar ? (size_t)(bar - p) : strlen(p)) == n &&
+		    strncmp(p, s, n) == 0)
+			return i;
+		if (bar == NULL)
+			return -1;
+		p = bar + 1;
+		i++;
+	}
+}
+
+/* list_free - free a string list's contents */
+static void
+list_free(struct xm_strlist *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* list_add - append a heap string */
+static void
+list_add(struct xm_strlist *l, char *s)
+{
+	l->v = xm_reallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = s;
+}
+
+/* xm_strlist_has - exact membership */
+bool
+xm_strlist_has(const struct xm_strlist *l, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s != NULL && i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return true;
+	return false;
+}
+
+/* set_scalar - set one non-list setting from text */
+static int
+set_scalar(const struct xm_setting *st, void *conf, const char *v,
+    const char *base, char *err, size_t errlen)
+{
+	char *field = (char *)conf + st->offset;
+	double d;
+	long long ll;
+	char *end;
+
+	switch (st->type) {
+	case XM_ST_BOOL:
+		if (strcmp(v, "true") == 0 || strcmp(v, "yes") == 0 ||
+		    strcmp(v, "on") == 0)
+			*(bool *)field = true;
+		else if (strcmp(v, "false") == 0 || strcmp(v, "no") == 0 ||
+		    strcmp(v, "off") == 0)
+			*(bool *)field = false;
+		else
+			goto bad;
+		return 0;
+	case XM_ST_INT:
+		if (xm_parse_ll(v, (long long)st->min, (long long)st->max, &ll) < 0)
+			goto range;
+		*(long long *)field = ll;
+		return 0;
+	case XM_ST_SIZE:
+	case XM_ST_DURATION:
+	case XM_ST_DOUBLE:
+		if (st->type == XM_ST_DOUBLE && st->min == -1 &&
+		    strcmp(v, "none") == 0) {
+			*(double *)field = -1;
+			return 0;
+		}
+		if (st->type == XM_ST_DOUBLE ? xm_parse_double(v, &d) < 0 :
+		    scaled(v, st->type == XM_ST_DURATION, &d) < 0)
+			goto bad;
+		if (d < (st->min == -1 ? 0 : st->min) || d > st->max)
+			goto range;
+		if (st->type == XM_ST_SIZE)
+			*(long long *)field = (long long)d;
+		else
+			*(double *)field = d;
+		return 0;
+	case XM_ST_STRING:
+	case XM_ST_PATH:
+		free(*(char **)field);
+		*(char **)field = st->type == XM_ST_PATH ? resolve(v, base) :
+		    xm_strdup(v);
+		if (st->type == XM_ST_STRING && st->choices != NULL &&
+		    choice_index(st->choices, v) < 0)
+			goto choice;
+		return 0;
+	case XM_ST_ENUM:
+		if ((ll = choice_index(st->choices, v)) < 0)
+			goto choice;
+		*(int *)field = (int)ll;
+		return 0;
+	case XM_ST_MODE:
+		errno = 0;
+		ll = strtoll(v, &end, 8);
+		if (*v == '\0' || *end != '\0' || errno != 0 || ll < 0 ||
+		    ll > (long long)st->max)
+			goto bad;
+		*(int *)field = (int)ll;
+		return 0;
+	default:
+		panic("setting %s: not a scalar type", st->name);
+	}
+bad:
+	snprintf(err, errlen, "%s: bad value \"%.60s\"", st->name, v);
+	return -1;
+range:
+	if (st->min == -1)
+		snprintf(err, errlen, "%s: \"%.60s\" is not a number in 0..%g "
+		    "or none", st->name, v, st->max);
+	else
+		snprintf(err, errlen, "%s: \"%.60s\" is not in %g..%g", st->name, v,
+		    st->min, st->max);
+	return -1;
+choice:
+	snprintf(err, errlen, "%s: \"%.60s\" is not one of %s", st->name, v,
+	    st->choices);
+	return -1;
+}
+
+/* list_item - add one item to a list setting, checking choices */
+static int
+list_item(const struct xm_setting *st, struct xm_strlist *l, const char *v,
+    const char *base, char *err, size_t errlen)
+{
+	if (st->choices != NULL && choice_index(st->choices, v) < 0) {
+		snprintf(err, errlen, "%s: \"%.60s\" is not one of %s", st->name,
+		    v, st->choices);
+		return -1;
+	}
+	list_add(l, st->type == XM_ST_PATHS ? resolve(v, base) : xm_strdup(v));
+	return 0;
+}
+
+/* find_setting - table row NAME, or NULL */
+static const struct xm_setting *
+find_setting(const struct xm_setting *tab, const char *name)
+{
+	for (; tab != NULL && tab->name != NULL; tab++)
+		if (strcmp(tab->name, name) == 0)
+			return tab;
+	return NULL;
+}
+
+/* is_list - a list-typed setting */
+static bool
+is_list(const struct xm_setting *st)
+{
+	return st->type == XM_ST_LIST || st->type == XM_ST_PATHS;
+}
+
+/* set_text - one setting from text (lists: comma-separated) */
+static int
+set_text(const struct xm_setting *st, void *conf, const char *value,
+    const char *base, char *err, size_t errlen)
+{
+	struct xm_strlist *l;
+	const char *p, *comma;
+
+	if (!is_list(st))
+		return set_scalar(st, conf, value, base, err, errlen);
+	l = (struct xm_strlist *)((char *)conf + st->offset);
+	list_free(l);
+	for (p = value; *p != '\0'; p = comma + 1) {
+		char *item;
+		int rc;
+
+		comma = strchr(p, ',');
+		if (comma == NULL)
+			comma = p + strlen(p);
+		item = xm_strndup(p, (size_t)(comma - p));
+		rc = *item ? list_item(st, l, item, base, err, errlen) : 0;
+		free(item);
+		if (rc < 0)
+			return -1;
+		if (*comma == '\0')
+			break;
+	}
+	return 0;
+}
+
+/* xm_settings_defaults - every row's default into CONF */
+int
+xm_settings_defaults(const struct xm_setting *tab, void *conf,
+    const char *base_dir, char *err, size_t errlen)
+{
+	for (; tab != NULL && tab->name != NULL; tab++)
+		if (set_text(tab, conf, tab->def, base_dir, err, errlen) < 0)
+			panic("bad built-in default: %s", err);
+	return 0;
+}
+
+/* xm_settings_set - one named setting from text */
+int
+xm_settings_set(const struct xm_setting *tab, void *conf, const char *name,
+    const char *value, const char *base_dir, char *err, size_t errlen)
+{
+	const struct xm_setting *st = find_setting(tab, name);
+
+	if (st == NULL) {
+		snprintf(err, errlen, "unknown setting \"%s\"", name);
+		return -1;
+	}
+	return set_text(st, conf, value, base_dir, err, errlen);
+}
+
+/* xm_settings_free - free strings and lists in CONF */
+void
+xm_settings_free(const struct xm_setting *tab, void *conf)
+{
+	for (; tab != NULL && tab->name != NULL; tab++) {
+		char *field = (char *)conf + tab->offset;
+
+		if (is_list(tab))
+			list_free((struct xm_strlist *)field);
+		else if (tab->type == XM_ST_STRING || tab->type == XM_ST_PATH) {
+			free(*(char **)field);
+			*(char **)field = NULL;
+		}
+	}
+}
+
+/* settings_copy - deep copy of the table's fields from SRC to DST */
+static void
+settings_copy(const struct xm_setting *tab, void *dst, const void *src)
+{
+	for (; tab != NULL && tab->name != NULL; tab++) {
+		char *d = (char *)dst + tab->offset;
+		const char *s = (const char *)src + tab->offset;
+
+		if (is_list(tab)) {
+			const struct xm_strlist *sl = (const struct xm_strlist *)s;
+			struct xm_strlist *dl = (struct xm_strlist *)d;
+			size_t i;
+
+			memset(dl, 0, sizeof(*dl));
+			for (i = 0; i < sl->n; i++)
+				list_add(dl, xm_strdup(sl->v[i]));
+		} else if (tab->type == XM_ST_STRING || tab->type == XM_ST_PATH) {
+			*(char **)d = *(char *const *)s ? xm_strdup(*(char *const *)s)
+			    : NULL;
+		} else if (tab->type == XM_ST_BOOL) {
+			*(bool *)d = *(const bool *)s;
+		} else if (tab->type == XM_ST_INT || tab->type == XM_ST_SIZE) {
+			*(long long *)d = *(const long long *)s;
+		} else if (tab->type == XM_ST_DOUBLE || tab->type == XM_ST_DURATION) {
+			*(double *)d = *(const double *)s;
+		} else {
+			*(int *)d = *(const int *)s;
+		}
+	}
+}
+
+/* settings_equal - true when the row's value is the same in A and B */
+static bool
+settings_equal(const struct xm_setting *st, const void *a, const void *b)
+{
+	const char *fa = (const char *)a + st->offset;
+	const char *fb = (const char *)b + st->offset;
+
+	if (is_list(st)) {
+		const struct xm_strlist *la = (const void *)fa, *lb = (const void *)fb;
+		size_t i;
+
+		if (la->n != lb->n)
+			return false;
+		for (i = 0; i < la->n; i++)
+			if (strcmp(la->v[i], lb->v[i]) != 0)
+				return false;
+		return true;
+	}
+	switch (st->type) {
+	case XM_ST_STRING:
+	case XM_ST_PATH:
+		return strcmp(*(char *const *)fa ? *(char *const *)fa : "",
+		    *(char *const *)fb ? *(char *const *)fb : "") == 0;
+	case XM_ST_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case XM_ST_INT:
+	case XM_ST_SIZE:
+		return *(const long long *)fa == *(const long long *)fb;
+	case XM_ST_DOUBLE:
+	case XM_ST_DURATION:
+		return *(const double *)fa == *(const double *)fb;
+	default:
+		return *(const int *)fa == *(const int *)fb;
+	}
+}
+
+/* ---- walking the YAML document ---- */
+
+struct loader {
+	yaml_document_t doc;
+	const char *file;
+	char *base;            /* the config file's directory */
+	char *err;
+	size_t errlen;
+};
+
+/* fail - "file:line: message" into the loader's error buffer */
+static int XM_PRINTF(3, 4)
+fail(struct loader *ld, const yaml_node_t *n, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(ld->err, ld->errlen, "%s:%lu: %s", ld->file,
+	    n ? (unsigned long)n->start_mark.line + 1 : 0UL, msg);
+	return -1;
+}
+
+/* scalar - a scalar node's text, or NULL if N is not a scalar */
+static const char *
+scalar(const yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value
+	    : NULL;
+}
+
+/* node - node by index */
+static yaml_node_t *
+node(struct loader *ld, int i)
+{
+	return yaml_document_get_node(&ld->doc, i);
+}
+
+/* apply_value - set row ST in CONF from YAML node V */
+static int
+apply_value(struct loader *ld, const struct xm_setting *st, void *conf,
+    yaml_node_t *v)
+{
+	char msg[256];
+
+	if (is_list(st)) {
+		struct xm_strlist *l = (struct xm_strlist *)((char *)conf + st->offset);
+		yaml_node_item_t *it;
+
+		if (v->type == YAML_SCALAR_NODE) {
+			if (set_text(st, conf, scalar(v), ld->base, msg,
+			    sizeof(msg)) < 0)
+				return fail(ld, v, "%s", msg);
+			return 0;
+		}
+		if (v->type != YAML_SEQUENCE_NODE)
+			return fail(ld, v, "%s: expected a list", st->name);
+		list_free(l);
+		for (it = v->data.sequence.items.start;
+		    it < v->data.sequence.items.top; it++) {
+			yaml_node_t *item = node(ld, *it);
+
+			if (scalar(item) == NULL)
+				return fail(ld, item, "%s: list items must be "
+				    "plain values", st->name);
+			if (list_item(st, l, scalar(item), ld->base, msg,
+			    sizeof(msg)) < 0)
+				return fail(ld, item, "%s", msg);
+		}
+		return 0;
+	}
+	if (scalar(v) == NULL)
+		return fail(ld, v, "%s: expected a single value", st->name);
+	if (set_scalar(st, conf, scalar(v), ld->base, msg, sizeof(msg)) < 0)
+		return fail(ld, v, "%s", msg);
+	return 0;
+}
+
+/* apply_mapping - every key of mapping M through table TAB (and TAB2) */
+static int
+apply_mapping(struct loader *ld, yaml_node_t *m, const char *section,
+    const struct xm_setting *tab, void *conf, const struct xm_setting *tab2,
+    void *conf2)
+{
+	yaml_node_pair_t *p;
+
+	if (m->type != YAML_MAPPING_NODE)
+		return fail(ld, m, "%s: expected a mapping of settings", section);
+	for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node(ld, p->key), *v = node(ld, p->value);
+		const struct xm_setting *st;
+
+		if (scalar(k) == NULL)
+			return fail(ld, k, "%s: keys must be names", section);
+		if ((st = find_setting(tab, scalar(k))) != NULL) {
+			if (apply_value(ld, st, conf, v) < 0)
+				return -1;
+		} else if ((st = find_setting(tab2, scalar(k))) != NULL) {
+			if (apply_value(ld, st, conf2, v) < 0)
+				return -1;
+		} else
+			return fail(ld, k, "%s: unknown setting \"%s\"", section,
+			    scalar(k));
+	}
+	return 0;
+}
+
+/* apply_filters - the filters: mapping, one block per filter */
+static int
+apply_filters(struct loader *ld, yaml_node_t *m, struct xm_scope *sc)
+{
+	yaml_node_pair_t *p;
+	size_t i;
+
+	if (m->type != YAML_MAPPING_NODE)
+		return fail(ld, m, "filters: expected a mapping of filter names");
+	for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node(ld, p->key), *v = node(ld, p->value);
+		char section[64];
+
+		for (i = 0; i < sc->nfilters; i++)
+			if (scalar(k) && strcmp(scalar(k), sc->filters[i].ops->name) == 0)
+				break;
+		if (i == sc->nfilters)
+			return fail(ld, k, "filters: unknown filter \"%s\"",
+			    scalar(k) ? scalar(k) : "?");
+		snprintf(section, sizeof(section), "filters.%s", scalar(k));
+		if (apply_mapping(ld, v, section, filter_common, &sc->filters[i],
+		    sc->filters[i].ops->settings, sc->filters[i].conf) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* scope_init_global - the global scope with every default */
+static void
+scope_init_global(struct xm_scope *sc, const char *base)
+{
+	char err[256];
+	size_t i;
+
+	sc->name = xm_strdup("global");
+	xm_settings_defaults(actions_settings, &sc->actions, base, err,
+	    sizeof(err));
+	sc->nfilters = xm_nfilters;
+	sc->filters = xm_calloc(xm_nfilters, sizeof(*sc->filters));
+	for (i = 0; i < xm_nfilters; i++) {
+		sc->filters[i].ops = xm_filters[i];
+		xm_settings_defaults(filter_common, &sc->filters[i], base, err,
+		    sizeof(err));
+		sc->filters[i].conf = xm_calloc(1, xm_filters[i]->conf_size ?
+		    xm_filters[i]->conf_size : 1);
+		xm_settings_defaults(xm_filters[i]->settings, sc->filters[i].conf,
+		    base, err, sizeof(err));
+	}
+}
+
+/* scope_copy - SC becomes a deep copy of GLOBAL's actions and filters */
+static void
+scope_copy(struct xm_scope *sc, const struct xm_scope *global)
+{
+	size_t i;
+
+	settings_copy(actions_settings, &sc->actions, &global->actions);
+	sc->nfilters = global->nfilters;
+	sc->filters = xm_calloc(sc->nfilters, sizeof(*sc->filters));
+	for (i = 0; i < sc->nfilters; i++) {
+		const struct xm_filter_ops *ops = global->filters[i].ops;
+
+		sc->filters[i].ops = ops;
+		settings_copy(filter_common, &sc->filters[i], &global->filters[i]);
+		sc->filters[i].conf = xm_calloc(1, ops->conf_size ? ops->conf_size : 1);
+		settings_copy(ops->settings, sc->filters[i].conf,
+		    global->filters[i].conf);
+	}
+}
+
+/* scope_free - release a scope's contents */
+static void
+scope_free(struct xm_scope *sc)
+{
+	size_t i;
+
+	free(sc->name);
+	list_free(&sc->origins);
+	list_free(&sc->peers);
+	list_free(&sc->domains);
+	list_free(&sc->from_domains);
+	list_free(&sc->to_domains);
+	xm_settings_free(actions_settings, &sc->actions);
+	for (i = 0; i < sc->nfilters; i++) {
+		xm_settings_free(sc->filters[i].ops->settings, sc->filters[i].conf);
+		free(sc->filters[i].conf);
+	}
+	free(sc->filters);
+}
+
+#define M(f) offsetof(struct xm_scope, f)
+static const struct xm_setting match_settings[] = {
+	{ "origin", XM_ST_LIST, M(origins), "", 0, 0,
+	  "c2s|s2s|component|server", true,
+	  "Where the stanza entered the server." },
+	{ "peer", XM_ST_LIST, M(peers), "", 0, 0, NULL, true,
+	  "The remote server (s2s) or component domain (a transport network)." },
+	{ "domain", XM_ST_LIST, M(domains), "", 0, 0, NULL, true,
+	  "Sender's or recipient's domain; *.example.org matches subdomains." },
+	{ "from_domain", XM_ST_LIST, M(from_domains), "", 0, 0, NULL, true,
+	  "Sender's domain." },
+	{ "to_domain", XM_ST_LIST, M(to_domains), "", 0, 0, NULL, true,
+	  "Recipient's domain." },
+	XM_SETTINGS_END
+};
+#undef M
+
+/* load_scope - one item of the scopes: list */
+static int
+load_scope(struct loader *ld, yaml_node_t *m, struct xm_config *c,
+    struct xm_scope *sc)
+{
+	yaml_node_pair_t *p;
+	bool matched = false;
+
+	scope_copy(sc, &c->global);
+	if (m->type != YAML_MAPPING_NODE)
+		return fail(ld, m, "scopes: each scope is a mapping");
+	for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node(ld, p->key), *v = node(ld, p->value);
+		const char *key = scalar(k) ? scalar(k) : "";
+
+		if (strcmp(key, "name") == 0) {
+			if (scalar(v) == NULL)
+				return fail(ld, v, "scope name must be a value");
+			free(sc->name);
+			sc->name = xm_strdup(scalar(v));
+		} else if (strcmp(key, "match") == 0) {
+			if (apply_mapping(ld, v, "match", match_settings, sc, NULL,
+			    NULL) < 0)
+				return -1;
+			matched = true;
+		} else if (strcmp(key, "actions") == 0) {
+			if (apply_mapping(ld, v, "actions", actions_settings,
+			    &sc->actions, NULL, NULL) < 0)
+				return -1;
+		} else if (strcmp(key, "filters") == 0) {
+			if (apply_filters(ld, v, sc) < 0)
+				return -1;
+		} else
+			return fail(ld, k, "scope: unknown key \"%s\" (want name, "
+			    "match, actions, filters)", key);
+	}
+	if (sc->name == NULL)
+		return fail(ld, m, "scope without a name");
+	if (!matched || (sc->origins.n + sc->peers.n + sc->domains.n +
+	    sc->from_domains.n + sc->to_domains.n) == 0)
+		return fail(ld, m, "scope \"%s\" has no match: criteria", sc->name);
+	return 0;
+}
+
+/* load_scopes - the scopes: list */
+static int
+load_scopes(struct loader *ld, yaml_node_t *s, struct xm_config *c)
+{
+	yaml_node_item_t *it;
+
+	if (s->type != YAML_SEQUENCE_NODE)
+		return fail(ld, s, "scopes: expected a list of scopes");
+	for (it = s->data.sequence.items.start; it < s->data.sequence.items.top;
+	    it++) {
+		c->scopes = xm_reallocarray(c->scopes, c->nscopes + 1,
+		    sizeof(*c->scopes));
+		memset(&c->scopes[c->nscopes], 0, sizeof(*c->scopes));
+		c->nscopes++;
+		if (load_scope(ld, node(ld, *it), c, &c->scopes[c->nscopes - 1]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* load_document - walk the top-level mapping */
+static int
+load_document(struct loader *ld, struct xm_config *c)
+{
+	yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
+	yaml_node_t *scopes = NULL;
+	yaml_node_pair_t *p;
+
+	if (root == NULL)
+		return 0;  /* an empty file: defaults */
+	if (root->type != YAML_MAPPING_NODE)
+		return fail(ld, root, "the configuration must be a mapping of "
+		    "sections");
+	for (p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+	    p++) {
+		yaml_node_t *k = node(ld, p->key), *v = node(ld, p->value);
+		const char *key = scalar(k) ? scalar(k) : "";
+		int rc;
+
+		if (strcmp(key, "daemon") == 0)
+			rc = apply_mapping(ld, v, "daemon", daemon_settings,
+			    &c->daemon, NULL, NULL);
+		else if (strcmp(key, "actions") == 0)
+			rc = apply_mapping(ld, v, "actions", actions_settings,
+			    &c->global.actions, NULL, NULL);
+		else if (strcmp(key, "limits") == 0)
+			rc = apply_mapping(ld, v, "limits", limits_settings,
+			    &c->limits, NULL, NULL);
+		else if (strcmp(key, "filters") == 0)
+			rc = apply_filters(ld, v, &c->global);
+		else if (strcmp(key, "scopes") == 0) {
+			scopes = v;  /* after the global settings, wherever it is */
+			rc = 0;
+		} else
+			rc = fail(ld, k, "unknown section \"%s\" (want daemon, "
+			    "actions, limits, filters, scopes)", key);
+		if (rc < 0)
+			return -1;
+	}
+	return scopes ? load_scopes(ld, scopes, c) : 0;
+}
+
+/* xm_config_load - defaults, then the file's settings on top */
+struct xm_config *
+xm_config_load(const char *path, char *err, size_t errlen)
+{
+	struct xm_config *c = xm_calloc(1, sizeof(*c));
+	struct loader ld = { .file = path, .err = err, .errlen = errlen };
+	yaml_parser_t parser;
+	FILE *fp;
+	const char *slash;
+	int rc;
+
+	if (path != NULL) {
+		slash = strrchr(path, '/');
+		ld.base = slash ? xm_strndup(path, (size_t)(slash - path + 1)) :
+		    xm_strdup(".");
+		if (slash && ld.base[strlen(ld.base) - 1] == '/' &&
+		    strlen(ld.base) > 1)
+			ld.base[strlen(ld.base) - 1] = '\0';
+		c->path = xm_strdup(path);
+	}
+	xm_settings_defaults(daemon_settings, &c->daemon, ld.base, err, errlen);
+	xm_settings_defaults(limits_settings, &c->limits, ld.base, err, errlen);
+	scope_init_global(&c->global, ld.base);
+	if (path == NULL)
+		return c;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto bad;
+	}
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_file(&parser, fp);
+	if (!yaml_parser_load(&parser, &ld.doc)) {
+		snprintf(err, errlen, "%s:%lu: %s %s", path,
+		    (unsigned long)parser.problem_mark.line + 1,
+		    parser.problem ? parser.problem : "YAML error",
+		    parser.context ? parser.context : "");
+		yaml_parser_delete(&parser);
+		fclose(fp);
+		goto bad;
+	}
+	yaml_parser_delete(&parser);
+	fclose(fp);
+	rc = load_document(&ld, c);
+	yaml_document_delete(&ld.doc);
+	if (rc < 0)
+		goto bad;
+	free(ld.base);
+	return c;
+bad:
+	free(ld.base);
+	xm_config_free(c);
+	return NULL;
+}
+
+/* xm_config_free - release everything the config owns */
+void
+xm_config_free(struct xm_config *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	xm_settings_free(daemon_settings, &c->daemon);
+	xm_settings_free(limits_settings, &c->limits);
+	scope_free(&c->global);
+	for (i = 0; i < c->nscopes; i++)
+		scope_free(&c->scopes[i]);
+	free(c->scopes);
+	free(c->path);
+	free(c);
+}
+
+/* domain_match - D equals PATTERN, or PATTERN is *.suffix of D */
+static bool
+domain_match(const char *pattern, const char *d)
+{
+	size_t pl, dl;
+
+	if (d == NULL)
+		return false;
+	if (strncmp(pattern, "*.", 2) != 0)
+		return strcasecmp(pattern, d) == 0;
+	pl = strlen(pattern + 1);  /* ".suffix" */
+	dl = strlen(d);
+	return (dl > pl && strcasecmp(d + dl - pl, pattern + 1) == 0) ||
+	    strcasecmp(d, pattern + 2) == 0;
+}
+
+/* any_domain - one of L matches D */
+static bool
+any_domain(const struct xm_strlist *l, const char *d)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (domain_match(l->v[i], d))
+			return true;
+	return false;
+}
+
+/* xm_config_scope - first scope whose criteria all match */
+const struct xm_scope *
+xm_config_scope(const struct xm_config *c, struct xm_arena *a,
+    const struct xm_event *ev)
+{
+	const char *fd = NULL, *td = NULL;
+	size_t i;
+
+	for (i = 0; i < c->nscopes; i++) {
+		const struct xm_scope *sc = &c->scopes[i];
+
+		if (fd == NULL) {
+			fd = xm_jid_domain(a, ev->from ? ev->from : ev->auth);
+			td = xm_jid_domain(a, ev->to);
+		}
+		if (sc->origins.n && !xm_strlist_has(&sc->origins, ev->origin))
+			continue;
+		if (sc->peers.n && !any_domain(&sc->peers, ev->peer))
+			continue;
+		if (sc->domains.n && !any_domain(&sc->domains, fd) &&
+		    !any_domain(&sc->domains, td))
+			continue;
+		if (sc->from_domains.n && !any_domain(&sc->from_domains, fd))
+			continue;
+		if (sc->to_domains.n && !any_domain(&sc->to_domains, td))
+			continue;
+		return sc;
+	}
+	return &c->global;
+}
+
+/* ---- reload and documentation ---- */
+
+/* xm_config_reload_ok - only reloadable daemon settings may change */
+int
+xm_config_reload_ok(const struct xm_config *old, const struct xm_config *new,
+    char *err, size_t errlen)
+{
+	const struct xm_setting *st;
+
+	for (st = daemon_settings; st->name != NULL; st++)
+		if (!st->reload && !settings_equal(st, &old->daemon, &new->daemon)) {
+			snprintf(err, errlen, "daemon.%s changed; it takes effect "
+			    "only on restart", st->name);
+			return -1;
+		}
+	return 0;
+}
+
+static const char *type_names[] = {
+	"?", "boolean", "integer", "size", "number", "duration", "string",
+	"list", "choice", "mode", "path", "list of paths",
+};
+
+/* doc_table - one Markdown table for a settings table */
+static void
+doc_table(FILE *out, const char *section, const struct xm_setting *tab)
+{
+	fprintf(out, "| setting | type | default | allowed | reload | "
+	    "meaning |\n| --- | --- | --- | --- | --- | --- |\n");
+	for (; tab->name != NULL; tab++) {
+		char allowed[128] = "";
+
+		if (tab->choices) {
+			const char *p;
+			size_t o = 0;
+
+			for (p = tab->choices; *p && o + 3 < sizeof(allowed); p++) {
+				if (*p == '|') {
+					allowed[o++] = ',';
+					allowed[o++] = ' ';
+				} else
+					allowed[o++] = *p;
+			}
+			allowed[o] = '\0';
+		} else if (tab->type == XM_ST_INT || tab->type == XM_ST_SIZE ||
+		    tab->type == XM_ST_DURATION || tab->type == XM_ST_DOUBLE)
+			snprintf(allowed, sizeof(allowed), "%s%.15g .. %.15g",
+			    tab->min == -1 ? "none, " : "",
+			    tab->min == -1 ? 0 : tab->min, tab->max);
+		fprintf(out, "| `%s.%s` | %s | `%s` | %s | %s | %s |\n", section,
+		    tab->name, type_names[tab->type], tab->def, allowed,
+		    tab->reload ? "yes" : "restart", tab->doc);
+	}
+	fprintf(out, "\n");
+}
+
+/* xm_config_doc - the whole reference, generated from the tables */
+void
+xm_config_doc(FILE *out)
+{
+	size_t i;
+	char sect[80];
+
+	fprintf(out, "# Configuration reference\n\n"
+	    "<!-- generated by `xmilter config-doc` from the settings tables; "
+	    "do not edit -->\n\n"
+	    "The main file is YAML (default `" SYSCONFDIR "/xmilter/xmilter.yml`)."
+	    " Sections: `daemon`, `actions`, `limits`, `filters` and `scopes`."
+	    " Sizes take k/M/G suffixes, durations ms/s/m/h/d. Relative paths"
+	    " are relative to the file's directory. Unknown settings are errors"
+	    " (with file and line), so typos never pass silently. `reload: yes`"
+	    " settings change on SIGHUP; the others need a restart.\n\n");
+	fprintf(out, "## daemon\n\n");
+	doc_table(out, "daemon", daemon_settings);
+	fprintf(out, "## actions (also per scope)\n\nA stanza's total score is "
+	    "compared with the thresholds; the highest threshold reached "
+	    "decides the action. A filter may also end the chain with a final "
+	    "action (a virus is a reject whatever the score).\n\n");
+	doc_table(out, "actions", actions_settings);
+	fprintf(out, "## limits\n\nHard limits of the event parser: an event "
+	    "beyond them is not filtered but gets `actions.on_malformed`.\n\n");
+	doc_table(out, "limits", limits_settings);
+	fprintf(out, "## filters (also per scope)\n\nEvery filter has `enabled` "
+	    "and `shadow`:\n\n");
+	doc_table(out, "filters.NAME", filter_common);
+	for (i = 0; i < xm_nfilters; i++) {
+		snprintf(sect, sizeof(sect), "filters.%s", xm_filters[i]->name);
+		fprintf(out, "### %s\n\n", sect);
+		doc_table(out, sect, xm_filters[i]->settings);
+	}
+	fprintf(out, "## scopes\n\nA list of blocks, tried in order; the first "
+	    "whose `match` criteria all hold applies to the event (criteria "
+	    "in one list are alternatives). A scope starts from the global "
+	    "`actions` and `filters` and overrides what it names. Keys: `name`, "
+	    "`match`, `actions`, `filters`.\n\n");
+	doc_table(out, "match", match_settings);
+}

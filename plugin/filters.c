@@ -1,0 +1,16 @@
+/*
+ * filters.c - the registered filters, in the order the chain runs them
+ *
+ * Cheap structural checks first (guard), then content rules. A new filter
+ * is one file in filters/ exporting its ops, plus one line here.
+ */
+#include "config.h"
+
+extern const struct xm_filter_ops guard_filter;
+extern const struct xm_filter_ops rules_filter;
+
+const struct xm_filter_ops *const xm_filters[] = {
+	&guard_filter,
+	&rules_filter,
+};
+const size_t xm_nfilters = XM_ARRAY_LEN(xm_filters);

@@ -1,0 +1,690 @@
+/*
+ * util.c - allocation, arenas, buffers, number and time parsing, UTF-8,
+ * logging
+ *
+ * Allocation failures abort: a daemon that cannot allocate a few bytes
+ * cannot do anything useful, and checking every call hides real errors.
+ * Arenas are chains of blocks; big requests get their own block.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+enum xm_log_level xm_log_level = XM_LOG_INFO;
+const char *xm_log_prog = "xmilter";
+static FILE *log_fp;
+
+/* oom - the one reaction to running out of memory */
+static void XM_NORETURN
+oom(size_t n)
+{
+	fprintf(stderr, "%s: out of memory allocating %zu bytes\n", xm_log_prog, n);
+	abort();
+}
+
+/* xm_malloc - malloc that never returns NULL */
+void *
+xm_malloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		oom(n);
+	return p;
+}
+
+/* xm_calloc - calloc that never returns NULL */
+void *
+xm_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == NULL)
+		oom(n * size);
+	return p;
+}
+
+/* xm_realloc - realloc that never returns NULL */
+void *
+xm_realloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (q == NULL)
+		oom(n);
+	return q;
+}
+
+/* xm_reallocarray - realloc of n * size bytes, checking the product */
+void *
+xm_reallocarray(void *p, size_t n, size_t size)
+{
+	if (size != 0 && n > SIZE_MAX / size)
+		panic("allocation size overflow: %zu * %zu", n, size);
+	return xm_realloc(p, n * size);
+}
+
+/* xm_strdup - strdup that never returns NULL */
+char *
+xm_strdup(const char *s)
+{
+	return xm_strndup(s, strlen(s));
+}
+
+/* xm_strndup - copy at most n bytes of s, NUL-terminated */
+char *
+xm_strndup(const char *s, size_t n)
+{
+	char *p;
+	size_t len = strnlen(s, n);
+
+	p = xm_malloc(len + 1);
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p;
+}
+
+/* xm_printf - formatted string on the heap */
+char *
+xm_printf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		oom(strlen(fmt));
+	va_end(ap);
+	return s;
+}
+
+/* ---- arenas ---- */
+
+#define ARENA_BLOCK 8192
+
+struct arena_block {
+	struct arena_block *next;
+	size_t used, size;
+	max_align_t data[];
+};
+
+struct xm_arena {
+	struct arena_block *head;
+	size_t total;
+};
+
+/* xm_arena_new - an empty arena */
+struct xm_arena *
+xm_arena_new(void)
+{
+	return xm_calloc(1, sizeof(struct xm_arena));
+}
+
+/* xm_arena_alloc - N zeroed bytes that live until the arena is freed */
+void *
+xm_arena_alloc(struct xm_arena *a, size_t n)
+{
+	struct arena_block *b = a->head;
+	size_t align = sizeof(max_align_t), need;
+	void *p;
+
+	if (n > SIZE_MAX - align)
+		panic("arena allocation too large: %zu", n);
+	need = (n + align - 1) & ~(align - 1);
+	if (b == NULL || b->size - b->used < need) {
+		size_t size = need > ARENA_BLOCK / 2 ? need : ARENA_BLOCK;
+
+		b = xm_malloc(sizeof(*b) + size);
+		b->used = 0;
+		b->size = size;
+		if (need > ARENA_BLOCK / 2 && a->head != NULL) {
+			/* a big block goes second so the current one keeps filling */
+			b->next = a->head->next;
+			a->head->next = b;
+		} else {
+			b->next = a->head;
+			a->head = b;
+		}
+		a->total += size;
+	}
+	p = (char *)b->data + b->used;
+	b->used += need;
+	memset(p, 0, n);
+	return p;
+}
+
+/* xm_arena_array - N zeroed elements of SIZE, overflow-checked */
+void *
+xm_arena_array(struct xm_arena *a, size_t n, size_t size)
+{
+	if (size != 0 && n > SIZE_MAX / size)
+		panic("arena array overflow: %zu * %zu", n, size);
+	return xm_arena_alloc(a, n * size);
+}
+
+/* xm_arena_strdup - copy of S in the arena (NULL stays NULL) */
+char *
+xm_arena_strdup(struct xm_arena *a, const char *s)
+{
+	return s == NULL ? NULL : xm_arena_strndup(a, s, strlen(s));
+}
+
+/* xm_arena_strndup - copy of the first N bytes of S, NUL-terminated */
+char *
+xm_arena_strndup(struct xm_arena *a, const char *s, size_t n)
+{
+	char *p = xm_arena_alloc(a, n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+/* xm_arena_vprintf - formatted string in the arena */
+char *
+xm_arena_vprintf(struct xm_arena *a, const char *fmt, va_list ap)
+{
+	va_list ap2;
+	int n;
+	char *p;
+
+	va_copy(ap2, ap);
+	n = vsnprintf(NULL, 0, fmt, ap2);
+	va_end(ap2);
+	if (n < 0)
+		panic("vsnprintf failed on \"%s\"", fmt);
+	p = xm_arena_alloc(a, (size_t)n + 1);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	return p;
+}
+
+/* xm_arena_printf - formatted string in the arena */
+char *
+xm_arena_printf(struct xm_arena *a, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	p = xm_arena_vprintf(a, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+/* xm_arena_grow - room for N more elements after USED in array P */
+void *
+xm_arena_grow(struct xm_arena *a, void *p, size_t *cap, size_t used,
+    size_t n, size_t size)
+{
+	size_t ncap;
+	void *q;
+
+	if (used + n <= *cap)
+		return p;
+	ncap = *cap ? *cap * 2 : 4;
+	while (ncap < used + n)
+		ncap *= 2;
+	q = xm_arena_array(a, ncap, size);
+	if (used)
+		memcpy(q, p, used * size);
+	*cap = ncap;
+	return q;
+}
+
+/* xm_arena_used - bytes the arena holds (for accounting) */
+size_t
+xm_arena_used(const struct xm_arena *a)
+{
+	return a->total;
+}
+
+/* xm_arena_free - free every block and the arena itself */
+void
+xm_arena_free(struct xm_arena *a)
+{
+	struct arena_block *b, *next;
+
+	if (a == NULL)
+		return;
+	for (b = a->head; b != NULL; b = next) {
+		next = b->next;
+		free(b);
+	}
+	free(a);
+}
+
+/* ---- buffers ---- */
+
+/* buf_reserve - room for N more bytes plus a NUL */
+static void
+buf_reserve(struct xm_buf *b, size_t n)
+{
+	if (n > SIZE_MAX - b->len - 1)
+		panic("buffer overflow: %zu + %zu", b->len, n);
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->data = xm_realloc(b->data, cap);
+		b->cap = cap;
+	}
+}
+
+/* xm_buf_append - append N bytes */
+void
+xm_buf_append(struct xm_buf *b, const void *p, size_t n)
+{
+	buf_reserve(b, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+/* xm_buf_puts - append a string */
+void
+xm_buf_puts(struct xm_buf *b, const char *s)
+{
+	xm_buf_append(b, s, strlen(s));
+}
+
+/* xm_buf_printf - append formatted text */
+void
+xm_buf_printf(struct xm_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		panic("vsnprintf failed on \"%s\"", fmt);
+	buf_reserve(b, (size_t)n);
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* xm_buf_consume - drop the first N bytes */
+void
+xm_buf_consume(struct xm_buf *b, size_t n)
+{
+	if (n >= b->len) {
+		b->len = 0;
+		if (b->data)
+			b->data[0] = '\0';
+		return;
+	}
+	memmove(b->data, b->data + n, b->len - n);
+	b->len -= n;
+	b->data[b->len] = '\0';
+}
+
+/* xm_buf_reset - empty the buffer, keeping its memory */
+void
+xm_buf_reset(struct xm_buf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+/* xm_buf_free - release the buffer's memory */
+void
+xm_buf_free(struct xm_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+/* xm_buf_xml_escape - append S[0..n) escaped for XML text and attributes */
+void
+xm_buf_xml_escape(struct xm_buf *b, const char *s, size_t n)
+{
+	size_t i, start = 0;
+	const char *rep;
+
+	for (i = 0; i < n; i++) {
+		switch (s[i]) {
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '"': rep = "&quot;"; break;
+		case '\'': rep = "&apos;"; break;
+		case '\r': rep = "&#13;"; break;
+		default: continue;
+		}
+		xm_buf_append(b, s + start, i - start);
+		xm_buf_puts(b, rep);
+		start = i + 1;
+	}
+	xm_buf_append(b, s + start, n - start);
+}
+
+/* ---- numbers and time ---- */
+
+/* xm_parse_ll - whole string as a decimal integer within [min, max] */
+int
+xm_parse_ll(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* xm_parse_double - whole string as a finite number */
+int
+xm_parse_double(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (s == NULL || *s == '\0' || *s == ' ')
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !isfinite(v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* digits - N decimal digits at *p, advancing it; -1 if not digits */
+static int
+digits(const char **p, int n)
+{
+	int v = 0;
+
+	while (n-- > 0) {
+		if (**p < '0' || **p > '9')
+			return -1;
+		v = v * 10 + (**p - '0');
+		(*p)++;
+	}
+	return v;
+}
+
+/* xm_parse_time - RFC 3339 date-time (Z or +hh:mm offset) to unix seconds */
+int
+xm_parse_time(const char *s, double *out)
+{
+	const char *p = s;
+	struct tm tm = { 0 };
+	int y, mo, d, h, mi, sec, oh, om, sign;
+	double frac = 0, scale = 0.1;
+	time_t t;
+
+	if (s == NULL)
+		return -1;
+	if ((y = digits(&p, 4)) < 0 || *p++ != '-' ||
+	    (mo = digits(&p, 2)) < 1 || mo > 12 || *p++ != '-' ||
+	    (d = digits(&p, 2)) < 1 || d > 31 || (*p != 'T' && *p != 't' && *p != ' '))
+		return -1;
+	p++;
+	if ((h = digits(&p, 2)) < 0 || h > 23 || *p++ != ':' ||
+	    (mi = digits(&p, 2)) < 0 || mi > 59 || *p++ != ':' ||
+	    (sec = digits(&p, 2)) < 0 || sec > 60)
+		return -1;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		while (*p >= '0' && *p <= '9') {
+			frac += (*p++ - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+		oh = om = 0;
+		sign = 1;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p++ == '-' ? -1 : 1;
+		if ((oh = digits(&p, 2)) < 0 || oh > 23 || *p++ != ':' ||
+		    (om = digits(&p, 2)) < 0 || om > 59)
+			return -1;
+	} else
+		return -1;
+	if (*p != '\0')
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return -1;
+	*out = (double)t + frac - sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
+/* xm_now - wall-clock time in unix seconds */
+double
+xm_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* xm_monotonic - monotonic seconds, for durations */
+double
+xm_monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- UTF-8 ---- */
+
+/* xm_utf8_next - decode one code point, rejecting overlongs and surrogates */
+long
+xm_utf8_next(const char **pp, const char *end)
+{
+	const unsigned char *p = (const unsigned char *)*pp;
+	long c;
+	int n, i;
+
+	if ((const char *)p >= end)
+		return -1;
+	if (p[0] < 0x80) {
+		*pp += 1;
+		return p[0];
+	}
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 1;
+		c = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 2;
+		c = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 3;
+		c = p[0] & 0x07;
+	} else
+		return -1;
+	if (end - (const char *)p <= n)
+		return -1;
+	for (i = 1; i <= n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return -1;
+		c = (c << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 2 && c < 0x800) || (n == 3 && (c < 0x10000 || c > 0x10ffff)) ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return -1;
+	*pp += n + 1;
+	return c;
+}
+
+/* xm_utf8_valid - true when the whole range is well-formed UTF-8 */
+bool
+xm_utf8_valid(const char *s, size_t n)
+{
+	const char *p = s, *end = s + n;
+
+	while (p < end) {
+		if ((unsigned char)*p < 0x80) {
+			p++;
+			continue;
+		}
+		if (xm_utf8_next(&p, end) < 0)
+			return false;
+	}
+	return true;
+}
+
+/* ---- logging ---- */
+
+static const char *level_names[] = { "error", "warning", "info", "debug" };
+
+/* xm_log_open - send log lines to PATH (appending), or stderr when NULL */
+void
+xm_log_open(const char *prog, const char *path)
+{
+	xm_log_prog = prog;
+	if (log_fp != NULL && log_fp != stderr)
+		fclose(log_fp);
+	log_fp = NULL;
+	if (path != NULL && *path != '\0') {
+		log_fp = fopen(path, "a");
+		if (log_fp == NULL)
+			fatalx("cannot open log file %s: %s", path, strerror(errno));
+		setvbuf(log_fp, NULL, _IOLBF, 0);
+	}
+}
+
+/* xm_log_level_parse - level name to value */
+int
+xm_log_level_parse(const char *s, enum xm_log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < XM_ARRAY_LEN(level_names); i++)
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum xm_log_level)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* xm_vlog - write one log line with time, program and level */
+void
+xm_vlog(enum xm_log_level l, const char *fmt, va_list ap)
+{
+	FILE *fp = log_fp ? log_fp : stderr;
+	char ts[32];
+	struct timespec now;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	flockfile(fp);
+	fprintf(fp, "%s.%03ldZ %s[%d] %s: ", ts, now.tv_nsec / 1000000,
+	    xm_log_prog, (int)getpid(), level_names[l]);
+	vfprintf(fp, fmt, ap);
+	fputc('\n', fp);
+	funlockfile(fp);
+}
+
+/* xm_log - one log line at level L */
+void
+xm_log(enum xm_log_level l, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(l))
+		return;
+	va_start(ap, fmt);
+	xm_vlog(l, fmt, ap);
+	va_end(ap);
+}
+
+/* log_err - an error line, whatever the level */
+void
+log_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	xm_vlog(XM_LOG_ERR, fmt, ap);
+	va_end(ap);
+}
+
+/* fatalx - log and exit: start-up, configuration and environment errors */
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	xm_vlog(XM_LOG_ERR, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+/* panic - log and abort: an invariant is broken */
+void
+panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	xm_vlog(XM_LOG_ERR, fmt, ap);
+	va_end(ap);
+	abort();
+}
+
+/* log_escape - quote S for a log line: escapes, no newlines, at most MAX */
+const char *
+log_escape(struct xm_arena *a, const char *s, size_t max)
+{
+	struct xm_buf b = { 0 };
+	const unsigned char *p;
+	const char *r;
+	size_t n = 0;
+
+	if (s == NULL)
+		return "-";
+	xm_buf_puts(&b, "\"");
+	for (p = (const unsigned char *)s; *p != '\0'; p++, n++) {
+		if (n >= max) {
+			xm_buf_puts(&b, "...");
+			break;
+		}
+		if (*p == '"' || *p == '\\')
+			xm_buf_printf(&b, "\\%c", *p);
+		else if (*p < 0x20 || *p == 0x7f)
+			xm_buf_printf(&b, "\\x%02x", *p);
+		else
+			xm_buf_append(&b, p, 1);
+	}
+	xm_buf_puts(&b, "\"");
+	r = xm_arena_strndup(a, b.data, b.len);
+	xm_buf_free(&b);
+	return r;
+}

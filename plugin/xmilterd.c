@@ -1,0 +1,725 @@
+/*
+ * xmilterd.c - the filter daemon: sockets, sessions, the chain, reload
+ *
+ * One libuv loop thread owns the listening sockets, every connection and
+ * its protocol session (session.c), and the current chain. A FILTER
+ * request becomes a task: its event is parsed and the fast filters run on
+ * the loop; slow filters (and the quarantine spool write) run on libuv's
+ * worker pool and come back as an after-work callback. Each task owns an
+ * arena and a reference to the chain it started on, so SIGHUP can swap in
+ * a new chain while old tasks finish on the old one. A connection that
+ * breaks the protocol gets BYE and is closed; nothing it sends can stop
+ * the daemon.
+ *
+ * Usage: xmilterd [-c CONF] [-t]   (-t: check the configuration and exit)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "autoconf.h"
+#include "chain.h"
+#include "config.h"
+#include "event.h"
+#include "proto.h"
+#include "session.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONF SYSCONFDIR "/xmilter/xmilter.yml"
+#define READ_CHUNK 65536
+#define MAX_PENDING_WRITE (4u * 1024 * 1024)
+
+struct conn;
+
+struct task {
+	struct task *next, *prev;     /* the connection's async tasks */
+	struct conn *conn;            /* NULL once the connection is gone */
+	uint64_t id;
+	struct xm_arena *arena;
+	struct xm_chain *chain;
+	struct xm_event *ev;
+	struct xm_task t;
+	struct xm_verdict v;
+	bool slow_done;
+	bool quarantine_failed;
+	double start;
+	uv_work_t work;
+};
+
+struct conn {
+	struct conn *next, *prev;
+	union {
+		uv_stream_t stream;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} h;
+	struct session *s;
+	struct task *tasks;           /* waiting on the worker pool */
+	size_t wpending;              /* bytes handed to uv_write */
+	bool reading, closing;
+	char *rbuf;
+	unsigned long long n;         /* connection number, for logs */
+};
+
+struct write_req {
+	uv_write_t req;
+	struct conn *c;
+	size_t len;
+	char data[];
+};
+
+static uv_loop_t *loop;
+static struct xm_chain *chain;          /* the current one */
+static const char *conf_path;
+static uv_pipe_t unix_listener;
+static uv_tcp_t tcp_listener;
+static bool have_unix, have_tcp, stopping;
+static uv_signal_t sig_hup, sig_term, sig_int;
+static struct conn *conns;
+static unsigned long long nconns, quarantine_seq;
+
+static void conn_flush(struct conn *c);
+static void task_answer(struct task *k);
+
+/* ---- tasks ---- */
+
+/* task_unlink - take K off its connection's list */
+static void
+task_unlink(struct task *k)
+{
+	if (k->conn == NULL)
+		return;
+	if (k->prev)
+		k->prev->next = k->next;
+	else
+		k->conn->tasks = k->next;
+	if (k->next)
+		k->next->prev = k->prev;
+	k->next = k->prev = NULL;
+}
+
+/* task_free - release the arena and the chain reference */
+static void
+task_free(struct task *k)
+{
+	xm_arena_free(k->arena);
+	xm_chain_unref(k->chain);
+	free(k);
+}
+
+/* quarantine_write - store the event and verdict in the spool (worker) */
+static int
+quarantine_write(struct task *k)
+{
+	const struct xm_config *cf = xm_chain_config(k->chain);
+	const char *dir = cf->daemon.quarantine_dir;
+	char *tmp, *final, *text;
+	size_t len, off = 0;
+	int fd;
+
+	text = xm_arena_printf(k->arena, "# xmilter quarantine\n# %s\n%s",
+	    xm_verdict_logline(k->arena, k->ev, &k->v, (unsigned long long)k->id,
+	    0), xm_event_format(k->arena, k->ev, NULL));
+	len = strlen(text);
+	final = xm_arena_printf(k->arena, "%s/%.0f-%d-%llu.event", dir,
+	    k->t.now * 1000, (int)getpid(),
+	    __atomic_add_fetch(&quarantine_seq, 1, __ATOMIC_RELAXED));
+	tmp = xm_arena_printf(k->arena, "%s.tmp", final);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
+		log_warn("quarantine: cannot create %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	while (off < len) {
+		ssize_t n = write(fd, text + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_warn("quarantine: write %s: %s", tmp, strerror(errno));
+			close(fd);
+			unlink(tmp);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, final) < 0) {
+		log_warn("quarantine: %s: %s", final, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	log_info("quarantined id=%llu as %s", (unsigned long long)k->id, final);
+	return 0;
+}
+
+/* work_cb - on a worker: slow filters, then the verdict, then the spool */
+static void
+work_cb(uv_work_t *w)
+{
+	struct task *k = w->data;
+
+	if (!k->slow_done) {
+		xm_chain_run_stage(k->chain, &k->t, true);
+		xm_chain_finish(k->chain, &k->t, &k->v);
+		k->slow_done = true;
+	}
+	if (k->v.action == XM_QUARANTINE && quarantine_write(k) < 0)
+		k->quarantine_failed = true;
+}
+
+/* after_work_cb - back on the loop: answer, unless nobody waits */
+static void
+after_work_cb(uv_work_t *w, int status)
+{
+	struct task *k = w->data;
+
+	if (k->conn == NULL || status == UV_ECANCELED) {
+		task_unlink(k);
+		task_free(k);
+		return;
+	}
+	task_unlink(k);
+	task_answer(k);
+}
+
+/* task_answer - send the verdict, log it, free the task */
+static void
+task_answer(struct task *k)
+{
+	const struct xm_config *cf = xm_chain_config(k->chain);
+	struct xm_buf body = { 0 };
+	double ms = (xm_monotonic() - k->start) * 1000;
+
+	if (k->quarantine_failed) {
+		/* never drop what could not be kept: refuse it instead */
+		k->v.action = XM_REJECT;
+		k->v.condition = "internal-server-error";
+		k->v.text = "The server's content filter could not hold this "
+		    "message; please try again later.";
+		k->v.reason = "XM_QUARANTINE_FAILED";
+	}
+	proto_format_verdict(&body, k->arena, &k->v);
+	if (body.len > 0 && k->conn != NULL &&
+	    session_verdict(k->conn->s, k->id, body.data, body.len))
+		conn_flush(k->conn);
+	if (cf->daemon.log_verdicts && log_enabled(XM_LOG_INFO))
+		log_info("%s", xm_verdict_logline(k->arena, k->ev, &k->v,
+		    (unsigned long long)k->id, ms));
+	xm_buf_free(&body);
+	task_free(k);
+}
+
+/* event_limits - parser limits from the config */
+static void
+event_limits(const struct xm_config *c, struct xm_event_limits *l)
+{
+	l->max_stanza = (size_t)c->limits.max_stanza;
+	l->max_depth = (unsigned)c->limits.max_depth;
+	l->max_attrs = (unsigned)c->limits.max_attrs;
+	l->max_elements = (unsigned)c->limits.max_elements;
+	l->max_fields = (unsigned)c->limits.max_fields;
+	l->max_field_len = (size_t)c->limits.max_field_len;
+}
+
+/* on_filter - a FILTER request: parse, fast stage, maybe the pool */
+static void
+on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
+    size_t len)
+{
+	struct conn *c = ctx;
+	struct task *k = xm_calloc(1, sizeof(*k));
+	struct xm_event_limits lim;
+	size_t used;
+	char err[512];
+	int rc;
+
+	k->id = id;
+	k->conn = c;
+	k->start = xm_monotonic();
+	k->arena = xm_arena_new();
+	k->chain = chain;
+	xm_chain_ref(chain);
+	event_limits(xm_chain_config(chain), &lim);
+	rc = xm_event_parse(k->arena, event, len, &lim, &k->ev, &used, err,
+	    sizeof(err));
+	if (rc == 0 && used != len) {
+		rc = -1;
+		snprintf(err, sizeof(err), "trailing data after the stanza");
+	} else if (rc == 1) {
+		rc = -1;
+		snprintf(err, sizeof(err), "empty event");
+	}
+	if (rc < 0) {
+		log_warn("conn %llu: request %llu: malformed event: %s", c->n,
+		    (unsigned long long)id, err);
+		k->ev = NULL;
+		xm_verdict_malformed(chain, k->arena, err, &k->v);
+		task_answer(k);
+		return;
+	}
+	xm_task_init(&k->t, chain, k->arena, k->ev,
+	    k->ev->time >= 0 ? k->ev->time : xm_now());
+	if (xm_chain_run_stage(chain, &k->t, false) || !xm_chain_has_slow(chain)) {
+		xm_chain_finish(chain, &k->t, &k->v);
+		k->slow_done = true;
+		if (k->v.action != XM_QUARANTINE) {
+			task_answer(k);
+			return;
+		}
+	}
+	k->next = c->tasks;
+	if (c->tasks)
+		c->tasks->prev = k;
+	c->tasks = k;
+	k->work.data = k;
+	uv_queue_work(loop, &k->work, work_cb, after_work_cb);
+}
+
+/* on_cancel - the glue stopped waiting: its verdict will be dropped */
+static void
+on_cancel(void *ctx, struct session *s, uint64_t id)
+{
+	struct conn *c = ctx;
+	struct task *k;
+
+	for (k = c->tasks; k != NULL; k = k->next)
+		if (k->id == id) {
+			log_debug("conn %llu: request %llu cancelled", c->n,
+			    (unsigned long long)id);
+			uv_cancel((uv_req_t *)&k->work);  /* may be too late: fine */
+			return;
+		}
+}
+
+/* on_hello - the daemon's side of HELLO */
+static void
+on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
+{
+	struct conn *c = ctx;
+	const struct xm_config *cf = xm_chain_config(chain);
+	size_t i;
+
+	for (i = 0; i < cf->daemon.kinds.n; i++)
+		xm_buf_printf(reply, "kind=%s\n", cf->daemon.kinds.v[i]);
+	xm_buf_printf(reply, "daemon=xmilterd/%s\n", PACKAGE_VERSION);
+	for (i = 0; i < cf->global.nfilters; i++)
+		if (cf->global.filters[i].enabled)
+			xm_buf_printf(reply, "filter=%s%s\n",
+			    cf->global.filters[i].ops->name,
+			    cf->global.filters[i].shadow ? " shadow" : "");
+	xm_buf_puts(reply, "status=ok\n");
+	if (!health)
+		log_info("conn %llu: HELLO from %s", c->n,
+		    *session_server(s) ? session_server(s) : "(unnamed)");
+}
+
+static const struct session_ops daemon_session_ops = {
+	on_filter, on_cancel, on_hello,
+};
+
+/* ---- connections ---- */
+
+/* conn_closed - the handle is closed: orphan tasks, free */
+static void
+conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct task *k, *next;
+
+	for (k = c->tasks; k != NULL; k = next) {
+		next = k->next;
+		k->conn = NULL;
+		k->next = k->prev = NULL;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	session_free(c->s);
+	free(c->rbuf);
+	free(c);
+}
+
+/* conn_close - close once */
+static void
+conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	log_debug("conn %llu: closed", c->n);
+	uv_close((uv_handle_t *)&c->h.stream, conn_closed);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+/* alloc_cb - the connection's read buffer */
+static void
+alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+
+	buf->base = c->rbuf;
+	buf->len = READ_CHUNK;
+}
+
+/* write_cb - a write finished: maybe resume reading, maybe close */
+static void
+write_cb(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	struct conn *c = w->c;
+
+	c->wpending -= w->len;
+	free(w);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		log_info("conn %llu: write failed: %s", c->n, uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	if (session_closing(c->s) && c->wpending == 0) {
+		conn_close(c);
+		return;
+	}
+	if (!c->reading && c->wpending < MAX_PENDING_WRITE / 2) {
+		c->reading = true;
+		uv_read_start(&c->h.stream, alloc_cb, on_read);
+	}
+}
+
+/* conn_flush - hand the session's output to libuv */
+static void
+conn_flush(struct conn *c)
+{
+	struct xm_buf *out = session_output(c->s);
+	struct write_req *w;
+	uv_buf_t b;
+	int rc;
+
+	if (c->closing)
+		return;
+	if (out->len == 0) {
+		if (session_closing(c->s) && c->wpending == 0)
+			conn_close(c);
+		return;
+	}
+	w = xm_malloc(sizeof(*w) + out->len);
+	w->c = c;
+	w->len = out->len;
+	memcpy(w->data, out->data, out->len);
+	xm_buf_reset(out);
+	b = uv_buf_init(w->data, (unsigned)w->len);
+	c->wpending += w->len;
+	if ((rc = uv_write(&w->req, &c->h.stream, &b, 1, write_cb)) < 0) {
+		c->wpending -= w->len;
+		free(w);
+		log_info("conn %llu: write: %s", c->n, uv_strerror(rc));
+		conn_close(c);
+		return;
+	}
+	if (c->reading && c->wpending >= MAX_PENDING_WRITE) {
+		c->reading = false;  /* the peer does not read: stop reading too */
+		uv_read_stop(&c->h.stream);
+	}
+}
+
+/* on_read - bytes in: through the session, output out */
+static void
+on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+	struct conn *c = st->data;
+
+	if (n < 0) {
+		if (n != UV_EOF)
+			log_info("conn %llu: read: %s", c->n, uv_strerror((int)n));
+		conn_close(c);
+		return;
+	}
+	if (n == 0)
+		return;
+	if (session_feed(c->s, buf->base, (size_t)n) < 0) {
+		c->reading = false;
+		uv_read_stop(st);
+		if (memmem(session_output(c->s)->data ? session_output(c->s)->data :
+		    "", session_output(c->s)->len, "BYE 0", 5) != NULL)
+			log_info("conn %llu: protocol error, closing", c->n);
+	}
+	conn_flush(c);
+}
+
+/* on_connection - accept a client */
+static void
+on_connection(uv_stream_t *server, int status)
+{
+	const struct xm_config *cf = xm_chain_config(chain);
+	struct session_limits lim;
+	struct conn *c;
+	int rc;
+
+	if (status < 0) {
+		log_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	c = xm_calloc(1, sizeof(*c));
+	if (server == (uv_stream_t *)&unix_listener)
+		uv_pipe_init(loop, &c->h.pipe, 0);
+	else
+		uv_tcp_init(loop, &c->h.tcp);
+	c->h.stream.data = c;
+	if ((rc = uv_accept(server, &c->h.stream)) < 0) {
+		log_warn("accept: %s", uv_strerror(rc));
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->h.stream, (uv_close_cb)free);
+		return;
+	}
+	lim.max_frame = (size_t)cf->daemon.max_frame;
+	lim.max_inflight = (unsigned)cf->daemon.max_inflight;
+	lim.max_buffered = MAX_PENDING_WRITE;
+	c->s = session_new(&daemon_session_ops, c, &lim);
+	c->rbuf = xm_malloc(READ_CHUNK);
+	c->n = ++nconns;
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	if (stopping) {
+		session_bye(c->s, PROTO_BYE_SHUTDOWN, "shutting down");
+		conn_flush(c);
+		return;
+	}
+	c->reading = true;
+	uv_read_start(&c->h.stream, alloc_cb, on_read);
+	log_debug("conn %llu: accepted", c->n);
+}
+
+/* ---- listening ---- */
+
+/* listen_unix - bind the Unix socket, replacing a stale one */
+static void
+listen_unix(const struct xm_config *cf)
+{
+	const char *path = cf->daemon.socket;
+	struct stat sb;
+	int rc, fd;
+
+	if (path == NULL || *path == '\0')
+		return;
+	if (lstat(path, &sb) == 0) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+
+		if (!S_ISSOCK(sb.st_mode))
+			fatalx("%s exists and is not a socket", path);
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			fatalx("%s: another xmilterd is listening there", path);
+		if (fd >= 0)
+			close(fd);
+		unlink(path);
+	}
+	uv_pipe_init(loop, &unix_listener, 0);
+	if ((rc = uv_pipe_bind(&unix_listener, path)) < 0)
+		fatalx("cannot bind %s: %s", path, uv_strerror(rc));
+	if (chmod(path, (mode_t)cf->daemon.socket_mode) < 0)
+		fatalx("chmod %s: %s", path, strerror(errno));
+	if (cf->daemon.socket_group && *cf->daemon.socket_group) {
+		struct group *g = getgrnam(cf->daemon.socket_group);
+
+		if (g == NULL)
+			fatalx("socket_group %s: no such group",
+			    cf->daemon.socket_group);
+		if (chown(path, (uid_t)-1, g->gr_gid) < 0)
+			fatalx("chown %s: %s", path, strerror(errno));
+	}
+	if ((rc = uv_listen((uv_stream_t *)&unix_listener, 128, on_connection)) < 0)
+		fatalx("listen %s: %s", path, uv_strerror(rc));
+	have_unix = true;
+	log_info("listening on %s", path);
+}
+
+/* listen_tcp - the optional loopback TCP listener */
+static void
+listen_tcp(const struct xm_config *cf)
+{
+	const char *spec = cf->daemon.listen_tcp;
+	struct sockaddr_in sin;
+	long long port;
+	char host[64];
+	const char *colon;
+	int rc;
+
+	if (spec == NULL || *spec == '\0')
+		return;
+	colon = strrchr(spec, ':');
+	if (colon == NULL || (size_t)(colon - spec) >= sizeof(host) ||
+	    xm_parse_ll(colon + 1, 1, 65535, &port) < 0)
+		fatalx("listen_tcp: want HOST:PORT, got %s", spec);
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	if (uv_ip4_addr(host, (int)port, &sin) < 0 ||
+	    (ntohl(sin.sin_addr.s_addr) >> 24) != 127)
+		fatalx("listen_tcp: %s is not a loopback IPv4 address", host);
+	uv_tcp_init(loop, &tcp_listener);
+	if ((rc = uv_tcp_bind(&tcp_listener, (struct sockaddr *)&sin, 0)) < 0 ||
+	    (rc = uv_listen((uv_stream_t *)&tcp_listener, 128, on_connection)) < 0)
+		fatalx("listen_tcp %s: %s", spec, uv_strerror(rc));
+	have_tcp = true;
+	log_info("listening on tcp %s", spec);
+}
+
+/* ---- signals ---- */
+
+/* load - config and chain from PATH, or NULL with ERR */
+static struct xm_chain *
+load(const char *path, char *err, size_t errlen)
+{
+	struct xm_config *cf = xm_config_load(path, err, errlen);
+
+	if (cf == NULL)
+		return NULL;
+	return xm_chain_new(cf, err, errlen);
+}
+
+/* on_hup - reload: build a whole new chain, swap only if it is good */
+static void
+on_hup(uv_signal_t *h, int sig)
+{
+	struct xm_chain *nc;
+	char err[1024];
+
+	log_info("SIGHUP: reloading %s", conf_path ? conf_path : "defaults");
+	if ((nc = load(conf_path, err, sizeof(err))) == NULL) {
+		log_err("reload failed, keeping the running configuration: %s",
+		    err);
+		return;
+	}
+	if (xm_config_reload_ok(xm_chain_config(chain), xm_chain_config(nc), err,
+	    sizeof(err)) < 0)
+		log_warn("reload: %s (the rest of the new configuration is in "
+		    "effect)", err);
+	xm_chain_unref(chain);
+	chain = nc;
+	xm_log_level = (enum xm_log_level)xm_chain_config(chain)->daemon.log_level;
+	log_info("reloaded");
+}
+
+/* on_term - stop: no new connections, BYE 503 to everyone, let writes end */
+static void
+on_term(uv_signal_t *h, int sig)
+{
+	struct conn *c;
+
+	if (stopping)
+		return;
+	stopping = true;
+	log_info("signal %d: shutting down", sig);
+	if (have_unix) {
+		unlink(xm_chain_config(chain)->daemon.socket);
+		uv_close((uv_handle_t *)&unix_listener, NULL);
+	}
+	if (have_tcp)
+		uv_close((uv_handle_t *)&tcp_listener, NULL);
+	for (c = conns; c != NULL; c = c->next) {
+		session_bye(c->s, PROTO_BYE_SHUTDOWN, "shutting down");
+		conn_flush(c);
+	}
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+/* write_pidfile - our pid for init scripts */
+static void
+write_pidfile(const char *path)
+{
+	FILE *fp;
+
+	if (path == NULL || *path == '\0')
+		return;
+	if ((fp = fopen(path, "w")) == NULL)
+		fatalx("pidfile %s: %s", path, strerror(errno));
+	fprintf(fp, "%d\n", (int)getpid());
+	fclose(fp);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct xm_config *cf;
+	char err[1024], workers[16];
+	bool test_only = false;
+	int c;
+
+	xm_log_prog = "xmilterd";
+	conf_path = access(DEFAULT_CONF, R_OK) == 0 ? DEFAULT_CONF : NULL;
+	while ((c = getopt(argc, argv, "c:th")) != -1) {
+		switch (c) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 't':
+			test_only = true;
+			break;
+		default:
+			fprintf(stderr, "usage: xmilterd [-c CONF] [-t]\n");
+			return 1;
+		}
+	}
+	if ((chain = load(conf_path, err, sizeof(err))) == NULL)
+		fatalx("%s", err);
+	if (test_only) {
+		printf("%s: ok\n", conf_path ? conf_path : "built-in defaults");
+		xm_chain_unref(chain);
+		return 0;
+	}
+	cf = xm_chain_config(chain);
+	xm_log_open("xmilterd", cf->daemon.log_file);
+	xm_log_level = (enum xm_log_level)cf->daemon.log_level;
+	snprintf(workers, sizeof(workers), "%lld", cf->daemon.workers);
+	setenv("UV_THREADPOOL_SIZE", workers, 1);
+	signal(SIGPIPE, SIG_IGN);
+	if (cf->daemon.quarantine_dir && *cf->daemon.quarantine_dir &&
+	    mkdir(cf->daemon.quarantine_dir, 0750) < 0 && errno != EEXIST)
+		log_warn("quarantine_dir %s: %s", cf->daemon.quarantine_dir,
+		    strerror(errno));
+
+	loop = uv_default_loop();
+	listen_unix(cf);
+	listen_tcp(cf);
+	if (!have_unix && !have_tcp)
+		fatalx("nothing to listen on: set daemon.socket or "
+		    "daemon.listen_tcp");
+	write_pidfile(cf->daemon.pidfile);
+	uv_signal_init(loop, &sig_hup);
+	uv_signal_start(&sig_hup, on_hup, SIGHUP);
+	uv_signal_init(loop, &sig_term);
+	uv_signal_start(&sig_term, on_term, SIGTERM);
+	uv_signal_init(loop, &sig_int);
+	uv_signal_start(&sig_int, on_term, SIGINT);
+	log_info("xmilterd %s started (config %s)", PACKAGE_VERSION,
+	    conf_path ? conf_path : "built-in defaults");
+	uv_run(loop, UV_RUN_DEFAULT);
+	cf = xm_chain_config(chain);  /* a reload may have replaced it */
+	if (cf->daemon.pidfile && *cf->daemon.pidfile)
+		unlink(cf->daemon.pidfile);
+	xm_chain_unref(chain);
+	uv_loop_close(loop);
+	log_info("stopped");
+	return 0;
+}
