@@ -140,20 +140,20 @@ struct guard_conf {
 	{ name, XM_ST_INT, GUARD_OFF(field), def, -1, 1e9, NULL, true, \
 	    doc " (-1: no limit)" }
 #define GUARD_BYTES(name, field, def, doc) \
-	{ name, XM_ST_SIZE, GUARD_OFF(field), def, -1, 1e9, NULL, true, \
+	{ name, XM_ST_INT, GUARD_OFF(field), def, -1, 1e9, NULL, true, \
 	    doc " (-1: no limit)" }
 #define GUARD_SCORE(tag, name, def, doc) \
 	{ "score_" name, XM_ST_DOUBLE, GUARD_OFF(score[GS_##tag]), def, 0, 1000, \
 	    NULL, true, "Score of GUARD_" #tag ": " doc "." },
 
 static const struct xm_setting guard_settings[] = {
-	GUARD_BYTES("max_stanza_bytes", max_stanza_bytes, "64k",
+	GUARD_BYTES("max_stanza_bytes", max_stanza_bytes, "65536",
 	    "Largest stanza, in bytes, before GUARD_STANZA_SIZE"),
 	GUARD_LIM("max_body_chars", max_body_chars, "10000",
 	    "Longest body, in characters, before GUARD_BODY_LONG"),
 	GUARD_LIM("max_subject_chars", max_subject_chars, "500",
 	    "Longest subject, in characters, before GUARD_SUBJECT_LONG"),
-	GUARD_BYTES("max_text_bytes", max_text_bytes, "64k",
+	GUARD_BYTES("max_text_bytes", max_text_bytes, "65536",
 	    "Most character data in one stanza, in bytes, before GUARD_TEXT_SIZE"),
 	GUARD_LIM("max_elements", max_elements, "500",
 	    "Most elements in one stanza before GUARD_ELEMENTS"),
@@ -575,11 +575,11 @@ guard_scan_text(const struct guard_conf *c, const char *s, size_t n,
 		start = p;
 		if ((unsigned char)*p < 0x80) {
 			cp = (unsigned char)*p++;
-			if (cp >= 0x20 && cp != 0x7f)
+			if (cp > 0x20 && cp != 0x7f)
 				cl = GC_OTHER;
 			else if (cp == '\n')
 				cl = GC_LINE;
-			else if (cp == '\t' || cp == '\r')
+			else if (cp == ' ' || cp == '\t' || cp == '\r')
 				cl = GC_SPACE;
 			else
 				cl = GC_CONTROL;

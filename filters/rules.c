@@ -732,8 +732,8 @@ compile_meta(struct loader *L, const char *file, unsigned line,
 	r->nprog = m.nprog;
 	if (m.failed)
 		return -1;
-	for (i = 0; i < m.nprog; i++)
-		if (m.prog[i].op == MO_RULE && strcmp(m.prog[i].name, r->name) == 0)
+	for (i = 0; i < r->nprog; i++)
+		if (r->prog[i].op == MO_RULE && strcmp(r->prog[i].name, r->name) == 0)
 			return lerr(L, file, line, "meta %s: refers to itself",
 			    r->name);
 	return 0;

@@ -40,6 +40,8 @@ static const struct xm_setting daemon_settings[] = {
 	  "Unix socket the glue connects to. Empty: no Unix socket." },
 	{ "socket_mode", XM_ST_MODE, D(socket_mode), "0660", 0, 07777, NULL, false,
 	  "Permissions of the Unix socket (octal)." },
+	{ "socket_owner", XM_ST_STRING, D(socket_owner), "", 0, 0, NULL, false,
+	  "User that owns the socket; empty: the daemon's user." },
 	{ "socket_group", XM_ST_STRING, D(socket_group), "", 0, 0, NULL, false,
 	  "Group that owns the socket (e.g. prosody); empty: unchanged." },
 	{ "listen_tcp", XM_ST_STRING, D(listen_tcp), "", 0, 0, NULL, false,
@@ -83,7 +85,7 @@ static const struct xm_setting actions_settings[] = {
 	{ "discard", XM_ST_DOUBLE, A(discard), "none", -1, 1e9, NULL, true,
 	  "Score from which a stanza is dropped silently (an iq request still "
 	  "gets an error). none: never." },
-	{ "reject_condition", XM_ST_ENUM, A(reject_condition), "policy-violation",
+	{ "reject_condition", XM_ST_STRING, A(reject_condition), "policy-violation",
 	  0, 0, "policy-violation|not-acceptable|forbidden|not-allowed|"
 	  "service-unavailable|bad-request", true,
 	  "XMPP error condition of a rejection." },
@@ -874,6 +876,36 @@ xm_config_free(struct xm_config *c)
 	free(c->scopes);
 	free(c->path);
 	free(c);
+}
+
+/* xm_config_override - one SECTION.NAME=VALUE from the command line */
+int
+xm_config_override(struct xm_config *c, const char *assignment, char *err,
+    size_t errlen)
+{
+	const char *eq = strchr(assignment, '='), *dot = strchr(assignment, '.');
+	char *name;
+	int rc;
+
+	if (eq == NULL || dot == NULL || dot > eq) {
+		snprintf(err, errlen, "-o %s: want daemon.NAME=VALUE or "
+		    "limits.NAME=VALUE", assignment);
+		return -1;
+	}
+	name = xm_strndup(dot + 1, (size_t)(eq - dot - 1));
+	if (strncmp(assignment, "daemon.", 7) == 0)
+		rc = xm_settings_set(daemon_settings, &c->daemon, name, eq + 1,
+		    NULL, err, errlen);
+	else if (strncmp(assignment, "limits.", 7) == 0)
+		rc = xm_settings_set(limits_settings, &c->limits, name, eq + 1,
+		    NULL, err, errlen);
+	else {
+		snprintf(err, errlen, "-o %s: only daemon.* and limits.* can be "
+		    "set on the command line", assignment);
+		rc = -1;
+	}
+	free(name);
+	return rc;
 }
 
 /* domain_match - D equals PATTERN, or PATTERN is *.suffix of D */

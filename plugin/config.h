@@ -74,6 +74,7 @@ void xm_settings_free(const struct xm_setting *tab, void *conf);
 struct xm_daemon_conf {
 	char *socket;
 	int socket_mode;
+	char *socket_owner;
 	char *socket_group;
 	char *listen_tcp;
 	long long max_frame;
@@ -135,6 +136,10 @@ struct xm_config {
  * return NULL with "file:line: message" in ERR */
 struct xm_config *xm_config_load(const char *path, char *err, size_t errlen);
 void xm_config_free(struct xm_config *c);
+/* xm_config_override - set "daemon.NAME=VALUE" or "limits.NAME=VALUE" on
+ * a loaded config (command-line -o); 0 or -1 with ERR */
+int xm_config_override(struct xm_config *c, const char *assignment,
+    char *err, size_t errlen);
 /* xm_config_scope - the scope that applies to EV (global if none) */
 const struct xm_scope *xm_config_scope(const struct xm_config *c,
     struct xm_arena *a, const struct xm_event *ev);

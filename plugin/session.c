@@ -27,6 +27,7 @@ struct session {
 	uint64_t *set;        /* ids in flight; 0 = empty, UINT64_MAX = gone */
 	size_t setcap;
 	unsigned inflight;
+	int bye_code;
 	char server[128];
 };
 
@@ -124,6 +125,7 @@ session_bye(struct session *s, int code, const char *reason)
 	xm_buf_printf(&b, "code=%d\nreason=%s\n", code, reason);
 	proto_write_frame(&s->out, PROTO_BYE, 0, b.data, b.len);
 	xm_buf_free(&b);
+	s->bye_code = code;
 	s->state = S_CLOSING;
 }
 
@@ -290,6 +292,13 @@ session_verdict(struct session *s, uint64_t id, const char *body, size_t len)
 		return false;
 	proto_write_frame(&s->out, PROTO_VERDICT, id, body, len);
 	return true;
+}
+
+/* session_bye_code - the code we sent in BYE, 0 if none */
+int
+session_bye_code(const struct session *s)
+{
+	return s->bye_code;
 }
 
 /* session_inflight - number of requests waiting */

@@ -53,6 +53,8 @@ bool session_verdict(struct session *s, uint64_t id, const char *body,
     size_t len);
 /* session_bye - queue BYE with CODE and REASON and mark closing */
 void session_bye(struct session *s, int code, const char *reason);
+/* session_bye_code - code of the BYE this side sent, 0 if none */
+int session_bye_code(const struct session *s);
 /* session_inflight - requests waiting for a verdict */
 unsigned session_inflight(const struct session *s);
 /* session_server - the client's HELLO server= text, or "" */

@@ -11,12 +11,15 @@
  * breaks the protocol gets BYE and is closed; nothing it sends can stop
  * the daemon.
  *
- * Usage: xmilterd [-c CONF] [-t]   (-t: check the configuration and exit)
+ * Usage: xmilterd [-c CONF] [-o daemon.NAME=VALUE]... [-t]
+ * (-o overrides a daemon or limits setting; -t checks the configuration
+ * and exits)
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +87,8 @@ struct write_req {
 static uv_loop_t *loop;
 static struct xm_chain *chain;          /* the current one */
 static const char *conf_path;
+static char **overrides;          /* -o daemon.NAME=VALUE, re-applied on reload */
+static size_t noverrides;
 static uv_pipe_t unix_listener;
 static uv_tcp_t tcp_listener;
 static bool have_unix, have_tcp, stopping;
@@ -456,9 +461,9 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	if (session_feed(c->s, buf->base, (size_t)n) < 0) {
 		c->reading = false;
 		uv_read_stop(st);
-		if (memmem(session_output(c->s)->data ? session_output(c->s)->data :
-		    "", session_output(c->s)->len, "BYE 0", 5) != NULL)
-			log_info("conn %llu: protocol error, closing", c->n);
+		if (session_bye_code(c->s) >= 400)
+			log_info("conn %llu: protocol error (BYE %d), closing", c->n,
+			    session_bye_code(c->s));
 	}
 	conn_flush(c);
 }
@@ -538,13 +543,28 @@ listen_unix(const struct xm_config *cf)
 		fatalx("cannot bind %s: %s", path, uv_strerror(rc));
 	if (chmod(path, (mode_t)cf->daemon.socket_mode) < 0)
 		fatalx("chmod %s: %s", path, strerror(errno));
-	if (cf->daemon.socket_group && *cf->daemon.socket_group) {
-		struct group *g = getgrnam(cf->daemon.socket_group);
+	if ((cf->daemon.socket_group && *cf->daemon.socket_group) ||
+	    (cf->daemon.socket_owner && *cf->daemon.socket_owner)) {
+		uid_t uid = (uid_t)-1;
+		gid_t gid = (gid_t)-1;
 
-		if (g == NULL)
-			fatalx("socket_group %s: no such group",
-			    cf->daemon.socket_group);
-		if (chown(path, (uid_t)-1, g->gr_gid) < 0)
+		if (*cf->daemon.socket_owner) {
+			struct passwd *pw = getpwnam(cf->daemon.socket_owner);
+
+			if (pw == NULL)
+				fatalx("socket_owner %s: no such user",
+				    cf->daemon.socket_owner);
+			uid = pw->pw_uid;
+		}
+		if (*cf->daemon.socket_group) {
+			struct group *g = getgrnam(cf->daemon.socket_group);
+
+			if (g == NULL)
+				fatalx("socket_group %s: no such group",
+				    cf->daemon.socket_group);
+			gid = g->gr_gid;
+		}
+		if (chown(path, uid, gid) < 0)
 			fatalx("chown %s: %s", path, strerror(errno));
 	}
 	if ((rc = uv_listen((uv_stream_t *)&unix_listener, 128, on_connection)) < 0)
@@ -590,9 +610,15 @@ static struct xm_chain *
 load(const char *path, char *err, size_t errlen)
 {
 	struct xm_config *cf = xm_config_load(path, err, errlen);
+	size_t i;
 
 	if (cf == NULL)
 		return NULL;
+	for (i = 0; i < noverrides; i++)
+		if (xm_config_override(cf, overrides[i], err, errlen) < 0) {
+			xm_config_free(cf);
+			return NULL;
+		}
 	return xm_chain_new(cf, err, errlen);
 }
 
@@ -668,16 +694,22 @@ main(int argc, char **argv)
 
 	xm_log_prog = "xmilterd";
 	conf_path = access(DEFAULT_CONF, R_OK) == 0 ? DEFAULT_CONF : NULL;
-	while ((c = getopt(argc, argv, "c:th")) != -1) {
+	while ((c = getopt(argc, argv, "c:o:th")) != -1) {
 		switch (c) {
 		case 'c':
 			conf_path = optarg;
+			break;
+		case 'o':
+			overrides = xm_reallocarray(overrides, noverrides + 1,
+			    sizeof(*overrides));
+			overrides[noverrides++] = optarg;
 			break;
 		case 't':
 			test_only = true;
 			break;
 		default:
-			fprintf(stderr, "usage: xmilterd [-c CONF] [-t]\n");
+			fprintf(stderr, "usage: xmilterd [-c CONF] [-o daemon.NAME=VALUE]"
+			    "... [-t]\n");
 			return 1;
 		}
 	}

@@ -1,0 +1,327 @@
+# lib.sh - shell helpers for xmilter's end-to-end tests and the quickstart
+#
+# Source it from bash. Everything runs on loopback inside one temporary
+# directory ($XM_TMP) that xm_cleanup removes; every process started here is
+# recorded and stopped by xm_cleanup (install it with `trap xm_cleanup EXIT`).
+#
+#   xm_init                        make $XM_TMP, find the programs
+#   xm_free_port [START]           print a free TCP port on 127.0.0.1 (>= 1024)
+#   xm_prosody_config NAME IP DOMAIN C2S_PORT [OPTIONS...]
+#                                  write $XM_TMP/NAME/prosody.cfg.lua
+#   xm_prosody_start NAME          start it (under timeout), wait for c2s
+#   xm_prosody_stop NAME           SIGTERM it and wait
+#   xm_register NAME USER DOMAIN PASS   create an account
+#   xm_daemon_config FILE SOCKET QUARANTINE_DIR RULES_FILE...
+#   xm_daemon_start CONFIG [LOG]   start xmilterd, wait for its socket
+#   xm_daemon_stop                 SIGTERM xmilterd and wait
+#   xm_wait_socket PATH [SECONDS]  wait until a Unix socket accepts
+#   xm_wait_log FILE REGEX [SECONDS]  wait until a log file has a line
+#
+# Settings (environment): top_srcdir, top_builddir (default: the tree this
+# file is in), XMILTERD, XMTEST_CLIENT, PROSODY, PROSODYCTL,
+# XM_PROSODY_LIFETIME (seconds a Prosody may live, default 600).
+
+XM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${top_srcdir:=$(cd "$XM_LIB_DIR/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${PROSODY:=$(command -v prosody || echo /usr/bin/prosody)}"
+: "${PROSODYCTL:=$(command -v prosodyctl || echo /usr/bin/prosodyctl)}"
+: "${XMILTERD:=$top_builddir/xmilterd}"
+: "${XMTEST_CLIENT:=$top_builddir/tests/e2e/xmtest-client}"
+: "${XM_PROSODY_LIFETIME:=600}"
+XM_GLUE_DIR=$top_srcdir/server-glue/prosody
+
+XM_PIDS=()        # every process we started, stopped by xm_cleanup
+XM_DAEMON_PID=
+declare -A XM_PROSODY_PID XM_PROSODY_CFG XM_PROSODY_ADDR
+
+# xm_log - a diagnostic line on stderr
+xm_log() { printf '# %s\n' "$*" >&2; }
+
+# xm_init - create the temporary directory and check the tools
+xm_init() {
+	XM_TMP=$(mktemp -d "${TMPDIR:-/tmp}/xmilter-e2e.XXXXXX") || return 1
+	chmod 755 "$XM_TMP"
+	export XM_TMP
+}
+
+# xm_cleanup - stop everything we started, remove $XM_TMP (unless XM_KEEP=1)
+xm_cleanup() {
+	local pid
+	for pid in "${XM_PIDS[@]}"; do
+		kill -CONT "$pid" 2>/dev/null
+		kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${XM_PIDS[@]}"; do
+		xm_wait_pid "$pid" 3 || kill -KILL "$pid" 2>/dev/null
+	done
+	XM_PIDS=()
+	if [ -n "$XM_TMP" ] && [ -d "$XM_TMP" ]; then
+		if [ "${XM_KEEP:-0}" = 1 ]; then
+			xm_log "kept $XM_TMP"
+		else
+			rm -rf "$XM_TMP"
+		fi
+	fi
+}
+
+# xm_wait_pid PID SECONDS - wait for a process we started to exit
+xm_wait_pid() {
+	local pid=$1 n=$(( ${2:-5} * 20 ))
+	while kill -0 "$pid" 2>/dev/null; do
+		# a zombie child of ours counts as gone once reaped
+		if ! [ -e "/proc/$pid" ] || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+			wait "$pid" 2>/dev/null
+			return 0
+		fi
+		n=$((n - 1))
+		[ "$n" -le 0 ] && return 1
+		sleep 0.05
+	done
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+# xm_forget_pid PID - drop PID from the cleanup list
+xm_forget_pid() {
+	local p keep=()
+	for p in "${XM_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	XM_PIDS=("${keep[@]}")
+}
+
+# xm_port_busy IP PORT - true when something listens there
+xm_port_busy() {
+	(exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# xm_free_port [START] - print a free port on 127.0.0.1, counting up
+xm_free_port() {
+	local p=${1:-$(( 20000 + ($$ * 7) % 20000 ))}
+	while xm_port_busy 127.0.0.1 "$p" || xm_port_busy 127.0.0.2 "$p" || [ "$p" = 2024 ]; do
+		p=$((p + 1))
+	done
+	echo "$p"
+}
+
+# xm_wait_port IP PORT [SECONDS] - wait until a TCP port accepts
+xm_wait_port() {
+	local n=$(( ${3:-10} * 20 ))
+	until xm_port_busy "$1" "$2"; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && return 1
+		sleep 0.05
+	done
+}
+
+# xm_wait_socket PATH [SECONDS] - wait until a Unix socket exists and accepts
+xm_wait_socket() {
+	local n=$(( ${2:-10} * 20 ))
+	until [ -S "$1" ] && xm_unix_probe "$1"; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && return 1
+		sleep 0.05
+	done
+}
+
+# xm_unix_probe PATH - true when a Unix stream socket accepts a connection
+xm_unix_probe() {
+	# lua5.4 with LuaSocket is there wherever Prosody is
+	lua5.4 -e 'local u = require "socket.unix"; if type(u) == "table" then u = u.stream end
+		local s = u(); s:settimeout(1); local ok = s:connect(arg[1]); s:close()
+		os.exit(ok and 0 or 1)' "$1" 2>/dev/null
+}
+
+# xm_wait_log FILE REGEX [SECONDS] - wait until FILE has a line matching REGEX
+xm_wait_log() {
+	local n=$(( ${3:-10} * 20 ))
+	until grep -Eq "$2" "$1" 2>/dev/null; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && return 1
+		sleep 0.05
+	done
+}
+
+# xm_prosody_config NAME IP DOMAIN C2S_PORT [key=value...]
+# Options: component=DOMAIN:PORT:SECRET  upload=DOMAIN:HTTP_PORT
+#          s2s=yes  xmilter=no  socket=PATH  extra=LUA-LINE (repeatable)
+#          glue_on_components=yes
+xm_prosody_config() {
+	local name=$1 ip=$2 domain=$3 c2s=$4
+	shift 4
+	local dir=$XM_TMP/$name opt comp="" upload="" s2s=no xmilter=yes
+	local socket=$XM_TMP/xmilterd.sock extra=()
+	for opt in "$@"; do
+		case $opt in
+		component=*) comp=${opt#component=} ;;
+		upload=*) upload=${opt#upload=} ;;
+		s2s=*) s2s=${opt#s2s=} ;;
+		xmilter=*) xmilter=${opt#xmilter=} ;;
+		socket=*) socket=${opt#socket=} ;;
+		extra=*) extra+=("${opt#extra=}") ;;
+		*) xm_log "xm_prosody_config: unknown option $opt"; return 1 ;;
+		esac
+	done
+	mkdir -p "$dir/data"
+	[ -f "$XM_TMP/hosts" ] || : >"$XM_TMP/hosts"
+	: >"$XM_TMP/resolv.conf"
+	local mods='"roster"; "saslauth"; "disco"; "ping"; "dialback"; "admin_shell"; "admin_socket";'
+	[ "$xmilter" = yes ] && mods="$mods \"xmilter\";"
+	{
+		echo "-- generated by tests/e2e/lib.sh"
+		[ "$(id -u)" = 0 ] && echo "run_as_root = true"
+		cat <<EOF
+daemonize = false
+pidfile = "$dir/prosody.pid"
+data_path = "$dir/data"
+plugin_paths = { "$XM_GLUE_DIR" }
+admin_socket = "$dir/admin.sock"
+log = { { levels = { min = "debug" }, to = "file", filename = "$dir/prosody.log" } }
+interfaces = { "$ip" }
+c2s_ports = { $c2s }
+c2s_require_encryption = false
+s2s_require_encryption = false
+s2s_secure_auth = false
+allow_unencrypted_plain_auth = true
+authentication = "internal_hashed"
+modules_enabled = { $mods }
+modules_disabled = { "offline"; "tls" }
+unbound = { hoststxt = "$XM_TMP/hosts"; resolvconf = "$XM_TMP/resolv.conf" }
+xmilter_socket = "$socket"
+xmilter_timeout = 2
+xmilter_reconnect_min = 0.1
+xmilter_reconnect_max = 0.5
+xmilter_hello_timeout = 1
+xmilter_healthcheck_interval = 0
+EOF
+		if [ "$s2s" = yes ]; then
+			echo "s2s_ports = { 5269 }"
+		else
+			echo "s2s_ports = { }"
+		fi
+		local cdom="" cport="" secret="" udom="" hport=""
+		if [ -n "$comp" ]; then
+			cdom=${comp%%:*}; local rest=${comp#*:}
+			cport=${rest%%:*}; secret=${rest#*:}
+			echo "component_ports = { $cport }"
+			echo 'component_interfaces = { "127.0.0.1" }'
+		fi
+		if [ -n "$upload" ]; then
+			udom=${upload%%:*}; hport=${upload#*:}
+			echo "http_ports = { $hport }"
+			echo "http_interfaces = { \"$ip\" }"
+			echo "https_ports = { }"
+		fi
+		local l
+		for l in "${extra[@]}"; do echo "$l"; done
+		echo
+		echo "VirtualHost \"$domain\""
+		if [ -n "$comp" ]; then
+			echo
+			echo "Component \"$cdom\""
+			echo "	component_secret = \"$secret\""
+		fi
+		if [ -n "$upload" ]; then
+			echo
+			echo "Component \"$udom\" \"http_file_share\""
+			echo "	http_external_url = \"http://$ip:$hport/\""
+			[ "$xmilter" = yes ] && echo '	modules_enabled = { "xmilter" }'
+		fi
+	} >"$dir/prosody.cfg.lua"
+	XM_PROSODY_CFG[$name]=$dir/prosody.cfg.lua
+	XM_PROSODY_ADDR[$name]=$ip:$c2s
+}
+
+# xm_hosts_add IP NAME - a name for Prosody's resolver
+xm_hosts_add() {
+	echo "$1 $2" >>"$XM_TMP/hosts"
+}
+
+# xm_prosody_start NAME - start a configured Prosody, wait for its c2s port
+xm_prosody_start() {
+	local name=$1 dir=$XM_TMP/$1 addr=${XM_PROSODY_ADDR[$1]}
+	timeout "$XM_PROSODY_LIFETIME" "$PROSODY" --config "${XM_PROSODY_CFG[$name]}" -F \
+		>"$dir/prosody.out" 2>&1 &
+	XM_PROSODY_PID[$name]=$!
+	XM_PIDS+=($!)
+	if ! xm_wait_port "${addr%:*}" "${addr##*:}" 10; then
+		xm_log "prosody $name did not start; its output:"
+		sed 's/^/#   /' "$dir/prosody.out" "$dir/prosody.log" 2>/dev/null | tail -20 >&2
+		return 1
+	fi
+}
+
+# xm_prosody_stop NAME - stop a Prosody we started
+xm_prosody_stop() {
+	local pid=${XM_PROSODY_PID[$1]}
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	xm_wait_pid "$pid" 5 || kill -KILL "$pid" 2>/dev/null
+	xm_forget_pid "$pid"
+	XM_PROSODY_PID[$1]=
+}
+
+# xm_prosody_log NAME - path of a Prosody's log
+xm_prosody_log() { echo "$XM_TMP/$1/prosody.log"; }
+
+# xm_register NAME USER DOMAIN PASS - create an account on a configured Prosody
+xm_register() {
+	"$PROSODYCTL" --config "${XM_PROSODY_CFG[$1]}" register "$2" "$3" "$4" >/dev/null 2>&1
+}
+
+# xm_prosody_shell NAME COMMAND - run one admin shell command, print its output
+xm_prosody_shell() {
+	echo "$2" | timeout 10 "$PROSODYCTL" --config "${XM_PROSODY_CFG[$1]}" shell 2>&1
+}
+
+# xm_daemon_config FILE SOCKET QUARANTINE_DIR RULES... - a test xmilterd config
+xm_daemon_config() {
+	local file=$1 socket=$2 qdir=$3 r list=""
+	shift 3
+	for r in "$@"; do list="$list${list:+, }$r"; done
+	mkdir -p "$qdir"
+	cat >"$file" <<EOF
+daemon:
+  socket: $socket
+  quarantine_dir: $qdir
+  log_level: debug
+actions:
+  modify: 5
+  quarantine: 10
+  reject: 15
+  discard: 40
+filters:
+  rules:
+    files: [ $list ]
+EOF
+}
+
+# xm_daemon_start CONFIG [LOG] - start xmilterd in the foreground (background
+# job), wait for its socket; sets XM_DAEMON_PID
+xm_daemon_start() {
+	local cfg=$1 log=${2:-$XM_TMP/xmilterd.log} socket
+	socket=$(sed -n 's/^ *socket: *//p' "$cfg" | head -1)
+	rm -f "$socket"
+	"$XMILTERD" -c "$cfg" >>"$log" 2>&1 &
+	XM_DAEMON_PID=$!
+	XM_PIDS+=($!)
+	if ! xm_wait_socket "$socket" 10; then
+		xm_log "xmilterd did not start; its log:"
+		tail -20 "$log" | sed 's/^/#   /' >&2
+		return 1
+	fi
+}
+
+# xm_daemon_stop - stop the xmilterd we started
+xm_daemon_stop() {
+	[ -n "$XM_DAEMON_PID" ] || return 0
+	kill -CONT "$XM_DAEMON_PID" 2>/dev/null
+	kill -TERM "$XM_DAEMON_PID" 2>/dev/null
+	xm_wait_pid "$XM_DAEMON_PID" 5 || kill -KILL "$XM_DAEMON_PID" 2>/dev/null
+	xm_forget_pid "$XM_DAEMON_PID"
+	XM_DAEMON_PID=
+}
+
+# xm_client ARGS... - run the test client (bounded by its own --timeout)
+xm_client() {
+	"$XMTEST_CLIENT" "$@"
+}
