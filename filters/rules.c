@@ -137,6 +137,7 @@ struct rule {
 	const char *file;   /* where defined (owned by the state) */
 	unsigned line;
 	pcre2_code *re;
+	bool jitted;        /* RE has JIT code: pcre2_jit_match on valid text */
 	bool negate;        /* !~ */
 	bool exists;        /* header exists:FIELD */
 	enum hdr_kind hdr;
@@ -163,7 +164,7 @@ struct rules_state {
 	char **files;       /* every file read, for rule->file */
 	size_t nfiles;
 	pcre2_match_context *mctx;
-	bool want_texts, want_uris, want_raw;
+	bool want_texts, want_uris;
 	unsigned long limits;  /* patterns stopped by a limit (atomic) */
 };
 
@@ -217,7 +218,7 @@ jit_key_init(void)
 	jit_key_ok = pthread_key_create(&jit_key, jit_stack_free) == 0;
 }
 
-/* jit_stack_get - PCRE2 callback: this thread's JIT stack (NULL: 32K default) */
+/* jit_stack_get - PCRE2 callback: this thread's JIT stack (NULL: 32K) */
 static pcre2_jit_stack *
 jit_stack_get(void *unused)
 {
@@ -569,7 +570,7 @@ mp_emit(struct mparse *m, enum meta_op op, long long v, char *name)
 
 static void mp_or(struct mparse *m);
 
-/* mp_primary - NAME | INT | ( expr ) | ! unary | - unary */
+/* mp_unary - ! unary | - unary | NAME | INT | ( expr ) */
 static void
 mp_unary(struct mparse *m)
 {
@@ -1203,9 +1204,14 @@ finish(struct loader *L)
 		}
 	}
 	for (i = 0; i < st->nrules; i++) {
+		size_t jitsize = 0;
+
 		r = &st->rules[i];
 		if (!r->has_score)
 			r->score = r->sub ? 0 : L->conf->default_score;
+		if (r->re != NULL && pcre2_pattern_info(r->re, PCRE2_INFO_JITSIZE,
+		    &jitsize) == 0 && jitsize > 0)
+			r->jitted = true;
 	}
 
 	/* meta references */
@@ -1266,8 +1272,6 @@ finish(struct loader *L)
 			st->want_texts = true;
 		else if (r->type == RT_URI)
 			st->want_uris = true;
-		else if (r->type == RT_RAWBODY)
-			st->want_raw = true;
 	}
 	for (i = 0; i < nmetas; i++)
 		if (st->rules[metas[i]].needed)
@@ -1442,8 +1446,13 @@ match(struct check *c, const struct rule *r, const char *s, size_t len,
 	PCRE2_SIZE *ov;
 	int rc;
 
-	rc = pcre2_match(r->re, (PCRE2_SPTR)s, len, 0,
-	    valid ? PCRE2_NO_UTF_CHECK : 0, c->md, c->st->mctx);
+	/* the JIT fast path skips every check: only for text known valid */
+	if (valid && r->jitted)
+		rc = pcre2_jit_match(r->re, (PCRE2_SPTR)s, len, 0, 0, c->md,
+		    c->st->mctx);
+	else
+		rc = pcre2_match(r->re, (PCRE2_SPTR)s, len, 0,
+		    valid ? PCRE2_NO_UTF_CHECK : 0, c->md, c->st->mctx);
 	if (rc >= 0) {
 		if (det != NULL && r->describe == NULL && !r->sub) {
 			ov = pcre2_get_ovector_pointer(c->md);
@@ -1633,8 +1642,8 @@ check_spans(struct check *c, const struct rule *r, const struct span *v,
 	return false;
 }
 
-/* check_values - =~ / !~ over the values of one field or JID set.
- * Values come from VALS (NULL-ended); VALID says they are known UTF-8. */
+/* check_values - =~ / !~ over NVALS values of one field or JID set;
+ * VALID says they are known to be UTF-8 */
 static bool
 check_values(struct check *c, const struct rule *r, size_t ri,
     const char *const *vals, size_t nvals, bool valid)

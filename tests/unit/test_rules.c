@@ -439,7 +439,8 @@ static const struct meta_case meta_cases[] = {
 	  "M_TWO M_OR M_PREC __A" },
 	{ "alpha bravo", "M_TWO M_OR M_PREC",
 	  "M_AND_NOT M_NE M_ALL3 M_NESTED M_MINUS" },
-	{ "alpha charlie", "M_TWO M_OR M_AND_NOT M_USES_SUB", "M_PREC M_ALL3 __M_SUB" },
+	{ "alpha charlie", "M_TWO M_OR M_AND_NOT M_USES_SUB",
+	  "M_PREC M_ALL3 __M_SUB" },
 	{ "alpha bravo charlie delta", "M_TWO M_ALL3 M_NESTED D_VISIBLE",
 	  "M_USES_SUB M_LE" },
 	{ "bravo", "M_OR M_NE", "M_TWO M_AND_NOT M_MINUS" },
@@ -851,8 +852,6 @@ static const struct lure_case lures[] = {
 	  "https://xmpp-verify.example/login", "XM_PHISH_ACCOUNT", 3 },
 	{ "Hello, this is the server admin. Please send me your password to "
 	  "keep your account", "XM_PHISH_PASSWORD XM_PHISH_FAKE_STAFF", 4 },
-	{ "aim:goim?screenname=x aim:goim?screenname=y ymsgr:sendIM?z "
-	  "msnim:chat?contact=w", "XM_PROTO_HANDLER XM_PROTO_HANDLER_BULK", 3 },
 	{ "open ms-msdt:/id PCWDiagnostic", "XM_WIN_HANDLER", 2 },
 	{ "ip: 203.0.113.50 os: win10 open ports: 135,445", "XM_TROJAN_REPORT",
 	  1 },
@@ -920,6 +919,7 @@ Test(rules, shipped_rules)
 /* the default files setting names the installed directories */
 Test(rules, default_files_setting)
 {
+	const struct xm_setting *row;
 	const struct xm_strlist *files;
 	char err[256];
 	void *conf;
@@ -927,7 +927,12 @@ Test(rules, default_files_setting)
 	conf = xm_calloc(1, rules_filter.conf_size);
 	cr_assert_eq(xm_settings_defaults(rules_filter.settings, conf, NULL,
 	    err, sizeof(err)), 0, "%s", err);
-	files = conf;   /* files is the first member */
+	for (row = rules_filter.settings; row->name != NULL; row++)
+		if (strcmp(row->name, "files") == 0)
+			break;
+	cr_assert_not_null(row->name);
+	cr_assert_eq(row->type, XM_ST_PATHS);
+	files = (const struct xm_strlist *)((char *)conf + row->offset);
 	cr_assert_eq(files->n, 2);
 	cr_expect_not_null(strstr(files->v[0], "/xmilter/rules.d"));
 	cr_expect_not_null(strstr(files->v[1], "/xmilter/local.d"));
