@@ -250,6 +250,10 @@ set_scalar(const struct xm_setting *st, void *conf, const char *v,
 			goto bad;
 		return 0;
 	case XM_ST_INT:
+		if (st->min == -1 && strcmp(v, "none") == 0) {
+			*(long long *)field = -1;
+			return 0;
+		}
 		if (xm_parse_ll(v, (long long)st->min, (long long)st->max, &ll) < 0)
 			goto range;
 		*(long long *)field = ll;
@@ -257,9 +261,12 @@ set_scalar(const struct xm_setting *st, void *conf, const char *v,
 	case XM_ST_SIZE:
 	case XM_ST_DURATION:
 	case XM_ST_DOUBLE:
-		if (st->type == XM_ST_DOUBLE && st->min == -1 &&
-		    strcmp(v, "none") == 0) {
-			*(double *)field = -1;
+		if (st->min == -1 && (strcmp(v, "none") == 0 ||
+		    strcmp(v, "-1") == 0)) {
+			if (st->type == XM_ST_SIZE)
+				*(long long *)field = -1;
+			else
+				*(double *)field = -1;
 			return 0;
 		}
 		if (st->type == XM_ST_DOUBLE ? xm_parse_double(v, &d) < 0 :
@@ -998,6 +1005,7 @@ doc_table(FILE *out, const char *section, const struct xm_setting *tab)
 	    "meaning |\n| --- | --- | --- | --- | --- | --- |\n");
 	for (; tab->name != NULL; tab++) {
 		char allowed[128] = "";
+		const char *d;
 
 		if (tab->choices) {
 			const char *p;
@@ -1016,9 +1024,12 @@ doc_table(FILE *out, const char *section, const struct xm_setting *tab)
 			snprintf(allowed, sizeof(allowed), "%s%.15g .. %.15g",
 			    tab->min == -1 ? "none, " : "",
 			    tab->min == -1 ? 0 : tab->min, tab->max);
-		fprintf(out, "| `%s.%s` | %s | `%s` | %s | %s | %s |\n", section,
+		fprintf(out, "| `%s.%s` | %s | `%s` | %s | %s | ", section,
 		    tab->name, type_names[tab->type], tab->def, allowed,
-		    tab->reload ? "yes" : "restart", tab->doc);
+		    tab->reload ? "yes" : "restart");
+		for (d = tab->doc; *d != '\0'; d++)  /* a | would end the cell */
+			fputs(*d == '|' ? "\\|" : (char[]){ *d, '\0' }, out);
+		fputs(" |\n", out);
 	}
 	fprintf(out, "\n");
 }

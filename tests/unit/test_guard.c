@@ -4,11 +4,14 @@
  * Table-driven: each case is an event built from text pieces (a piece may
  * be repeated, so floods stay short to write), optional setting overrides,
  * and the exact set of GUARD_* symbols it must get; clean everyday chat
- * must get none. A few separate tests cover what the event parser cannot
- * produce (invalid UTF-8), symbol details and scores, and init errors.
+ * must get none. Separate tests cover what the event parser cannot
+ * produce (invalid UTF-8), symbol details and scores, severe measures,
+ * the example events in tests/fixtures/guard (found through $top_srcdir,
+ * else the current directory), and init errors.
  *
  * Each case owns an arena and a config, both freed at its end.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +58,11 @@ struct gcase {
 #define RICH(b, x) { { HEAD b "</body>" XHTML, 1 }, { x, 1 }, { XTAIL, 1 } }
 /* a whole stanza */
 #define STANZA(s) { { s, 1 } }
+/* a message from F */
+#define FROM(f) STANZA("<message from='" f "' to='bob@example.org'>" \
+	"<body>hi</body></message>")
+#define SPOOF "GUARD_SPOOFED_FROM"
+#define NA "not-authorized"
 
 static struct gcase cases[] = {
 	/* ---- everyday chat: nothing ---- */
@@ -71,17 +79,21 @@ static struct gcase cases[] = {
 	    BODY("\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 \u200f "
 	    "\xd9\x83\xd9\x8a\xd9\x81"), "", NULL },
 	{ "hebrew in an embedding", NULL, NULL,
-	    BODY("he said \u202b\u05e9\u05dc\u05d5\u05dd\u202c today"), "", NULL },
+	    BODY("he said \u202b\u05e9\u05dc\u05d5\u05dd\u202c today"), "",
+	    NULL },
 	{ "persian with ZWNJ", NULL, NULL,
-	    BODY("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"), "", NULL },
+	    BODY("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"), "",
+	    NULL },
 	{ "percent-encoded UTF-8 link", NULL, NULL,
 	    BODY("https://ru.wikipedia.org/wiki/"
-	    "%D0%9C%D0%BE%D1%81%D0%BA%D0%B2%D0%B0_%D0%9A%D1%80%D0%B5%D0%BC%D0%BB%D1%8C"
+	    "%D0%9C%D0%BE%D1%81%D0%BA%D0%B2%D0%B0_"
+	    "%D0%9A%D1%80%D0%B5%D0%BC%D0%BB%D1%8C"
 	    "%D0%9C%D0%BE%D1%81%D0%BA%D0%B2%D0%B0"), "", NULL },
 	{ "emoji sequences", NULL, NULL,
 	    BODY("\U0001F468\u200d\U0001F469\u200d\U0001F467 and "
 	    "\U0001F3F3\ufe0f\u200d\U0001F308 and \U0001F1EB\U0001F1F7"
-	    "\U0001F1E9\U0001F1EA \U0001F44D\U0001F3FD 1\ufe0f\u20e3"), "", NULL },
+	    "\U0001F1E9\U0001F1EA \U0001F44D\U0001F3FD 1\ufe0f\u20e3"), "",
+	    NULL },
 	{ "forty different emoji", NULL, NULL,
 	    BODYN("\U0001F600\U0001F601\U0001F602\U0001F923\U0001F603"
 	    "\U0001F604\U0001F605\U0001F606", 5), "", NULL },
@@ -91,12 +103,14 @@ static struct gcase cases[] = {
 	{ "nine links", NULL, NULL,
 	    BODYN("https://example.org/a and www.example.net ", 5), "", NULL },
 	{ "one handler link", NULL, NULL,
-	    BODY("call me: skype:alice?call or sip:alice@example.org"), "", NULL },
+	    BODY("call me: skype:alice?call or sip:alice@example.org"), "",
+	    NULL },
 	{ "xmpp and mailto", NULL, NULL,
 	    BODY("xmpp:room@conference.example.org?join mailto:a@example.org"),
 	    "", NULL },
 	{ "a JID and an address", NULL, NULL,
-	    BODY("write to alice@example.org/pc or bob@example.net"), "", NULL },
+	    BODY("write to alice@example.org/pc or bob@example.net"), "",
+	    NULL },
 	{ "rich text with a link and colour", NULL, NULL,
 	    RICH("look https://example.org/",
 	    "<p style='color: red; font-weight: bold'>look "
@@ -109,7 +123,8 @@ static struct gcase cases[] = {
 	    { XTAIL, 1 } }, "", NULL },
 	{ "presence with status", NULL, NULL,
 	    STANZA("<presence from='alice@example.org/pc'><show>away</show>"
-	    "<status>at lunch, back at 13:00 :)</status></presence>"), "", NULL },
+	    "<status>at lunch, back at 13:00 :)</status></presence>"), "",
+	    NULL },
 	{ "mediated invite", NULL, NULL,
 	    STANZA("<message from='alice@example.org/pc' to='bob@example.org'>"
 	    "<x xmlns='http://jabber.org/protocol/muc#user'>"
@@ -127,17 +142,19 @@ static struct gcase cases[] = {
 	    "<file xmlns='http://jabber.org/protocol/si/profile/file-transfer' "
 	    "name='holiday.jpg' size='1022'/></si></iq>"), "", NULL },
 	{ "body chars, not bytes", NULL, "max_body_chars=10",
-	    BODY("\u00e9\u00e0\u00fc\u00f6\u00df\u00e9\u00e0\u00fc\u00f6\u00df"),
-	    "", NULL },
+	    BODY("\u00e9\u00e0\u00fc\u00f6\u00df"
+	    "\u00e9\u00e0\u00fc\u00f6\u00df"), "", NULL },
 
 	/* ---- sizes ---- */
 	{ "stanza size", NULL, "max_stanza_bytes=100", BODY("hello there"),
 	    "GUARD_STANZA_SIZE", NULL },
-	{ "stanza size off", NULL, "max_stanza_bytes=-1", BODY("hello"), "", NULL },
+	{ "stanza size off", NULL, "max_stanza_bytes=-1", BODY("hello"), "",
+	    NULL },
 	{ "body long", NULL, NULL, BODYN("abcdefghij", 1200), "GUARD_BODY_LONG",
 	    NULL },
 	{ "body long in chars", NULL, "max_body_chars=10",
-	    BODY("\u00e9\u00e0\u00fc\u00f6\u00df\u00e9\u00e0\u00fc\u00f6\u00df!"),
+	    BODY("\u00e9\u00e0\u00fc\u00f6\u00df"
+	    "\u00e9\u00e0\u00fc\u00f6\u00df!"),
 	    "GUARD_BODY_LONG", NULL },
 	{ "subject long", NULL, NULL,
 	    { { MSG "<subject>", 1 }, { "abcdefghij", 60 },
@@ -154,8 +171,8 @@ static struct gcase cases[] = {
 	{ "attributes", NULL, "max_attrs=3", BODY("hi"), "GUARD_ATTRS", NULL },
 
 	/* ---- characters ---- */
-	{ "C1 control", NULL, NULL, BODY("a\xc2\x85" "b"), "GUARD_CONTROL_CHARS",
-	    NULL },
+	{ "C1 control", NULL, NULL, BODY("a\xc2\x85" "b"),
+	    "GUARD_CONTROL_CHARS", NULL },
 	{ "DEL", NULL, NULL, BODY("a\x7f" "b"), "GUARD_CONTROL_CHARS", NULL },
 	{ "noncharacter", NULL, NULL, BODY("a\ufdd0b"), "GUARD_CONTROL_CHARS",
 	    NULL },
@@ -182,7 +199,8 @@ static struct gcase cases[] = {
 	{ "stray joiners", NULL, NULL, BODYN("a\u200d", 11), "GUARD_ZERO_WIDTH",
 	    NULL },
 	{ "tag characters smuggling text", NULL, NULL,
-	    BODY("hi \U000E0069\U000E0067\U000E006E\U000E006F\U000E0072\U000E0065"
+	    BODY("hi \U000E0069\U000E0067\U000E006E\U000E006F\U000E0072"
+	    "\U000E0065"
 	    "\U000E0020\U000E0061\U000E006C\U000E006C\U000E0021"),
 	    "GUARD_ZERO_WIDTH", NULL },
 	{ "subdivision flag", NULL, NULL,
@@ -255,12 +273,14 @@ static struct gcase cases[] = {
 	    RICH("hi", "<p>hi<script>alert(1)</script></p>"),
 	    "GUARD_XHTML_ELEMENT", NULL },
 	{ "SCRIPT in capitals", NULL, NULL,
-	    RICH("hi", "<SCRIPT>alert(1)</SCRIPT>"), "GUARD_XHTML_ELEMENT", NULL },
+	    RICH("hi", "<SCRIPT>alert(1)</SCRIPT>"), "GUARD_XHTML_ELEMENT",
+	    NULL },
 	{ "iframe, object, embed, style", NULL, NULL,
 	    RICH("hi", "<iframe/><object/><embed/><style>p{}</style>"),
 	    "GUARD_XHTML_ELEMENT", NULL },
 	{ "event attribute", NULL, NULL,
-	    RICH("hi", "<img src='https://example.org/a.png' onerror='alert(1)'/>"),
+	    RICH("hi", "<img src='https://example.org/a.png' "
+	    "onerror='alert(1)'/>"),
 	    "GUARD_XHTML_EVENT_ATTR", NULL },
 	{ "javascript href", NULL, NULL,
 	    RICH("hi", "<a href='javascript:alert(1)'>x</a>"),
@@ -274,23 +294,27 @@ static struct gcase cases[] = {
 	{ "data image", NULL, NULL,
 	    RICH("hi", "<img src='data:image/png;base64,AAAA' alt='x'/>"),
 	    "GUARD_XHTML_SCHEME", NULL },
-	{ "dangerous list is configurable", NULL, "dangerous_schemes=javascript",
+	{ "dangerous list is configurable", NULL,
+	    "dangerous_schemes=javascript",
 	    RICH("hi", "<img src='data:image/png;base64,AAAA' alt='x'/>"),
 	    "", NULL },
 	{ "css expression", NULL, NULL,
 	    RICH("hi", "<span style='width: expression(alert(1))'>x</span>"),
 	    "GUARD_XHTML_CSS", NULL },
 	{ "css expression escaped", NULL, NULL,
-	    RICH("hi", "<span style='width: e\\78 pr/**/ession(alert(1))'>x</span>"),
+	    RICH("hi", "<span style='width: e\\78 pr/**/ession(alert(1))'>"
+	    "x</span>"),
 	    "GUARD_XHTML_CSS", NULL },
 	{ "css url javascript", NULL, NULL,
 	    RICH("hi", "<span style='background: url(\"javascript:alert(1)\")'>"
 	    "x</span>"), "GUARD_XHTML_CSS", NULL },
 	{ "css url data", NULL, NULL,
-	    RICH("hi", "<span style='background:url( data:image/png;base64,AA)'>"
+	    RICH("hi", "<span "
+	    "style='background:url( data:image/png;base64,AA)'>"
 	    "x</span>"), "GUARD_XHTML_CSS", NULL },
 	{ "css url https", NULL, NULL,
-	    RICH("hi", "<span style='background:url(https://example.org/a.png)'>"
+	    RICH("hi", "<span "
+	    "style='background:url(https://example.org/a.png)'>"
 	    "x</span>"), "", NULL },
 	{ "rich checks off", NULL, "check_xhtml=false",
 	    RICH("hi", "<script>alert(1)</script><a href='javascript:x'>y</a>"),
@@ -315,65 +339,48 @@ static struct gcase cases[] = {
 	    "GUARD_INVITE_PASSWORD", NULL },
 	{ "invitation reason with a control", NULL, NULL,
 	    STANZA(MSG "<x xmlns='jabber:x:conference' "
-	    "jid='room@conference.example.org' reason='x\xc2\x80y'/></message>"),
+	    "jid='room@conference.example.org' reason='x\xc2\x80y'/>"
+	    "</message>"),
 	    "GUARD_CONTROL_CHARS", NULL },
 
 	/* ---- spoofed from ---- */
-	{ "c2s other account", NULL, NULL,
-	    STANZA("<message from='mallory@example.org/pc' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", "not-authorized" },
-	{ "c2s server domain", NULL, NULL,
-	    STANZA("<message from='example.org' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", "not-authorized" },
-	{ "c2s own bare JID", NULL, NULL,
-	    STANZA("<message from='alice@example.org' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
-	{ "c2s case differs", NULL, NULL,
-	    STANZA("<message from='Alice@Example.ORG/Phone' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
+	{ "c2s other account", NULL, NULL, FROM("mallory@example.org/pc"),
+	    SPOOF, NA },
+	{ "c2s server domain", NULL, NULL, FROM("example.org"), SPOOF, NA },
+	{ "c2s own bare JID", NULL, NULL, FROM("alice@example.org"), "", NULL },
+	{ "c2s case differs", NULL, NULL, FROM("Alice@Example.ORG/Phone"), "",
+	    NULL },
 	{ "c2s no from", NULL, NULL,
 	    STANZA("<message to='bob@example.org'><body>hi</body></message>"),
 	    "", NULL },
 	{ "c2s spoof scored only", NULL, "spoof_action=score",
-	    STANZA("<message from='mallory@example.org/pc' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", NULL },
+	    FROM("mallory@example.org/pc"), SPOOF, NULL },
 	{ "c2s spoof check off", NULL, "spoof_action=off",
-	    STANZA("<message from='mallory@example.org/pc' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
+	    FROM("mallory@example.org/pc"), "", NULL },
 	{ "c2s spoof condition", NULL, "spoof_condition=invalid-from",
-	    STANZA("<message from='mallory@example.org/pc' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", "invalid-from" },
-	{ "s2s from the peer", S2S, NULL,
-	    STANZA("<message from='carol@remote.example/x' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
+	    FROM("mallory@example.org/pc"), SPOOF, "invalid-from" },
+	{ "s2s from the peer", S2S, NULL, FROM("carol@remote.example/x"), "",
+	    NULL },
 	{ "s2s from the peer itself", S2S, NULL,
 	    STANZA("<presence from='remote.example' to='bob@example.org' "
 	    "type='probe'/>"), "", NULL },
-	{ "s2s from another domain", S2S, NULL,
-	    STANZA("<message from='carol@evil.example/x' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", "not-authorized" },
-	{ "s2s from a subdomain", S2S, NULL,
-	    STANZA("<message from='carol@muc.remote.example' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", "not-authorized" },
-	{ "s2s multiplexed peers", "origin=s2s\npeer=a.example\npeer=remote.example\n",
-	    NULL,
-	    STANZA("<message from='carol@remote.example/x' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
-	{ "component own domain", COMP, NULL,
-	    STANZA("<message from='12345@icq.example.org' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
-	{ "component subdomain", COMP, NULL,
-	    STANZA("<message from='x@room.icq.example.org' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
-	{ "component other domain", COMP, NULL,
-	    STANZA("<message from='admin@example.org' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", "not-authorized" },
+	{ "s2s from another domain", S2S, NULL, FROM("carol@evil.example/x"),
+	    SPOOF, NA },
+	{ "s2s from a subdomain", S2S, NULL, FROM("carol@muc.remote.example"),
+	    SPOOF, NA },
+	{ "s2s multiplexed peers",
+	    "origin=s2s\npeer=a.example\npeer=remote.example\n", NULL,
+	    FROM("carol@remote.example/x"), "", NULL },
+	{ "component own domain", COMP, NULL, FROM("12345@icq.example.org"),
+	    "", NULL },
+	{ "component subdomain", COMP, NULL, FROM("x@room.icq.example.org"),
+	    "", NULL },
+	{ "component other domain", COMP, NULL, FROM("admin@example.org"),
+	    SPOOF, NA },
 	{ "component look-alike suffix", COMP, NULL,
-	    STANZA("<message from='x@evilicq.example.org' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "GUARD_SPOOFED_FROM", "not-authorized" },
+	    FROM("x@evilicq.example.org"), SPOOF, NA },
 	{ "server origin not checked", "origin=server\n", NULL,
-	    STANZA("<message from='anyone@anywhere.example' to='bob@example.org'>"
-	    "<body>hi</body></message>"), "", NULL },
+	    FROM("anyone@anywhere.example"), "", NULL },
 };
 
 struct guard_run {
@@ -487,8 +494,8 @@ run_case(const struct gcase *c)
 	for (tok = strtok_r(want, " ", &save); tok != NULL;
 	    tok = strtok_r(NULL, " ", &save)) {
 		nwant++;
-		cr_expect(xm_task_has_symbol(&r.t, tok), "%s: want %s, got [%s]",
-		    c->name, tok, symbols(&r));
+		cr_expect(xm_task_has_symbol(&r.t, tok),
+		    "%s: want %s, got [%s]", c->name, tok, symbols(&r));
 	}
 	cr_expect_eq(r.t.nsymbols, nwant, "%s: want [%s], got [%s]", c->name,
 	    c->want, symbols(&r));
@@ -582,6 +589,108 @@ Test(guard, details_say_measure_and_limit)
 	teardown(&r);
 }
 
+Test(guard, severe_measures_score_more)
+{
+	struct guard_run r;
+	struct xm_buf b = { 0 };
+	const char *d;
+	double score = 0;
+	int i;
+
+	xm_buf_puts(&b, C2S "\n" HEAD);
+	for (i = 0; i < 60; i++)
+		xm_buf_puts(&b, "\U0001F600\U0001F601\U0001F602\U0001F923"
+		    "\U0001F603\U0001F604\U0001F605\U0001F606\U0001F609"
+		    "\U0001F60A");
+	xm_buf_puts(&b, TAIL);
+
+	setup(&r, b.data, "max_emoticons=50", "severe");
+	guard_filter.check(r.state, &r.t);
+	d = detail(&r, "GUARD_EMOTICON_FLOOD", &score);
+	cr_assert_not_null(d, "got [%s]", symbols(&r));
+	cr_expect_str_eq(d, "600 emoticons in body > 50, severe");
+	cr_expect_float_eq(score, 4 + 10, 1e-9);
+	teardown(&r);
+
+	setup(&r, b.data, "severe_factor=-1", "severe off");
+	guard_filter.check(r.state, &r.t);
+	d = detail(&r, "GUARD_EMOTICON_FLOOD", &score);
+	cr_assert_not_null(d, "got [%s]", symbols(&r));
+	cr_expect_str_eq(d, "600 emoticons in body > 50");
+	cr_expect_float_eq(score, 4, 1e-9);
+	teardown(&r);
+
+	/* a limit of 0: severe past severe_factor itself */
+	setup(&r, C2S "\n" HEAD "\u202e\u202e\u202e\u202e\u202e\u202e"
+	    "\u202e\u202e\u202e\u202e\u202e" TAIL, "score_severe=1",
+	    "severe zero");
+	guard_filter.check(r.state, &r.t);
+	d = detail(&r, "GUARD_BIDI_OVERRIDE", &score);
+	cr_assert_not_null(d, "got [%s]", symbols(&r));
+	cr_expect_str_eq(d, "11 bidi overrides in body (first U+202E) > 0, "
+	    "severe");
+	cr_expect_float_eq(score, 4 + 1, 1e-9);
+	teardown(&r);
+	xm_buf_free(&b);
+}
+
+/*
+ * The fixtures in tests/fixtures/guard are examples for operators and
+ * for `xmilter check`: keep them saying what docs/GUARD.md says they do.
+ */
+Test(guard, fixtures)
+{
+	static const struct {
+		const char *file;
+		const char *want;
+		bool final;
+	} fx[] = {
+		{ "clean-chat.event", "", false },
+		{ "component-subdomain.event", "", false },
+		{ "emoticon-flood.event", "GUARD_EMOTICON_FLOOD", false },
+		{ "handler-links.event", "GUARD_HANDLER_URLS", false },
+		{ "invisible-text.event",
+		    "GUARD_BIDI_OVERRIDE GUARD_ZERO_WIDTH", false },
+		{ "rlo-filename.event", "GUARD_BIDI_FILENAME", false },
+		{ "spoofed-c2s.event", "GUARD_SPOOFED_FROM", true },
+		{ "spoofed-s2s.event", "GUARD_SPOOFED_FROM", true },
+		{ "xhtml-script.event", "GUARD_XHTML_ELEMENT "
+		    "GUARD_XHTML_EVENT_ATTR GUARD_XHTML_SCHEME GUARD_XHTML_CSS",
+		    false },
+	};
+	const char *top = getenv("top_srcdir");
+	struct guard_run r;
+	char path[4096], *text, *want, *tok, *save;
+	size_t i, n, len;
+	FILE *fp;
+
+	for (i = 0; i < XM_ARRAY_LEN(fx); i++) {
+		snprintf(path, sizeof(path), "%s/tests/fixtures/guard/%s",
+		    top != NULL ? top : ".", fx[i].file);
+		fp = fopen(path, "rb");
+		cr_assert_not_null(fp, "cannot open %s", path);
+		text = xm_malloc(1 << 16);
+		len = fread(text, 1, (1 << 16) - 1, fp);
+		text[len] = '\0';
+		fclose(fp);
+
+		setup(&r, text, NULL, fx[i].file);
+		guard_filter.check(r.state, &r.t);
+		want = xm_strdup(fx[i].want);
+		n = 0;
+		for (tok = strtok_r(want, " ", &save); tok != NULL;
+		    tok = strtok_r(NULL, " ", &save), n++)
+			cr_expect(xm_task_has_symbol(&r.t, tok), "%s: want %s, "
+			    "got [%s]", fx[i].file, tok, symbols(&r));
+		cr_expect_eq(r.t.nsymbols, n, "%s: got [%s]", fx[i].file,
+		    symbols(&r));
+		cr_expect_eq(r.t.final, fx[i].final, "%s: final", fx[i].file);
+		free(want);
+		free(text);
+		teardown(&r);
+	}
+}
+
 Test(guard, invalid_utf8_in_a_text)
 {
 	struct guard_run r;
@@ -623,8 +732,8 @@ Test(guard, init_refuses_bad_lists)
 		    NULL, err, sizeof(err)), 0, "%s", err);
 		apply(conf, bad[i], bad[i]);
 		err[0] = '\0';
-		cr_expect_eq(guard_filter.init(&state, conf, err, sizeof(err)), -1,
-		    "%s accepted", bad[i]);
+		cr_expect_eq(guard_filter.init(&state, conf, err,
+		    sizeof(err)), -1, "%s accepted", bad[i]);
 		cr_expect_neq(err[0], '\0', "%s: no message", bad[i]);
 		xm_settings_free(guard_filter.settings, conf);
 		free(conf);
