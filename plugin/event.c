@@ -63,6 +63,8 @@ struct parse_state {
 	size_t end;             /* byte offset just after the root's end tag */
 	XML_Index last_start;   /* offset and length of the last start tag */
 	int last_start_len;
+	struct xm_node *tn;     /* the text node being extended, and its room */
+	size_t tn_cap;
 };
 
 /* stop - abort the parse with REASON */
@@ -177,17 +179,35 @@ on_text(void *ud, const XML_Char *s, int len)
 		return;
 	st->ev->text_bytes += (size_t)len;
 	last = st->cur->last;
-	if (last != NULL && last->name == NULL) {
-		t = xm_arena_alloc(st->a, last->text_len + (size_t)len + 1);
-		memcpy(t, last->text, last->text_len);
+	if (last != NULL && last->name == NULL && last == st->tn) {
+		/* expat splits text at every newline and entity: grow by
+		 * doubling so a long text costs linear time and memory */
+		size_t need = last->text_len + (size_t)len + 1;
+
+		if (need > st->tn_cap) {
+			size_t cap = st->tn_cap * 2;
+
+			while (cap < need)
+				cap *= 2;
+			t = xm_arena_alloc(st->a, cap);
+			memcpy(t, last->text, last->text_len);
+			last->text = t;
+			st->tn_cap = cap;
+		}
+		t = (char *)last->text;
 		memcpy(t + last->text_len, s, (size_t)len);
-		last->text = t;
 		last->text_len += (size_t)len;
+		t[last->text_len] = '\0';
 		return;
 	}
 	last = xm_arena_alloc(st->a, sizeof(*last));
-	last->text = xm_arena_strndup(st->a, s, (size_t)len);
+	st->tn_cap = (size_t)len + 1 < 64 ? 64 : (size_t)len + 1;
+	t = xm_arena_alloc(st->a, st->tn_cap);
+	memcpy(t, s, (size_t)len);
+	t[len] = '\0';
+	last->text = t;
 	last->text_len = (size_t)len;
+	st->tn = last;
 	append_child(st->cur, last);
 }
 
@@ -492,6 +512,13 @@ url_name(struct view *v, const char *url)
 
 	if (url == NULL)
 		return NULL;
+	if ((q = strstr(url, "://")) != NULL) {
+		/* the authority is no file name: the path starts after it */
+		url = q + 3;
+		url += strcspn(url, "/?#");
+		if (*url != '/')
+			return NULL;
+	}
 	q = strpbrk(url, "?#");
 	end = q ? q : url + strlen(url);
 	for (slash = end; slash > url && slash[-1] != '/'; slash--)
@@ -666,7 +693,7 @@ build_view(struct xm_arena *a, struct xm_event *ev)
 
 /* ---- the envelope ---- */
 
-/* key_ok - envelope keys are [a-z0-9-]+ */
+/* key_ok - envelope keys are [a-z0-9_-]+ */
 static bool
 key_ok(const char *k, size_t n)
 {

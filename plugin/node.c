@@ -147,7 +147,7 @@ serialize(struct xm_buf *b, const struct xm_node *n, const char *parent_ns)
 	xm_buf_printf(b, "<%s", n->name);
 	if (parent_ns == NULL || strcmp(parent_ns, n->ns) != 0) {
 		xm_buf_puts(b, " xmlns='");
-		xm_buf_xml_escape(b, n->ns, strlen(n->ns));
+		xm_buf_xml_escape_attr(b, n->ns, strlen(n->ns));
 		xm_buf_puts(b, "'");
 	}
 	for (i = 0; i < n->nattrs; i++) {
@@ -157,10 +157,12 @@ serialize(struct xm_buf *b, const struct xm_node *n, const char *parent_ns)
 			xm_buf_printf(b, " %s='", at->name);
 		else if (strcmp(at->ns, XML_NS) == 0)
 			xm_buf_printf(b, " xml:%s='", at->name);
-		else
-			xm_buf_printf(b, " xmlns:a%zu='%s' a%zu:%s='", i, at->ns,
-			    i, at->name);
-		xm_buf_xml_escape(b, at->value, strlen(at->value));
+		else {
+			xm_buf_printf(b, " xmlns:a%zu='", i);
+			xm_buf_xml_escape_attr(b, at->ns, strlen(at->ns));
+			xm_buf_printf(b, "' a%zu:%s='", i, at->name);
+		}
+		xm_buf_xml_escape_attr(b, at->value, strlen(at->value));
 		xm_buf_puts(b, "'");
 	}
 	if (n->children == NULL) {

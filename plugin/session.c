@@ -49,6 +49,8 @@ set_find(const struct session *s, uint64_t id)
 {
 	size_t i = slot(s, id), n;
 
+	if (id == 0 || id == TOMB)  /* the set's markers are never ids */
+		return -1;
 	for (n = 0; n < s->setcap; n++, i = (i + 1) & (s->setcap - 1)) {
 		if (s->set[i] == id)
 			return (long)i;
@@ -155,6 +157,10 @@ on_hello(struct session *s, const struct proto_frame *f)
 
 	if (s->state != S_HELLO) {
 		session_bye(s, PROTO_BYE_MALFORMED, "HELLO twice");
+		goto out;
+	}
+	if (f->id != 0) {
+		session_bye(s, PROTO_BYE_MALFORMED, "HELLO id must be 0");
 		goto out;
 	}
 	if (proto_parse_kv(a, f->body, f->len, 64, &kv, &n, &rest, &restlen,

@@ -6,6 +6,7 @@
  * cannot do anything useful, and checking every call hides real errors.
  * Arenas are chains of blocks; big requests get their own block.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -132,7 +133,7 @@ void *
 xm_arena_alloc(struct xm_arena *a, size_t n)
 {
 	struct arena_block *b = a->head;
-	size_t align = sizeof(max_align_t), need;
+	size_t align = _Alignof(max_align_t), need;
 	void *p;
 
 	if (n > SIZE_MAX - align)
@@ -262,6 +263,8 @@ xm_arena_free(struct xm_arena *a)
 
 /* ---- buffers ---- */
 
+static void xml_escape(struct xm_buf *b, const char *s, size_t n, bool attr);
+
 /* buf_reserve - room for N more bytes plus a NUL */
 static void
 buf_reserve(struct xm_buf *b, size_t n)
@@ -348,9 +351,24 @@ xm_buf_free(struct xm_buf *b)
 	b->len = b->cap = 0;
 }
 
-/* xm_buf_xml_escape - append S[0..n) escaped for XML text and attributes */
+/* xm_buf_xml_escape - append S[0..n) escaped for XML text */
 void
 xm_buf_xml_escape(struct xm_buf *b, const char *s, size_t n)
+{
+	xml_escape(b, s, n, false);
+}
+
+/* xm_buf_xml_escape_attr - append S[0..n) escaped for an attribute value */
+void
+xm_buf_xml_escape_attr(struct xm_buf *b, const char *s, size_t n)
+{
+	xml_escape(b, s, n, true);
+}
+
+/* xml_escape - markup characters as entities; in attributes also tab and
+ * newline, which attribute-value normalisation would turn into spaces */
+static void
+xml_escape(struct xm_buf *b, const char *s, size_t n, bool attr)
 {
 	size_t i, start = 0;
 	const char *rep;
@@ -363,6 +381,8 @@ xm_buf_xml_escape(struct xm_buf *b, const char *s, size_t n)
 		case '"': rep = "&quot;"; break;
 		case '\'': rep = "&apos;"; break;
 		case '\r': rep = "&#13;"; break;
+		case '\n': if (!attr) continue; rep = "&#10;"; break;
+		case '\t': if (!attr) continue; rep = "&#9;"; break;
 		default: continue;
 		}
 		xm_buf_append(b, s + start, i - start);
@@ -381,7 +401,7 @@ xm_parse_ll(const char *s, long long min, long long max, long long *out)
 	char *end;
 	long long v;
 
-	if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s) || *s == '+')
 		return -1;
 	errno = 0;
 	v = strtoll(s, &end, 10);
@@ -398,7 +418,7 @@ xm_parse_double(const char *s, double *out)
 	char *end;
 	double v;
 
-	if (s == NULL || *s == '\0' || *s == ' ')
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
 		return -1;
 	errno = 0;
 	v = strtod(s, &end);
@@ -466,6 +486,14 @@ xm_parse_time(const char *s, double *out)
 		return -1;
 	if (*p != '\0')
 		return -1;
+	{
+		static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30,
+		    31, 30, 31 };
+		bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+		if (d > mdays[mo - 1] + (mo == 2 && leap))
+			return -1;  /* timegm would roll 02-30 over to March */
+	}
 	tm.tm_year = y - 1900;
 	tm.tm_mon = mo - 1;
 	tm.tm_mday = d;
@@ -659,30 +687,43 @@ panic(const char *fmt, ...)
 	abort();
 }
 
-/* log_escape - quote S for a log line: escapes, no newlines, at most MAX */
+/* log_escape - quote S for a log line: escapes, no newlines, valid UTF-8,
+ * at most MAX bytes of S (cut on a character boundary) */
 const char *
 log_escape(struct xm_arena *a, const char *s, size_t max)
 {
 	struct xm_buf b = { 0 };
-	const unsigned char *p;
-	const char *r;
-	size_t n = 0;
+	const char *p, *end, *r;
 
 	if (s == NULL)
 		return "-";
+	end = s + strlen(s);
 	xm_buf_puts(&b, "\"");
-	for (p = (const unsigned char *)s; *p != '\0'; p++, n++) {
-		if (n >= max) {
-			xm_buf_puts(&b, "...");
-			break;
+	for (p = s; p < end;) {
+		const char *q = p;
+		unsigned char c = (unsigned char)*p;
+
+		if (c >= 0x80 && xm_utf8_next(&q, end) >= 0) {
+			if ((size_t)(q - s) > max)
+				goto cut;
+			xm_buf_append(&b, p, (size_t)(q - p));
+			p = q;
+			continue;
 		}
-		if (*p == '"' || *p == '\\')
-			xm_buf_printf(&b, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			xm_buf_printf(&b, "\\x%02x", *p);
+		if ((size_t)(p + 1 - s) > max)
+			goto cut;
+		if (c == '"' || c == '\\')
+			xm_buf_printf(&b, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			xm_buf_printf(&b, "\\x%02x", c);
 		else
 			xm_buf_append(&b, p, 1);
+		p++;
 	}
+	goto done;
+cut:
+	xm_buf_puts(&b, "...");
+done:
 	xm_buf_puts(&b, "\"");
 	r = xm_arena_strndup(a, b.data, b.len);
 	xm_buf_free(&b);

@@ -59,6 +59,8 @@ void xm_buf_reset(struct xm_buf *b);
 void xm_buf_free(struct xm_buf *b);
 /* xm_buf_xml_escape - append S escaped for XML text and attributes */
 void xm_buf_xml_escape(struct xm_buf *b, const char *s, size_t n);
+/* xm_buf_xml_escape_attr - the same, also escaping tab and newline */
+void xm_buf_xml_escape_attr(struct xm_buf *b, const char *s, size_t n);
 
 /* ---- numbers ---- */
 

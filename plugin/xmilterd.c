@@ -268,7 +268,7 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	}
 	if (rc < 0) {
 		log_warn("conn %llu: request %llu: malformed event: %s", c->n,
-		    (unsigned long long)id, err);
+		    (unsigned long long)id, log_escape(k->arena, err, 300));
 		k->ev = NULL;
 		xm_verdict_malformed(chain, k->arena, err, &k->v);
 		task_answer(k);
@@ -325,9 +325,13 @@ on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
 			    cf->global.filters[i].ops->name,
 			    cf->global.filters[i].shadow ? " shadow" : "");
 	xm_buf_puts(reply, "status=ok\n");
-	if (!health)
+	if (!health && log_enabled(XM_LOG_INFO)) {
+		struct xm_arena *a = xm_arena_new();
+
 		log_info("conn %llu: HELLO from %s", c->n,
-		    *session_server(s) ? session_server(s) : "(unnamed)");
+		    log_escape(a, session_server(s), 100));
+		xm_arena_free(a);
+	}
 }
 
 static const struct session_ops daemon_session_ops = {

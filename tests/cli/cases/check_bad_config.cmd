@@ -1,0 +1,1 @@
+check -c @CASES@/bad-setting.yml @FIX@/chat.events

@@ -1,0 +1,1 @@
+check -c @CASES@/xmilter.yml @FIX@/malformed.events

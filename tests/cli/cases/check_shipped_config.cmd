@@ -1,0 +1,1 @@
+check -c @SRC@/etc/xmilter.yml @FIX@/test-tokens.events

@@ -1,0 +1,1 @@
+lint -c @SRC@/etc/xmilter.yml

@@ -1,0 +1,279 @@
+/*
+ * transcript.c - drive one protocol session from a byte file, print what
+ * the daemon would send
+ *
+ * Usage: transcript -c CONF [-b CHUNK] [-d] [-V VERSION] INPUT
+ *
+ * Reads INPUT (the bytes a glue would send on one connection), feeds them
+ * to session.c CHUNK bytes at a time (default: all at once), and answers
+ * every FILTER with the real chain built from CONF, the way xmilterd does:
+ * the event is parsed with the config's limits, a malformed one (or one
+ * with trailing data, or an empty one) gets xm_verdict_malformed, and the
+ * VERDICT body is proto_format_verdict's. Everything the daemon would
+ * write goes to standard output, byte for byte, so run.sh can compare it
+ * with a golden file.
+ *
+ * Answers are synchronous (the daemon with only fast filters) unless -d
+ * is given: then every request is held until the whole input was read
+ * and answered last first, like slow filters finishing out of order. That
+ * is how CANCEL and in-flight limits become visible; in both modes the
+ * output does not depend on CHUNK. Quarantine produces only the verdict
+ * (no spool). The clock is the event's time, else a fixed one, so the
+ * output is the same on every run. HELLO names the daemon
+ * "xmilterd/VERSION" (-V, default the package version) so goldens need
+ * not change with each release.
+ *
+ * Exit status: 0 when the input was read (whatever the session did), 1 on
+ * a usage, configuration or I/O error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autoconf.h"
+#include "chain.h"
+#include "config.h"
+#include "event.h"
+#include "proto.h"
+#include "session.h"
+
+#define FIXED_CLOCK 1795341600.0   /* 2026-11-22T10:00:00Z */
+
+struct held {
+	uint64_t id;
+	struct xm_buf body;
+};
+
+struct runner {
+	struct xm_chain *chain;
+	const char *version;
+	bool defer;
+	struct held *held;
+	size_t nheld, capheld;
+};
+
+/* event_limits - parser limits from the config (as xmilterd) */
+static void
+event_limits(const struct xm_config *c, struct xm_event_limits *l)
+{
+	l->max_stanza = (size_t)c->limits.max_stanza;
+	l->max_depth = (unsigned)c->limits.max_depth;
+	l->max_attrs = (unsigned)c->limits.max_attrs;
+	l->max_elements = (unsigned)c->limits.max_elements;
+	l->max_fields = (unsigned)c->limits.max_fields;
+	l->max_field_len = (size_t)c->limits.max_field_len;
+}
+
+/* verdict_body - the VERDICT body for one event, as xmilterd builds it */
+static void
+verdict_body(struct runner *r, const char *event, size_t len,
+    struct xm_buf *out)
+{
+	struct xm_arena *a = xm_arena_new();
+	struct xm_event_limits lim;
+	struct xm_event *ev = NULL;
+	struct xm_verdict v;
+	struct xm_task t;
+	size_t used = 0;
+	char err[512];
+	int rc;
+
+	event_limits(xm_chain_config(r->chain), &lim);
+	rc = xm_event_parse(a, event, len, &lim, &ev, &used, err, sizeof(err));
+	if (rc == 0 && used != len) {
+		rc = -1;
+		snprintf(err, sizeof(err), "trailing data after the stanza");
+	} else if (rc == 1) {
+		rc = -1;
+		snprintf(err, sizeof(err), "empty event");
+	}
+	if (rc < 0) {
+		xm_verdict_malformed(r->chain, a, err, &v);
+	} else {
+		xm_task_init(&t, r->chain, a, ev, ev->time >= 0 ? ev->time :
+		    FIXED_CLOCK);
+		xm_chain_check(r->chain, &t, &v);
+	}
+	proto_format_verdict(out, a, &v);
+	xm_arena_free(a);
+}
+
+/* on_filter - answer now, or hold the answer for the end (-d) */
+static void
+on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
+    size_t len)
+{
+	struct runner *r = ctx;
+	struct xm_buf body = { 0 };
+
+	verdict_body(r, event, len, &body);
+	if (!r->defer) {
+		session_verdict(s, id, body.data, body.len);
+		xm_buf_free(&body);
+		return;
+	}
+	if (r->nheld == r->capheld) {
+		r->capheld = r->capheld ? r->capheld * 2 : 16;
+		r->held = xm_reallocarray(r->held, r->capheld, sizeof(*r->held));
+	}
+	r->held[r->nheld].id = id;
+	r->held[r->nheld].body = body;
+	r->nheld++;
+}
+
+/* on_cancel - nothing to stop: the held answer will simply be dropped */
+static void
+on_cancel(void *ctx, struct session *s, uint64_t id)
+{
+}
+
+/* on_hello - the daemon's HELLO lines, as xmilterd writes them */
+static void
+on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
+{
+	struct runner *r = ctx;
+	const struct xm_config *cf = xm_chain_config(r->chain);
+	size_t i;
+
+	for (i = 0; i < cf->daemon.kinds.n; i++)
+		xm_buf_printf(reply, "kind=%s\n", cf->daemon.kinds.v[i]);
+	xm_buf_printf(reply, "daemon=xmilterd/%s\n", r->version);
+	for (i = 0; i < cf->global.nfilters; i++)
+		if (cf->global.filters[i].enabled)
+			xm_buf_printf(reply, "filter=%s%s\n",
+			    cf->global.filters[i].ops->name,
+			    cf->global.filters[i].shadow ? " shadow" : "");
+	xm_buf_puts(reply, "status=ok\n");
+}
+
+static const struct session_ops runner_ops = { on_filter, on_cancel, on_hello };
+
+/* flush - write the session's output to stdout */
+static int
+flush(struct session *s)
+{
+	struct xm_buf *out = session_output(s);
+
+	if (out->len > 0 && fwrite(out->data, 1, out->len, stdout) != out->len)
+		return -1;
+	xm_buf_consume(out, out->len);
+	return 0;
+}
+
+/* read_file - the whole file, heap */
+static char *
+read_file(const char *path, size_t *len)
+{
+	struct xm_buf b = { 0 };
+	char tmp[65536];
+	FILE *fp = fopen(path, "rb");
+	size_t n;
+
+	if (fp == NULL) {
+		fprintf(stderr, "transcript: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	while ((n = fread(tmp, 1, sizeof(tmp), fp)) > 0)
+		xm_buf_append(&b, tmp, n);
+	if (ferror(fp)) {
+		fprintf(stderr, "transcript: %s: read error\n", path);
+		fclose(fp);
+		xm_buf_free(&b);
+		return NULL;
+	}
+	fclose(fp);
+	*len = b.len;
+	return b.data ? b.data : xm_strdup("");
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: transcript -c CONF [-b CHUNK] [-d] [-V VERSION] "
+	    "INPUT\n");
+	exit(1);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct runner r = { .version = PACKAGE_VERSION };
+	const char *conf = NULL;
+	struct xm_config *cf;
+	const struct xm_config *ccf;
+	struct session *s;
+	struct session_limits lim;
+	long long chunk = 0;
+	size_t len, off, i;
+	char err[1024], *in;
+	int c, rc = 0;
+
+	while ((c = getopt(argc, argv, "b:c:dV:")) != -1) {
+		switch (c) {
+		case 'b':
+			if (xm_parse_ll(optarg, 1, 1 << 30, &chunk) < 0)
+				usage();
+			break;
+		case 'c':
+			conf = optarg;
+			break;
+		case 'd':
+			r.defer = true;
+			break;
+		case 'V':
+			r.version = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (conf == NULL || optind != argc - 1)
+		usage();
+	xm_log_level = XM_LOG_ERR;
+	if ((cf = xm_config_load(conf, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "transcript: %s\n", err);
+		return 1;
+	}
+	if ((r.chain = xm_chain_new(cf, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "transcript: %s\n", err);
+		return 1;
+	}
+	if ((in = read_file(argv[optind], &len)) == NULL) {
+		xm_chain_unref(r.chain);
+		return 1;
+	}
+	ccf = xm_chain_config(r.chain);
+	lim.max_frame = (size_t)ccf->daemon.max_frame;
+	lim.max_inflight = (unsigned)ccf->daemon.max_inflight;
+	lim.max_buffered = 4u * 1024 * 1024;
+	s = session_new(&runner_ops, &r, &lim);
+
+	for (off = 0; off < len; ) {
+		size_t n = chunk > 0 && (size_t)chunk < len - off ? (size_t)chunk :
+		    len - off;
+		int frc = session_feed(s, in + off, n);
+
+		off += n;
+		if (flush(s) < 0)
+			rc = 1;
+		if (frc < 0)
+			break;
+	}
+	/* held answers go out last first; those for requests that were
+	 * cancelled, or for a closed session, are dropped by the session */
+	for (i = r.nheld; i > 0; i--) {
+		struct held *h = &r.held[i - 1];
+
+		session_verdict(s, h->id, h->body.data, h->body.len);
+		xm_buf_free(&h->body);
+	}
+	if (flush(s) < 0 || fflush(stdout) != 0)
+		rc = 1;
+	free(r.held);
+	session_free(s);
+	xm_chain_unref(r.chain);
+	free(in);
+	return rc;
+}
