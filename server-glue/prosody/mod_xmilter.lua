@@ -135,6 +135,7 @@ local function load_settings()
 	n.kinds = list_to_set(module:get_option("xmilter_kinds", ALL_KINDS));
 	n.roster = module:get_option_boolean("xmilter_roster", true);
 	n.priority = module:get_option_number("xmilter_priority", 100);
+	n.log_verdicts = module:get_option_boolean("xmilter_log_verdicts", false);
 	cfg = n;
 end
 load_settings();
@@ -240,7 +241,6 @@ local function new_framer(max_frame, on_frame, on_error)
 			nbytes = len - pos + 1;
 		end
 	end
-	function f.break_() broken = true; end
 	return f;
 end
 
@@ -261,8 +261,6 @@ local link = {
 	pending = {},       -- id -> request
 	npending = 0,
 	held = {},          -- requests queued while HELLO is outstanding
-	outq = {},          -- frames for the next write
-	flush_timer = nil,
 	sweep_timer = nil,
 	reconnect_timer = nil,
 	backoff = nil,
@@ -273,6 +271,7 @@ local link = {
 	daemon = nil,
 	filters = nil,
 	consecutive_timeouts = 0,
+	last_submit = 0,
 	down_since = nil,
 	last_error = nil,
 };
@@ -327,37 +326,26 @@ local function resolve(req, res)
 		link.pending[req.id] = nil;
 		link.npending = link.npending - 1;
 	end
-	local ms = (time_now() - req.start) * 1000;
-	if res.failure then
-		module:log("debug", "xmilter: id=%d kind=%s failure=%s policy=%s ms=%.1f",
-			req.id, req.kind, res.failure, res.action, ms);
-	else
-		module:log("debug", "xmilter: id=%d kind=%s action=%s score=%s reason=%s ms=%.1f",
-			req.id, req.kind, res.action, tostring(res.score), tostring(res.reason), ms);
+	if res.failure then -- rare: always worth a debug line
+		module:log("debug", "xmilter: id=%d kind=%s origin=%s failure=%s policy=%s ms=%.1f",
+			req.id, req.kind, req.origin, res.failure, res.action, (time_now() - req.start) * 1000);
+	elseif cfg.log_verdicts then
+		module:log("debug", "xmilter: id=%d kind=%s origin=%s action=%s score=%s reason=%s ms=%.1f",
+			req.id, req.kind, req.origin, res.action, res.score, res.reason, (time_now() - req.start) * 1000);
 	end
 	ready_q[#ready_q + 1] = req;
 	ready_q[#ready_q + 1] = res;
 end
 
--- flush - write everything queued this event-loop turn in one go
-local function flush()
-	link.flush_timer = nil;
-	local q = link.outq;
-	if #q == 0 then return; end
-	link.outq = {};
-	if link.conn then
-		link.conn:write(t_concat(q));
-	end
-end
-
--- send - queue one frame (header and body kept apart: one copy at flush)
+-- send - queue one frame on the link. net.server keeps a write buffer and
+-- sends it when the socket is writable: frames queued in one event-loop
+-- turn leave in one write. (A 0-delay timer to batch them here would cost
+-- up to 1 ms per stanza: server_epoll sleeps min_wait for such timers.)
 local function send(verb, id, body)
-	local q = link.outq;
-	q[#q + 1] = verb .. " " .. id .. " " .. #body .. "\n";
-	if #body > 0 then q[#q + 1] = body; end
-	if not link.flush_timer then
-		link.flush_timer = module:add_timer(0, flush);
-	end
+	local conn = link.conn;
+	if not conn then return; end
+	-- one write call: each one re-arms net.server's write timer
+	conn:write(verb .. " " .. id .. " " .. #body .. "\n" .. body);
 end
 
 local connect; -- forward
@@ -379,7 +367,6 @@ local function link_down(reason, no_reconnect)
 	local was = link.state;
 	link.conn, link.state, link.framer = nil, "down", nil;
 	link.gen = link.gen + 1;
-	link.outq = {};
 	link.consecutive_timeouts = 0;
 	if conn then conn:close(); end
 	if was ~= "down" then
@@ -402,21 +389,35 @@ local function protocol_error(msg)
 	module:log("error", "xmilter: protocol error from daemon: %s", msg);
 	if link.conn then
 		local body = "code=400\nreason=" .. msg .. "\n";
-		link.conn:write(t_concat(link.outq) .. frame("BYE", 0, body));
-		link.outq = {};
+		link.conn:write(frame("BYE", 0, body));
 	end
 	link_down("protocol error: " .. msg);
 end
 
 -- parse_verdict - the result table of a VERDICT body, or nil and an error
+local verdict_keys = { action = true, score = true, reason = true, condition = true, text = true };
 local function parse_verdict(body)
-	local f, lists, rest = parse_kv(body);
+	local f, rest = {}, nil;
+	local pos, len = 1, #body;
+	while pos <= len do
+		local lf = body:find("\n", pos, true) or (len + 1);
+		if lf == pos then -- the empty line: a replacement stanza follows
+			rest = body:sub(pos + 1);
+			break;
+		end
+		local eq = body:find("=", pos, true);
+		if eq and eq < lf then
+			local k = body:sub(pos, eq - 1);
+			if verdict_keys[k] and f[k] == nil then f[k] = body:sub(eq + 1, lf - 1); end
+		end
+		pos = lf + 1;
+	end
 	local action = f.action;
 	if action ~= "accept" and action ~= "reject" and action ~= "discard"
 		and action ~= "modify" and action ~= "quarantine" then
 		return nil, "unknown action " .. tostring(action);
 	end
-	local res = { action = action, score = f.score, reason = f.reason, symbols = lists.symbol };
+	local res = { action = action, score = f.score, reason = f.reason };
 	if f.condition and f.condition ~= "" then
 		if error_types[f.condition] then
 			res.condition = f.condition;
@@ -460,7 +461,7 @@ local function on_hello(body)
 	for _, k in ipairs(ALL_KINDS) do if wants[k] then wanted[#wanted + 1] = k; end end
 	module:log(link.status == "ok" and "info" or "warn",
 		"xmilter: connected to %s at %s: status=%s%s kinds=%s max-inflight=%d max-frame=%d",
-		tostring(f.daemon), cfg.socket, link.status,
+		f.daemon or "a daemon without a name", cfg.socket, link.status,
 		lists.reason and (" (" .. t_concat(lists.reason, "; ") .. ")") or "",
 		#wanted > 0 and t_concat(wanted, ",") or "none", link.max_inflight, link.max_frame);
 	local held = link.held;
@@ -475,7 +476,7 @@ local function on_hello(body)
 				send("FILTER", req.id, req.text);
 				stats.sent = stats.sent + 1;
 			end
-			req.text = nil;
+			req.text, req.queued = nil, nil;
 		end
 	end
 end
@@ -588,11 +589,15 @@ end
 
 -- sweep - apply the failure policy to requests past their deadline
 local function sweep()
-	if link.npending == 0 then
-		link.sweep_timer = nil;
-		return nil;
-	end
 	local now = time_now();
+	if link.npending == 0 then
+		-- idle: keep ticking for a while rather than re-arm per request
+		if now - link.last_submit > 5 then
+			link.sweep_timer = nil;
+			return nil;
+		end
+		return 0.05;
+	end
 	local expired;
 	for _, req in pairs(link.pending) do
 		if req.deadline <= now then
@@ -615,17 +620,13 @@ local function sweep()
 		end
 		run_ready();
 	end
-	if link.npending == 0 then
-		link.sweep_timer = nil;
-		return nil;
-	end
 	return 0.05;
 end
 
--- submit - ask the daemon about TEXT. Returns a result at once when the
+-- submit - ask the daemon about TEXT (a KIND from an OTYPE origin). Returns a result at once when the
 -- failure policy decides (daemon down, too many in flight, too large);
 -- otherwise returns nil and calls CB(result) later, exactly once.
-local function submit(kind, text, cb)
+local function submit(kind, otype, text, cb)
 	if link.state == "down" then
 		return failure(kind, "daemon unavailable");
 	end
@@ -639,7 +640,8 @@ local function submit(kind, text, cb)
 	local id = link.next_id;
 	link.next_id = id + 1;
 	local now = time_now();
-	local req = { id = id, kind = kind, cb = cb, start = now,
+	link.last_submit = now;
+	local req = { id = id, kind = kind, origin = otype, cb = cb, start = now,
 		deadline = now + (cfg.timeouts[kind] or cfg.timeout) };
 	link.pending[id] = req;
 	link.npending = link.npending + 1;
@@ -855,18 +857,52 @@ local function drain_held(origin)
 	if q and not q[1] then held_by_origin[origin] = nil; end
 end
 
+-- kick - read input a paused session left buffered. c2s and s2s pause
+-- their connection while their runner waits and resume it when it is ready;
+-- in 0.12 resume() does not look at data already sitting in LuaSocket's
+-- buffer, so a client that pipelined stanzas faster than verdicts came back
+-- would stall until it sent more. Called after the runner has been told to
+-- continue; retried for a few turns while the connection is still paused.
+local function kick(origin, tries)
+	local conn = origin.conn;
+	local sock = conn and conn.conn;
+	if not sock or type(sock.dirty) ~= "function" then return; end
+	if conn._wantread == false then -- still paused (server_epoll)
+		if tries < 5 then
+			module:add_timer(0, function () kick(origin, tries + 1); end);
+		end
+		return;
+	end
+	local ok, dirty = pcall(sock.dirty, sock);
+	if ok and dirty and type(conn.onreadable) == "function" then
+		conn:onreadable();
+	end
+end
+
 -- check - the body of every hook: ask the daemon, wait, apply
 local function check(event, kind, pre)
 	local stanza, origin = event.stanza, event.origin;
 	local otype = origin_type(origin);
 	if not cfg.origins[otype] then return; end
+	if link.state == "down" and not held_by_origin[origin or false] then
+		-- no daemon: decide now, without building the event
+		return apply(failure(kind, "daemon unavailable"), event, kind);
+	end
 	local text = build_event(otype, origin, stanza);
 
 	if async.ready() then
 		-- inside the session's runner: only this session waits
 		local result;
 		local wait, done = async.waiter();
-		local now_res = submit(kind, text, function (res) result = res; done(); end);
+		local now_res = submit(kind, otype, text, function (res)
+			result = res;
+			done();
+			-- input can only be left buffered by the read that paused us
+			local sock = origin and origin.conn and origin.conn.conn;
+			if sock and type(sock.dirty) == "function" and sock:dirty() then
+				module:add_timer(0, function () kick(origin, 0); end);
+			end
+		end);
 		if now_res then
 			result = now_res;
 		else
@@ -878,7 +914,7 @@ local function check(event, kind, pre)
 	-- no runner (component streams, internal callers): hold and re-inject
 	local q = held_by_origin[origin or false];
 	local entry = { event = event, kind = kind, pre = pre };
-	local now_res = submit(kind, text, function (res)
+	local now_res = submit(kind, otype, text, function (res)
 		entry.res = res;
 		drain_held(origin or false);
 	end);
@@ -967,7 +1003,7 @@ function module.add_host(hmodule)
 		hmodule:hook("pre-message/" .. to_type, function (e) return on_message(e, true); end, prio);
 		hmodule:hook("message/" .. to_type, function (e) return on_message(e, false); end, prio);
 	end
-	for _, to_type in ipairs({ "bare", "full" }) do
+	for _, to_type in ipairs({ "bare", "full", "host" }) do
 		hmodule:hook("pre-presence/" .. to_type, function (e) return on_presence(e, true); end, prio);
 		hmodule:hook("presence/" .. to_type, function (e) return on_presence(e, false); end, prio);
 	end
@@ -1083,11 +1119,7 @@ end
 function module.unload()
 	shell_env.xmilter = nil;
 	-- release every waiting session with the failure policy
-	if link.conn then
-		local q = link.outq;
-		q[#q + 1] = frame("BYE", 0, "code=200\nreason=module unloaded\n");
-		flush();
-	end
+	send("BYE", 0, "code=200\nreason=module unloaded\n");
 	link_down("module unloaded", true);
 	for origin in pairs(held_by_origin) do drain_held(origin); end
 end
@@ -1096,6 +1128,9 @@ module:hook_global("config-reloaded", function ()
 	local old_socket = cfg.socket;
 	load_settings();
 	update_wants();
+	local pol = {};
+	for _, kind in ipairs(ALL_KINDS) do pol[#pol + 1] = kind .. "=" .. cfg.on_failure[kind]; end
+	module:log("info", "xmilter: settings reloaded (on failure: %s)", t_concat(pol, " "));
 	if cfg.socket ~= old_socket and link.state ~= "down" then
 		link_down("socket path changed");
 	end

@@ -1,0 +1,350 @@
+#!/bin/bash
+# run.sh - xmilter end to end: Prosody + mod_xmilter + xmilterd + libstrophe
+#
+# Starts everything itself on loopback inside a temporary directory (removed
+# on exit; XM_KEEP=1 keeps it), prints "ok N - name" / "not ok N - name" per
+# case and a closing "N passed, M failed" line; exits non-zero on failure
+# (77, automake's "skipped", when Prosody or the programs are missing).
+#
+# Environment: top_srcdir, top_builddir (set by make check; default: this
+# script's ../..), XMILTERD, XMTEST_CLIENT, PROSODY, PROSODYCTL,
+# XM_SUITE_TIMEOUT (seconds for the whole suite, default 280), XM_VERBOSE=1
+# (show every client's output).
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_CLIENT"; do
+	if ! [ -x "$prog" ]; then
+		echo "# $prog not found or not executable: skipping the end-to-end suite"
+		echo "0 passed, 0 failed"
+		exit 77
+	fi
+done
+
+xm_init || exit 1
+xm_dns_start
+trap 'xm_cleanup' EXIT
+trap 'echo "# interrupted"; exit 130' INT TERM HUP
+
+# the whole suite is bounded, whatever hangs
+( sleep "${XM_SUITE_TIMEOUT:-280}" & s=$!
+  trap 'kill $s 2>/dev/null; wait $s; exit 0' TERM
+  wait $s && { echo "# suite timeout: aborting" >&2; kill -TERM $$; } ) 2>/dev/null &
+XM_PIDS+=($!)
+
+npass=0
+nfail=0
+ncase=0
+OUT=$XM_TMP/out   # the last client's output
+
+# result NAME STATUS - print one TAP-like line
+result() {
+	ncase=$((ncase + 1))
+	if [ "$2" = 0 ]; then
+		npass=$((npass + 1))
+		echo "ok $ncase - $1"
+	else
+		nfail=$((nfail + 1))
+		echo "not ok $ncase - $1"
+		if [ -s "$OUT" ]; then sed 's/^/#   /' "$OUT"; fi
+	fi
+}
+
+# skip NAME REASON - a case that cannot run here (counted as passed)
+skip() {
+	ncase=$((ncase + 1))
+	npass=$((npass + 1))
+	echo "ok $ncase - $1 # SKIP $2"
+}
+
+# client ARGS... - run the test client, output in $OUT (shown with XM_VERBOSE)
+client() {
+	xm_client "$@" >"$OUT" 2>&1
+	local rc=$?
+	if [ "${XM_VERBOSE:-0}" = 1 ]; then sed 's/^/#   | /' "$OUT"; fi
+	return $rc
+}
+
+# has REGEX - the last client output has a matching line
+has() { grep -Eq -- "$1" "$OUT"; }
+hasnt() { ! grep -Eq -- "$1" "$OUT"; }
+
+# glue_log_count REGEX - matching lines in Prosody A's log
+glue_log_count() { grep -Ec -- "$1" "$(xm_prosody_log a)" 2>/dev/null || true; }
+
+# wait_glue_connected N - wait until the glue's connect message count exceeds N
+wait_glue_connected() {
+	local before=$1 n=200
+	while [ "$(glue_log_count 'xmilter: connected to')" -le "$before" ]; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && return 1
+		sleep 0.05
+	done
+}
+
+# prosody_reload NAME - SIGHUP a Prosody (re-reads its config) and wait for it
+prosody_reload() {
+	local log before n=100
+	log=$(xm_prosody_log "$1")
+	before=$(grep -c 'xmilter: settings reloaded' "$log" 2>/dev/null || true)
+	kill -HUP "$(cat "$XM_TMP/$1/prosody.pid")" || return 1
+	while [ "$(grep -c 'xmilter: settings reloaded' "$log" 2>/dev/null || true)" -le "$before" ]; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && break
+		sleep 0.05
+	done
+	sleep 0.2
+}
+
+# set_failure_policy POLICY - rewrite Prosody A's xmilter_on_failure and reload
+set_failure_policy() {
+	local cfg=${XM_PROSODY_CFG[a]}
+	sed -i '/^xmilter_on_failure/d' "$cfg"
+	sed -i "0,/^xmilter_socket/s//xmilter_on_failure = \"$1\"\n&/" "$cfg"
+	prosody_reload a
+}
+
+# ---- set-up ---------------------------------------------------------------
+
+DOM=a.example
+RDOM=b.example
+COMP=icq.$DOM
+UPLOAD=upload.$DOM
+SECRET=xm-component-secret
+SOCK=$XM_TMP/xmilterd.sock
+QDIR=$XM_TMP/quarantine
+DLOG=$XM_TMP/xmilterd.log
+P_C2S=$(xm_free_port)
+P_COMP=$(xm_free_port $((P_C2S + 1)))
+P_HTTP=$(xm_free_port $((P_COMP + 1)))
+
+s2s=yes
+if xm_port_busy 127.0.0.1 5269 || xm_port_busy 127.0.0.2 5269; then
+	s2s=no
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.2/"$P_C2S") 2>&1 | grep -q refused; then
+	s2s=no # no 127.0.0.2 here
+fi
+
+cat >"$XM_TMP/rules.cf" <<'EOF'
+# end-to-end test rules (thresholds: modify 5, quarantine 10, reject 15, discard 40)
+body     XM_E2E_MODIFY      /XMILTER-TEST-MODIFY/
+score    XM_E2E_MODIFY      6
+body     XM_E2E_QUARANTINE  /XMILTER-TEST-QUARANTINE/
+score    XM_E2E_QUARANTINE  12
+body     XM_E2E_REJECT      /XMILTER-TEST-REJECT/
+score    XM_E2E_REJECT      20
+body     XM_E2E_DISCARD     /XMILTER-TEST-DISCARD/
+score    XM_E2E_DISCARD     50
+EOF
+xm_daemon_config "$XM_TMP/xmilterd.yml" "$SOCK" "$QDIR" "$XM_TMP/rules.cf"
+
+xm_hosts_add 127.0.0.1 $DOM
+xm_hosts_add 127.0.0.2 $RDOM
+xm_prosody_config a 127.0.0.1 $DOM "$P_C2S" "component=$COMP:$P_COMP:$SECRET" \
+	"upload=$UPLOAD:$P_HTTP" "s2s=$s2s" "socket=$SOCK"
+
+if ! xm_daemon_start "$XM_TMP/xmilterd.yml" "$DLOG"; then
+	echo "not ok 1 - xmilterd starts"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+if ! xm_prosody_start a; then
+	echo "not ok 1 - prosody starts"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+for u in alice bob carol dave erin frank; do
+	xm_register a "$u" $DOM pw || xm_log "could not register $u"
+done
+# the glue connects at start-up; wait for its HELLO
+wait_glue_connected 0
+result "glue connects to xmilterd and negotiates HELLO" $?
+
+A="-s 127.0.0.1:$P_C2S -p pw -P pw -T 20"
+AB="$A -f alice@$DOM -t bob@$DOM"
+
+# ---- verdicts ---------------------------------------------------------------
+
+client $AB -q 2 -b "hello, a clean message" message
+has '^delivered m1 hello, a clean message$' && has 'missing=0'
+result "clean message is delivered" $?
+
+client $AB -q 2 -b "XMILTER-TEST-REJECT buy now" message
+has '^error m1 [a-z-]+ ' && hasnt '^delivered m1'
+result "rule hit is rejected with an error to the sender" $?
+
+client $AB -q 1 -b "XMILTER-TEST-DISCARD silently" -b "after the discard" message
+has '^missing m1$' && has '^delivered m2 after the discard$' && hasnt '^error m1'
+result "discard: nothing delivered, no error" $?
+
+client $AB -q 2 -b "XMILTER-TEST-MODIFY see http://198.51.100.7:8080/x" message
+has '^delivered m1 .*XMILTER-TEST-MODIFY see http://198.51.100.7' &&
+	hasnt '^delivered m1 XMILTER-TEST-MODIFY see http://198.51.100.7:8080/x$'
+result "modify: delivered with a changed body (same id)" $?
+
+touch "$XM_TMP/q.marker"
+sleep 0.01
+client $AB -q 1 -b "XMILTER-TEST-QUARANTINE hold me" -b "after the quarantine" message
+rc=1
+if has '^missing m1$' && has '^delivered m2 after the quarantine$' && hasnt '^error m1'; then
+	[ -n "$(find "$QDIR" -type f -newer "$XM_TMP/q.marker" 2>/dev/null | head -1)" ] && rc=0 ||
+		echo "no new file in $QDIR" >>"$OUT"
+fi
+result "quarantine: not delivered, no error, stored in quarantine_dir" $rc
+
+client $AB -q 1 -b "order %n" -n 20 message
+rc=1
+if has 'delivered=20 errors=0 missing=0'; then
+	[ "$(grep '^delivered' "$OUT" | awk '{print $2}' | tr -d m | tr '\n' ' ')" = \
+		"$(seq 1 20 | tr '\n' ' ')" ] && rc=0
+fi
+result "a session's messages keep their order" $rc
+
+# a client that pipelines faster than verdicts come back: Prosody 0.12
+# pauses the session while the glue waits and, on resume, would forget
+# input already buffered (the glue works around it); nothing may get stuck
+client $AB -q 3 -T 40 -n 2000 -b "burst %n" message
+has 'sent=2000 delivered=2000 errors=0 missing=0 '
+result "a pipelined burst of 2000 messages: all delivered, none stuck" $?
+
+# ---- origins ----------------------------------------------------------------
+
+client $A -t bob@$DOM -C $COMP -k $SECRET -K 127.0.0.1:$P_COMP -f "4711@$COMP" -q 2 \
+	-b "hello from the transport" -b "XMILTER-TEST-REJECT from the transport" \
+	-b "XMILTER-TEST-MODIFY via transport" -b "last from the transport" message
+has '^delivered m1 hello from the transport$' && has '^error m2 [a-z-]+' &&
+	has '^delivered m3 .+XMILTER-TEST-MODIFY via transport' &&
+	has '^delivered m4 last from the transport$' && hasnt '^delivered m2'
+result "component (transport) messages are filtered" $?
+
+client $A -t bob@$DOM -C $COMP -k $SECRET -K 127.0.0.1:$P_COMP -f "4711@$COMP" -q 3 -T 40 \
+	-n 500 -b "transport burst %n" message
+rc=1
+if has 'sent=500 delivered=500 errors=0 missing=0 '; then
+	[ "$(grep '^delivered' "$OUT" | awk '{print $2}' | tr -d m | tr '\n' ' ')" = \
+		"$(seq 1 500 | tr '\n' ' ')" ] && rc=0
+fi
+result "component burst of 500 (held and re-injected): all delivered, in order" $rc
+
+if [ "$s2s" = yes ]; then
+	xm_prosody_config b 127.0.0.2 $RDOM "$P_C2S" "s2s=yes" "xmilter=no"
+	if xm_prosody_start b && xm_register b zoe $RDOM pw; then
+		client -s "127.0.0.2:$P_C2S" -S "127.0.0.1:$P_C2S" -f "zoe@$RDOM" -p pw \
+			-t "bob@$DOM" -P pw -T 20 -q 5 \
+			-b "hello across servers" -b "XMILTER-TEST-REJECT across servers" message
+		has '^delivered m1 hello across servers$' && has '^error m2 [a-z-]+' &&
+			hasnt '^delivered m2' && [ "$(glue_log_count 'kind=message origin=s2s action=reject')" -ge 1 ]
+		rc=$?
+		[ $rc = 0 ] || grep -E 's2s|dialback' "$(xm_prosody_log a)" | tail -5 >>"$OUT"
+		result "s2s messages from another server are filtered" $rc
+	else
+		OUT=$XM_TMP/b/prosody.out
+		result "s2s messages from another server are filtered (second Prosody starts)" 1
+		OUT=$XM_TMP/out
+	fi
+	xm_prosody_stop b
+else
+	skip "s2s messages from another server are filtered" "port 5269 or 127.0.0.2 unavailable"
+fi
+
+# ---- other kinds ------------------------------------------------------------
+
+before=$(glue_log_count 'xmilter: id=[0-9]+ kind=subscription origin=[a-z0-9]+ action=')
+client $A -f carol@$DOM -t dave@$DOM -q 2 subscribe
+has '^subscribe-(delivered|error) m1' &&
+	[ "$(glue_log_count 'xmilter: id=[0-9]+ kind=subscription origin=[a-z0-9]+ action=')" -gt "$before" ]
+result "a subscription request reaches the daemon" $?
+
+before=$(glue_log_count 'xmilter: id=[0-9]+ kind=transfer origin=[a-z0-9]+ action=')
+client $AB -q 2 -o si -F "holiday-photos.jpg.exe" iq
+has '^iq-(result|error) m1' &&
+	[ "$(glue_log_count 'xmilter: id=[0-9]+ kind=transfer origin=[a-z0-9]+ action=')" -gt "$before" ]
+result "a file-transfer offer (SI) reaches the daemon" $?
+
+before=$(glue_log_count 'xmilter: id=[0-9]+ kind=transfer origin=[a-z0-9]+ action=')
+client $AB -q 2 -o jingle -F "report.pdf" iq
+has '^iq-(result|error) m1' &&
+	[ "$(glue_log_count 'xmilter: id=[0-9]+ kind=transfer origin=[a-z0-9]+ action=')" -gt "$before" ]
+result "a Jingle file offer reaches the daemon" $?
+
+before=$(glue_log_count 'xmilter: id=[0-9]+ kind=upload origin=[a-z0-9]+ action=')
+client $AB -q 2 -U $UPLOAD -F "XMILTER-TEST-REJECT.bin" -Z 2048 upload
+has '^upload-(slot|error) m1' &&
+	[ "$(glue_log_count 'xmilter: id=[0-9]+ kind=upload origin=[a-z0-9]+ action=')" -gt "$before" ]
+result "an HTTP upload slot request reaches the daemon" $?
+
+# ---- health -----------------------------------------------------------------
+
+xm_prosody_shell a 'xmilter:health()' >"$OUT"
+grep -Eq 'ok|degraded' "$OUT" && ! grep -q 'down' "$OUT"
+result "health check (HELLO healthcheck=1) via the admin shell" $?
+
+# ---- failures ---------------------------------------------------------------
+
+xm_daemon_stop
+sleep 0.3
+client $AB -q 2 -b "daemon is down" -b "XMILTER-TEST-REJECT while down" message
+has '^delivered m1 daemon is down$' && has '^delivered m2 XMILTER-TEST-REJECT while down$'
+result "daemon down: fail-open delivers" $?
+
+set_failure_policy reject
+client $AB -q 2 -b "daemon is still down" message
+has '^error m1 resource-constraint' && hasnt '^delivered m1'
+result "daemon down, fail-closed: bounced" $?
+set_failure_policy accept
+
+connects=$(glue_log_count 'xmilter: connected to')
+xm_daemon_start "$XM_TMP/xmilterd.yml" "$DLOG"
+wait_glue_connected "$connects"
+rc=$?
+client $AB -q 2 -b "XMILTER-TEST-REJECT after restart" -b "clean after restart" message
+[ $rc = 0 ] && has '^error m1 [a-z-]+' && has '^delivered m2 clean after restart$'
+result "daemon restarted: glue reconnects, filtering resumes" $?
+
+kill -STOP "$XM_DAEMON_PID"
+t0=$(date +%s.%N)
+client $AB -q 4 -T 20 -b "daemon hung" -b "XMILTER-TEST-REJECT daemon hung" message
+t1=$(date +%s.%N)
+has '^delivered m1 daemon hung$' && has '^delivered m2 XMILTER-TEST-REJECT daemon hung$' &&
+	[ "$(glue_log_count 'failure=timeout policy=accept')" -ge 1 ]
+result "daemon hung (SIGSTOP): timeout, fail-open" $?
+kill -CONT "$XM_DAEMON_PID"
+sleep 1
+client $AB -q 2 -b "XMILTER-TEST-REJECT after the hang" -b "clean after the hang" message
+has '^error m1 [a-z-]+' && has '^delivered m2 clean after the hang$'
+result "daemon resumed: filtering resumes" $?
+
+# a reload of xmilterd (SIGHUP) in the middle of traffic loses nothing
+client $AB -q 3 -T 40 -n 300 -r 150 -b "traffic %n" -b "XMILTER-TEST-REJECT traffic %n" message &
+cpid=$!
+for i in 1 2 3 4; do
+	sleep 0.4
+	kill -HUP "$XM_DAEMON_PID"
+done
+wait $cpid
+has 'sent=600 ' && has ' missing=0 ' && [ "$(grep -c '^delivered' "$OUT")" = 300 ] &&
+	[ "$(grep -c '^error' "$OUT")" = 300 ]
+result "xmilterd reload (SIGHUP) under traffic: every message delivered or bounced" $?
+[ "${XM_VERBOSE:-0}" = 1 ] || grep '^summary' "$OUT" | sed 's/^/# /'
+
+if kill -0 "$XM_DAEMON_PID" 2>/dev/null; then
+	result "xmilterd still running" 0
+else
+	OUT=$DLOG
+	result "xmilterd still running" 1
+fi
+
+if grep -q 'Traceback\|xmilter: error' "$(xm_prosody_log a)"; then
+	grep -A3 'Traceback\|xmilter: error' "$(xm_prosody_log a)" | head -20 >"$OUT"
+	result "no Lua errors from the glue" 1
+else
+	: >"$OUT"
+	result "no Lua errors from the glue" 0
+fi
+
+echo "$npass passed, $nfail failed"
+[ "$nfail" = 0 ]
