@@ -26,5 +26,9 @@ for log in tests/unit/test_*.log tests/transcripts/run.sh.log tests/cli/run.sh.l
 	fi
 	failed=$((failed + 1)); bad="$bad $log(no-summary)"
 done
+if [ "$suites" -eq 0 ]; then
+	echo "no test logs found: the suite did not run"
+	failed=1
+fi
 [ -n "$bad" ] && echo "failing suites:$bad"
 echo "$suites suites: $passed passed, $failed failed"
