@@ -37,6 +37,7 @@ struct xm_chain {
 	struct chain_scope *scopes;   /* [0] global, [i + 1] conf->scopes[i] */
 	size_t nscopes;
 	bool slow;
+	struct xm_event_limits limits;
 };
 
 /* free_scope - free the filter states of one scope */
@@ -97,6 +98,12 @@ xm_chain_new(struct xm_config *conf, char *err, size_t errlen)
 
 	atomic_init(&c->refs, 1);
 	c->conf = conf;
+	c->limits.max_stanza = (size_t)conf->limits.max_stanza;
+	c->limits.max_depth = (unsigned)conf->limits.max_depth;
+	c->limits.max_attrs = (unsigned)conf->limits.max_attrs;
+	c->limits.max_elements = (unsigned)conf->limits.max_elements;
+	c->limits.max_fields = (unsigned)conf->limits.max_fields;
+	c->limits.max_field_len = (size_t)conf->limits.max_field_len;
 	c->nscopes = conf->nscopes + 1;
 	c->scopes = xm_calloc(c->nscopes, sizeof(*c->scopes));
 	for (i = 0; i < c->nscopes; i++)
@@ -135,6 +142,33 @@ const struct xm_config *
 xm_chain_config(const struct xm_chain *c)
 {
 	return c->conf;
+}
+
+/* xm_chain_limits - parser limits from the config's limits section */
+const struct xm_event_limits *
+xm_chain_limits(const struct xm_chain *c)
+{
+	return &c->limits;
+}
+
+/* xm_chain_event - exactly one event in BUF, parsed with the limits */
+int
+xm_chain_event(const struct xm_chain *c, struct xm_arena *a, const char *buf,
+    size_t len, struct xm_event **ev, char *err, size_t errlen)
+{
+	size_t used = 0;
+	int rc;
+
+	rc = xm_event_parse(a, buf, len, &c->limits, ev, &used, err, errlen);
+	if (rc == 1) {
+		snprintf(err, errlen, "empty event");
+		return -1;
+	}
+	if (rc == 0 && used != len) {
+		snprintf(err, errlen, "trailing data after the stanza");
+		return -1;
+	}
+	return rc;
 }
 
 /* xm_chain_has_slow - any SLOW filter enabled */

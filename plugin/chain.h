@@ -38,6 +38,14 @@ const struct xm_config *xm_chain_config(const struct xm_chain *c);
 /* xm_chain_has_slow - true when a filter in any scope must run off-loop */
 bool xm_chain_has_slow(const struct xm_chain *c);
 
+/* xm_chain_limits - the event parser limits of the chain's config */
+const struct xm_event_limits *xm_chain_limits(const struct xm_chain *c);
+/* xm_chain_event - parse one request's event: the whole of BUF must be one
+ * event. 0, or -1 with the reason in ERR (the event is then malformed) */
+int xm_chain_event(const struct xm_chain *c, struct xm_arena *a,
+    const char *buf, size_t len, struct xm_event **ev, char *err,
+    size_t errlen);
+
 /* xm_task_init - prepare T for EV in arena A, clock NOW; picks the scope */
 void xm_task_init(struct xm_task *t, const struct xm_chain *c,
     struct xm_arena *a, const struct xm_event *ev, double now);

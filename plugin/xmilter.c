@@ -100,23 +100,11 @@ read_all(FILE *fp, const char *name, size_t *len)
 	return b.data ? b.data : xm_strdup("");
 }
 
-/* event_limits - the parser limits of a config */
-static void
-event_limits(const struct xm_config *c, struct xm_event_limits *l)
-{
-	l->max_stanza = (size_t)c->limits.max_stanza;
-	l->max_depth = (unsigned)c->limits.max_depth;
-	l->max_attrs = (unsigned)c->limits.max_attrs;
-	l->max_elements = (unsigned)c->limits.max_elements;
-	l->max_fields = (unsigned)c->limits.max_fields;
-	l->max_field_len = (size_t)c->limits.max_field_len;
-}
-
 /* check_file - every event of one file; 0, or 2 on bad input */
 static int
 check_file(const struct xm_chain *chain, const char *name)
 {
-	struct xm_event_limits lim;
+	const struct xm_event_limits *lim = xm_chain_limits(chain);
 	FILE *fp = strcmp(name, "-") == 0 ? stdin : fopen(name, "r");
 	size_t len, pos = 0, used, n = 0;
 	char *buf, err[512];
@@ -131,7 +119,6 @@ check_file(const struct xm_chain *chain, const char *name)
 		fclose(fp);
 	if (buf == NULL)
 		return 2;
-	event_limits(xm_chain_config(chain), &lim);
 	for (;;) {
 		struct xm_arena *a = xm_arena_new();
 		struct xm_event *ev;
@@ -139,7 +126,7 @@ check_file(const struct xm_chain *chain, const char *name)
 		struct xm_verdict v;
 		int prc;
 
-		prc = xm_event_parse(a, buf + pos, len - pos, &lim, &ev, &used,
+		prc = xm_event_parse(a, buf + pos, len - pos, lim, &ev, &used,
 		    err, sizeof(err));
 		if (prc == 1) {
 			xm_arena_free(a);

@@ -226,18 +226,6 @@ task_answer(struct task *k)
 	task_free(k);
 }
 
-/* event_limits - parser limits from the config */
-static void
-event_limits(const struct xm_config *c, struct xm_event_limits *l)
-{
-	l->max_stanza = (size_t)c->limits.max_stanza;
-	l->max_depth = (unsigned)c->limits.max_depth;
-	l->max_attrs = (unsigned)c->limits.max_attrs;
-	l->max_elements = (unsigned)c->limits.max_elements;
-	l->max_fields = (unsigned)c->limits.max_fields;
-	l->max_field_len = (size_t)c->limits.max_field_len;
-}
-
 /* on_filter - a FILTER request: parse, fast stage, maybe the pool */
 static void
 on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
@@ -245,10 +233,7 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 {
 	struct conn *c = ctx;
 	struct task *k = xm_calloc(1, sizeof(*k));
-	struct xm_event_limits lim;
-	size_t used;
 	char err[512];
-	int rc;
 
 	k->id = id;
 	k->conn = c;
@@ -256,17 +241,8 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	k->arena = xm_arena_new();
 	k->chain = chain;
 	xm_chain_ref(chain);
-	event_limits(xm_chain_config(chain), &lim);
-	rc = xm_event_parse(k->arena, event, len, &lim, &k->ev, &used, err,
-	    sizeof(err));
-	if (rc == 0 && used != len) {
-		rc = -1;
-		snprintf(err, sizeof(err), "trailing data after the stanza");
-	} else if (rc == 1) {
-		rc = -1;
-		snprintf(err, sizeof(err), "empty event");
-	}
-	if (rc < 0) {
+	if (xm_chain_event(chain, k->arena, event, len, &k->ev, err,
+	    sizeof(err)) < 0) {
 		log_warn("conn %llu: request %llu: malformed event: %s", c->n,
 		    (unsigned long long)id, log_escape(k->arena, err, 300));
 		k->ev = NULL;

@@ -54,42 +54,18 @@ struct runner {
 	size_t nheld, capheld;
 };
 
-/* event_limits - parser limits from the config (as xmilterd) */
-static void
-event_limits(const struct xm_config *c, struct xm_event_limits *l)
-{
-	l->max_stanza = (size_t)c->limits.max_stanza;
-	l->max_depth = (unsigned)c->limits.max_depth;
-	l->max_attrs = (unsigned)c->limits.max_attrs;
-	l->max_elements = (unsigned)c->limits.max_elements;
-	l->max_fields = (unsigned)c->limits.max_fields;
-	l->max_field_len = (size_t)c->limits.max_field_len;
-}
-
 /* verdict_body - the VERDICT body for one event, as xmilterd builds it */
 static void
 verdict_body(struct runner *r, const char *event, size_t len,
     struct xm_buf *out)
 {
 	struct xm_arena *a = xm_arena_new();
-	struct xm_event_limits lim;
 	struct xm_event *ev = NULL;
 	struct xm_verdict v;
 	struct xm_task t;
-	size_t used = 0;
 	char err[512];
-	int rc;
 
-	event_limits(xm_chain_config(r->chain), &lim);
-	rc = xm_event_parse(a, event, len, &lim, &ev, &used, err, sizeof(err));
-	if (rc == 0 && used != len) {
-		rc = -1;
-		snprintf(err, sizeof(err), "trailing data after the stanza");
-	} else if (rc == 1) {
-		rc = -1;
-		snprintf(err, sizeof(err), "empty event");
-	}
-	if (rc < 0) {
+	if (xm_chain_event(r->chain, a, event, len, &ev, err, sizeof(err)) < 0) {
 		xm_verdict_malformed(r->chain, a, err, &v);
 	} else {
 		xm_task_init(&t, r->chain, a, ev, ev->time >= 0 ? ev->time :
