@@ -9,63 +9,78 @@
 
 #include "xm.h"
 
-static const char *action_names[] = {
+static const char *const action_names[] = {
 	"accept", "modify", "quarantine", "reject", "discard",
 };
-static const char *kind_names[] = {
+static const char *const kind_names[] = {
 	"message", "subscription", "transfer", "upload", "presence", "iq", "other",
 };
-static const char *method_names[] = {
+static const char *const method_names[] = {
 	"si", "jingle", "ibb-open", "ibb-data", "ibb-close", "oob", "upload",
 };
+
+/* name_of - NAMES[i], or "?" out of range */
+static const char *
+name_of(const char *const *names, size_t n, size_t i)
+{
+	return i < n ? names[i] : "?";
+}
+
+/* index_of - position of S in NAMES, or -1 */
+static int
+index_of(const char *const *names, size_t n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return (int)i;
+	return -1;
+}
 
 /* xm_action_name - the action's protocol name */
 const char *
 xm_action_name(enum xm_action a)
 {
-	return (size_t)a < XM_ARRAY_LEN(action_names) ? action_names[a] : "?";
+	return name_of(action_names, XM_ARRAY_LEN(action_names), (size_t)a);
 }
 
 /* xm_action_parse - protocol name to action; 0 or -1 */
 int
 xm_action_parse(const char *s, enum xm_action *out)
 {
-	size_t i;
+	int i = index_of(action_names, XM_ARRAY_LEN(action_names), s);
 
-	for (i = 0; i < XM_ARRAY_LEN(action_names); i++)
-		if (strcmp(s, action_names[i]) == 0) {
-			*out = (enum xm_action)i;
-			return 0;
-		}
-	return -1;
+	if (i < 0)
+		return -1;
+	*out = (enum xm_action)i;
+	return 0;
 }
 
 /* xm_kind_name - the kind's protocol name */
 const char *
 xm_kind_name(enum xm_kind k)
 {
-	return (size_t)k < XM_ARRAY_LEN(kind_names) ? kind_names[k] : "?";
+	return name_of(kind_names, XM_ARRAY_LEN(kind_names), (size_t)k);
 }
 
 /* xm_kind_parse - protocol name to kind; 0 or -1 */
 int
 xm_kind_parse(const char *s, enum xm_kind *out)
 {
-	size_t i;
+	int i = index_of(kind_names, XM_ARRAY_LEN(kind_names), s);
 
-	for (i = 0; i < XM_ARRAY_LEN(kind_names); i++)
-		if (strcmp(s, kind_names[i]) == 0) {
-			*out = (enum xm_kind)i;
-			return 0;
-		}
-	return -1;
+	if (i < 0)
+		return -1;
+	*out = (enum xm_kind)i;
+	return 0;
 }
 
 /* xm_file_method_name - short name of a transfer method */
 const char *
 xm_file_method_name(enum xm_file_method m)
 {
-	return (size_t)m < XM_ARRAY_LEN(method_names) ? method_names[m] : "?";
+	return name_of(method_names, XM_ARRAY_LEN(method_names), (size_t)m);
 }
 
 /* xm_node_attr - value of the un-namespaced attribute NAME */
