@@ -39,7 +39,7 @@ set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
 
-PAIRS=20 WINDOW=8 SLICE=5 ROUNDS=6 AA=0 KEEP=0 GLUE_DIR= GLUE_OPTS=() QUIET_WAIT=60
+PAIRS=20 WINDOW=8 SLICE=5 ROUNDS=6 AA=0 KEEP=0 GLUE_DIR='' GLUE_OPTS=() QUIET_WAIT=60
 while [ $# -gt 0 ]; do
 	case $1 in
 	--pairs) PAIRS=$2; shift ;;
@@ -213,18 +213,23 @@ done
 
 # started under timeout: a Prosody that hangs must not outlive us
 LIFETIME=$(( 120 + ROUNDS * 2 * (SLICE + 6) ))
-for x in a b; do
-	port=$PORT_A; [ $x = b ] && port=$PORT_B
-	$PIN_S timeout "$LIFETIME" "$PROSODY" --config "$TMP/$x/prosody.cfg.lua" -F \
-	    >"$TMP/$x/prosody.out" 2>&1 &
-	PIDS+=("$!")
-	eval "PPID_$x=$!"
-	wait_port "$port" || { tail -20 "$TMP/$x/prosody.out" "$TMP/$x/prosody.log" >&2;
-	    die "prosody $x did not start"; }
-done
-# the real prosody processes (timeout is their parent)
-PROS_A=$(pgrep -P "$PPID_a" | head -n1)
-PROS_B=$(pgrep -P "$PPID_b" | head -n1)
+# prosody_start NAME PORT - start it under timeout; sets STARTED to the pid
+# of the real prosody process (timeout is its parent)
+prosody_start() {
+	local tpid
+	$PIN_S timeout "$LIFETIME" "$PROSODY" --config "$TMP/$1/prosody.cfg.lua" -F \
+	    >"$TMP/$1/prosody.out" 2>&1 &
+	tpid=$!
+	PIDS+=("$tpid")
+	wait_port "$2" || { tail -20 "$TMP/$1/prosody.out" "$TMP/$1/prosody.log" >&2;
+	    die "prosody $1 did not start"; }
+	STARTED=$(pgrep -P "$tpid" | head -n1)
+	[ -n "$STARTED" ] || die "prosody $1: no process under timeout"
+}
+prosody_start a "$PORT_A"
+PROS_A=$STARTED
+prosody_start b "$PORT_B"
+PROS_B=$STARTED
 
 if [ "$GLUE_B" = yes ]; then
 	# the glue connects at start-up (HELLO) or on the first stanza
