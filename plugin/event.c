@@ -243,6 +243,38 @@ on_entity(void *ud, const XML_Char *n, int pe, const XML_Char *v, int vl,
 	stop(ud, "entity declarations not allowed");
 }
 
+/*
+ * One parser per thread, reset between stanzas: creating a parser costs
+ * allocations and a getrandom() call for its hash salt every time. The
+ * salt is drawn once per thread instead (it only has to be unpredictable
+ * to peers). XML_ParserReset keeps namespace processing but clears the
+ * handlers, so parse_stanza sets them again each time.
+ */
+static __thread XML_Parser thread_parser;
+static __thread unsigned long thread_salt;
+
+/* parser_get - this thread's parser, reset and salted */
+static XML_Parser
+parser_get(void)
+{
+	if (thread_parser == NULL) {
+		FILE *fp;
+
+		thread_parser = XML_ParserCreateNS("UTF-8", NS_SEP);
+		if (thread_parser == NULL)
+			panic("XML_ParserCreateNS failed");
+		if ((fp = fopen("/dev/urandom", "r")) == NULL ||
+		    fread(&thread_salt, sizeof(thread_salt), 1, fp) != 1)
+			thread_salt = (unsigned long)(xm_monotonic() * 1e9) ^
+			    (unsigned long)&thread_salt;
+		if (fp != NULL)
+			fclose(fp);
+	} else if (!XML_ParserReset(thread_parser, "UTF-8"))
+		panic("XML_ParserReset failed");
+	XML_SetHashSalt(thread_parser, thread_salt);
+	return thread_parser;
+}
+
 /* parse_stanza - parse one element at S[0..n) into EV; 0 or -1 */
 static int
 parse_stanza(struct xm_arena *a, const char *s, size_t n,
@@ -253,9 +285,7 @@ parse_stanza(struct xm_arena *a, const char *s, size_t n,
 	size_t feed = n < lim->max_stanza ? n : lim->max_stanza;
 	enum XML_Status rc;
 
-	st.p = XML_ParserCreateNS("UTF-8", NS_SEP);
-	if (st.p == NULL)
-		panic("XML_ParserCreateNS failed");
+	st.p = parser_get();
 	st.a = a;
 	st.lim = lim;
 	st.ev = ev;
@@ -286,7 +316,6 @@ parse_stanza(struct xm_arena *a, const char *s, size_t n,
 	} else {
 		snprintf(err, errlen, "stanza: truncated (no end tag)");
 	}
-	XML_ParserFree(st.p);
 	return st.done && st.error == NULL ? 0 : -1;
 }
 

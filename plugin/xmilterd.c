@@ -93,6 +93,7 @@ static uv_pipe_t unix_listener;
 static uv_tcp_t tcp_listener;
 static bool have_unix, have_tcp, stopping;
 static uv_signal_t sig_hup, sig_term, sig_int;
+static uv_check_t flush_check;
 static struct conn *conns;
 static unsigned long long nconns, quarantine_seq;
 
@@ -216,9 +217,9 @@ task_answer(struct task *k)
 		k->v.reason = "XM_QUARANTINE_FAILED";
 	}
 	proto_format_verdict(&body, k->arena, &k->v);
-	if (body.len > 0 && k->conn != NULL &&
-	    session_verdict(k->conn->s, k->id, body.data, body.len))
-		conn_flush(k->conn);
+	/* queued only: on_read and flush_cb write once per loop turn */
+	if (body.len > 0 && k->conn != NULL)
+		session_verdict(k->conn->s, k->id, body.data, body.len);
 	if (cf->daemon.log_verdicts && log_enabled(XM_LOG_INFO))
 		log_info("%s", xm_verdict_logline(k->arena, k->ev, &k->v,
 		    (unsigned long long)k->id, ms));
@@ -493,6 +494,20 @@ on_connection(uv_stream_t *server, int status)
 	log_debug("conn %llu: accepted", c->n);
 }
 
+/* flush_cb - after each loop turn's I/O: send what worker results queued,
+ * one write per connection however many verdicts it holds */
+static void
+flush_cb(uv_check_t *h)
+{
+	struct conn *c, *next;
+
+	for (c = conns; c != NULL; c = next) {
+		next = c->next;
+		if (session_output(c->s)->len > 0)
+			conn_flush(c);
+	}
+}
+
 /* ---- listening ---- */
 
 /* listen_unix - bind the Unix socket, replacing a stale one */
@@ -645,6 +660,7 @@ on_term(uv_signal_t *h, int sig)
 		session_bye(c->s, PROTO_BYE_SHUTDOWN, "shutting down");
 		conn_flush(c);
 	}
+	uv_close((uv_handle_t *)&flush_check, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
@@ -718,6 +734,9 @@ main(int argc, char **argv)
 		fatalx("nothing to listen on: set daemon.socket or "
 		    "daemon.listen_tcp");
 	write_pidfile(cf->daemon.pidfile);
+	uv_check_init(loop, &flush_check);
+	uv_check_start(&flush_check, flush_cb);
+	uv_unref((uv_handle_t *)&flush_check);  /* never keeps the loop alive */
 	uv_signal_init(loop, &sig_hup);
 	uv_signal_start(&sig_hup, on_hup, SIGHUP);
 	uv_signal_init(loop, &sig_term);
