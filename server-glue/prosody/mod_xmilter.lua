@@ -136,6 +136,12 @@ local function load_settings()
 	n.roster = module:get_option_boolean("xmilter_roster", true);
 	n.priority = module:get_option_number("xmilter_priority", 100);
 	n.log_verdicts = module:get_option_boolean("xmilter_log_verdicts", false);
+	n.waiting = module:get_option_string("xmilter_waiting", "hold");
+	if n.waiting ~= "hold" and n.waiting ~= "pause" then
+		module:log("error", "xmilter_waiting: %q is neither hold nor pause; using hold", n.waiting);
+		n.waiting = "hold";
+	end
+	n.hold = n.waiting == "hold";
 	cfg = n;
 end
 load_settings();
@@ -337,15 +343,45 @@ local function resolve(req, res)
 	ready_q[#ready_q + 1] = res;
 end
 
--- send - queue one frame on the link. net.server keeps a write buffer and
--- sends it when the socket is writable: frames queued in one event-loop
--- turn leave in one write. (A 0-delay timer to batch them here would cost
--- up to 1 ms per stanza: server_epoll sleeps min_wait for such timers.)
-local function send(verb, id, body)
+-- Output batching. net.server's conn:write() re-arms the connection's write
+-- timer and asks the poller for writability (an epoll_ctl system call) on
+-- every call. Only the first frame after a flush goes through conn:write();
+-- later ones wait in out_q and join the connection's buffer from the
+-- onpredrain callback, which net.server calls just before it writes: all
+-- frames queued in one event-loop turn leave in one write, with one
+-- timer/poller update. (A 0-delay timer would cost up to 1 ms per stanza:
+-- server_epoll sleeps min_wait for such timers.)
+local out_q, out_n = {}, 0;  -- frames waiting for the next predrain
+local out_armed = false;     -- conn:write() called, predrain not seen yet
+local have_predrain = server.get_backend and server.get_backend() == "epoll";
+
+-- write_raw - queue DATA (whole frames) on the link
+local function write_raw(data)
 	local conn = link.conn;
 	if not conn then return; end
-	-- one write call: each one re-arms net.server's write timer
-	conn:write(verb .. " " .. id .. " " .. #body .. "\n" .. body);
+	if out_armed then
+		out_n = out_n + 1;
+		out_q[out_n] = data;
+		return;
+	end
+	out_armed = have_predrain;
+	conn:write(data);
+end
+
+-- send - queue one frame on the link
+local function send(verb, id, body)
+	write_raw(verb .. " " .. id .. " " .. #body .. "\n" .. body);
+end
+
+-- flush_out - hand the frames in out_q to the connection (from predrain,
+-- where conn:write() only appends to the buffer being written)
+local function flush_out(conn)
+	out_armed = false;
+	if out_n == 0 then return; end
+	local data = out_n == 1 and out_q[1] or t_concat(out_q, "", 1, out_n);
+	for i = 1, out_n do out_q[i] = nil; end
+	out_n = 0;
+	conn:write(data);
 end
 
 local connect; -- forward
@@ -366,6 +402,8 @@ local function link_down(reason, no_reconnect)
 	local conn = link.conn;
 	local was = link.state;
 	link.conn, link.state, link.framer = nil, "down", nil;
+	for i = 1, out_n do out_q[i] = nil; end
+	out_n, out_armed = 0, false;
 	link.gen = link.gen + 1;
 	link.consecutive_timeouts = 0;
 	if conn then conn:close(); end
@@ -522,6 +560,11 @@ local listeners = {};
 function listeners.onconnect(conn)
 	if conn ~= link.conn then return; end
 	module:log("debug", "xmilter: socket connected");
+end
+
+function listeners.onpredrain(conn)
+	if conn ~= link.conn then return; end
+	flush_out(conn);
 end
 
 function listeners.onincoming(conn, data)
