@@ -301,7 +301,19 @@ parse_stanza(struct xm_arena *a, const char *s, size_t n,
 #ifdef HAVE_XML_SETREPARSEDEFERRALENABLED
 	XML_SetReparseDeferralEnabled(st.p, XML_FALSE);
 #endif
-	rc = XML_Parse(st.p, s, (int)feed, XML_FALSE);
+	/* feed in chunks: expat copies what it has not parsed yet, and in a
+	 * file of many events everything after this stanza is such a rest */
+	{
+		size_t off = 0, chunk, step = 1024;
+
+		do {
+			chunk = feed - off < step ? feed - off : step;
+			rc = XML_Parse(st.p, s + off, (int)chunk, XML_FALSE);
+			off += chunk;
+			if (step < 65536)
+				step *= 2;
+		} while (rc == XML_STATUS_OK && !st.done && off < feed);
+	}
 	if (st.error != NULL) {
 		snprintf(err, errlen, "stanza: %s", st.error);
 	} else if (st.done) {

@@ -121,6 +121,10 @@ struct xm_arena {
 	size_t total;
 };
 
+/* one spare standard block per thread: a task's arena usually needs one
+ * block, so most tasks allocate and free nothing from malloc */
+static __thread struct arena_block *spare_block;
+
 /* xm_arena_new - an empty arena */
 struct xm_arena *
 xm_arena_new(void)
@@ -142,7 +146,11 @@ xm_arena_alloc(struct xm_arena *a, size_t n)
 	if (b == NULL || b->size - b->used < need) {
 		size_t size = need > ARENA_BLOCK / 2 ? need : ARENA_BLOCK;
 
-		b = xm_malloc(sizeof(*b) + size);
+		if (size == ARENA_BLOCK && spare_block != NULL) {
+			b = spare_block;
+			spare_block = NULL;
+		} else
+			b = xm_malloc(sizeof(*b) + size);
 		b->used = 0;
 		b->size = size;
 		if (need > ARENA_BLOCK / 2 && a->head != NULL) {
@@ -256,7 +264,10 @@ xm_arena_free(struct xm_arena *a)
 		return;
 	for (b = a->head; b != NULL; b = next) {
 		next = b->next;
-		free(b);
+		if (b->size == ARENA_BLOCK && spare_block == NULL)
+			spare_block = b;
+		else
+			free(b);
 	}
 	free(a);
 }
