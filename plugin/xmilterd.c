@@ -617,27 +617,69 @@ load(const char *path, char *err, size_t errlen)
 	return xm_chain_new(cf, err, errlen);
 }
 
-/* on_hup - reload: build a whole new chain, swap only if it is good */
+/*
+ * Reload: the new configuration is read and its filters built (rules
+ * compiled) on a worker thread, so the loop keeps answering meanwhile;
+ * the swap happens back on the loop. A SIGHUP during a reload is
+ * remembered and starts another one when this one ends.
+ */
+static struct {
+	uv_work_t work;
+	bool running, again;
+	struct xm_chain *chain;
+	char err[1024];
+} reload;
+
+/* reload_work - on a worker: load and build */
+static void
+reload_work(uv_work_t *w)
+{
+	reload.chain = load(conf_path, reload.err, sizeof(reload.err));
+}
+
+static void on_hup(uv_signal_t *h, int sig);
+
+/* reload_done - on the loop: swap if the new chain is good */
+static void
+reload_done(uv_work_t *w, int status)
+{
+	char err[1024];
+
+	reload.running = false;
+	if (reload.chain == NULL) {
+		log_err("reload failed, keeping the running configuration: %s",
+		    reload.err);
+	} else if (stopping) {
+		xm_chain_unref(reload.chain);
+	} else {
+		if (xm_config_reload_ok(xm_chain_config(chain),
+		    xm_chain_config(reload.chain), err, sizeof(err)) < 0)
+			log_warn("reload: %s (the rest of the new configuration "
+			    "is in effect)", err);
+		xm_chain_unref(chain);  /* tasks still running hold their own */
+		chain = reload.chain;
+		xm_log_level = (enum xm_log_level)
+		    xm_chain_config(chain)->daemon.log_level;
+		log_info("reloaded");
+	}
+	reload.chain = NULL;
+	if (reload.again && !stopping) {
+		reload.again = false;
+		on_hup(NULL, SIGHUP);
+	}
+}
+
+/* on_hup - start a reload (or queue one behind the running one) */
 static void
 on_hup(uv_signal_t *h, int sig)
 {
-	struct xm_chain *nc;
-	char err[1024];
-
-	log_info("SIGHUP: reloading %s", conf_path ? conf_path : "defaults");
-	if ((nc = load(conf_path, err, sizeof(err))) == NULL) {
-		log_err("reload failed, keeping the running configuration: %s",
-		    err);
+	if (reload.running) {
+		reload.again = true;
 		return;
 	}
-	if (xm_config_reload_ok(xm_chain_config(chain), xm_chain_config(nc), err,
-	    sizeof(err)) < 0)
-		log_warn("reload: %s (the rest of the new configuration is in "
-		    "effect)", err);
-	xm_chain_unref(chain);
-	chain = nc;
-	xm_log_level = (enum xm_log_level)xm_chain_config(chain)->daemon.log_level;
-	log_info("reloaded");
+	log_info("SIGHUP: reloading %s", conf_path ? conf_path : "defaults");
+	reload.running = true;
+	uv_queue_work(loop, &reload.work, reload_work, reload_done);
 }
 
 /* on_term - stop: no new connections, BYE 503 to everyone, let writes end */
@@ -728,12 +770,8 @@ main(int argc, char **argv)
 		    strerror(errno));
 
 	loop = uv_default_loop();
-	listen_unix(cf);
-	listen_tcp(cf);
-	if (!have_unix && !have_tcp)
-		fatalx("nothing to listen on: set daemon.socket or "
-		    "daemon.listen_tcp");
-	write_pidfile(cf->daemon.pidfile);
+	/* signals first: a SIGHUP right after the socket appears must reload,
+	 * not kill */
 	uv_check_init(loop, &flush_check);
 	uv_check_start(&flush_check, flush_cb);
 	uv_unref((uv_handle_t *)&flush_check);  /* never keeps the loop alive */
@@ -743,6 +781,12 @@ main(int argc, char **argv)
 	uv_signal_start(&sig_term, on_term, SIGTERM);
 	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_int, on_term, SIGINT);
+	listen_unix(cf);
+	listen_tcp(cf);
+	if (!have_unix && !have_tcp)
+		fatalx("nothing to listen on: set daemon.socket or "
+		    "daemon.listen_tcp");
+	write_pidfile(cf->daemon.pidfile);
 	log_info("xmilterd %s started (config %s)", PACKAGE_VERSION,
 	    conf_path ? conf_path : "built-in defaults");
 	uv_run(loop, UV_RUN_DEFAULT);
