@@ -18,11 +18,25 @@
 -- Component section for an upload or MUC component. Settings are
 -- documented in docs/PROSODY.md.
 --
--- Waiting: sessions that run inside a util.async runner (c2s, s2s) wait on
--- an async.waiter, so only that session pauses and its order is kept.
--- Component streams have no runner: their stanzas are held (the hook
--- returns true) and re-injected after the verdict, marked as checked so they
--- pass the second time; per component session the order is kept.
+-- Waiting (xmilter_waiting = "hold", the default): a stanza being checked
+-- is held (the hook returns true) and re-injected with core_post_stanza
+-- after the verdict, marked as checked so it passes the second time. The
+-- session goes on meanwhile, so its stanzas are checked pipelined. Per
+-- session the order is kept: a local user's stanzas all pass pre-stanza
+-- first, where those not checked wait behind held ones; while a c2s or
+-- s2s session has stanzas held, its runner's run() is replaced by a
+-- barrier that queues whatever else the session sends (stream close,
+-- other elements) for its turn. A session with xmilter_hold_max entries
+-- queued is not read until half are out. In "pause" mode c2s and s2s
+-- sessions instead wait on an async.waiter inside their runner (one
+-- stanza in flight per session); components, which have no runner, are
+-- always held.
+--
+-- Per stanza on Prosody's thread: the envelope lines that do not change
+-- are built once per session; the event's pieces (the stanza serialised
+-- like tostring() but straight into them) go into one output buffer that
+-- is written once per event-loop turn; an "action=accept" verdict needs no
+-- parsing; no closure or timer is made per stanza.
 --
 -- Failure: nothing here may lose a stanza. Every hook body runs under pcall;
 -- a Lua error, a daemon that is down, hung, too slow or over its in-flight
@@ -37,6 +51,7 @@ local st = require "util.stanza";
 local xml = require "util.xml";
 local jid_split = require "util.jid".split;
 local jid_bare = require "util.jid".bare;
+local jid_host = require "util.jid".host;
 local time_now = require "util.time".now;
 local server = require "net.server";
 local rostermanager = require "core.rostermanager";
@@ -51,6 +66,8 @@ local hosts = prosody.hosts;
 local bare_sessions = prosody.bare_sessions;
 local tostring, tonumber, type, pairs, ipairs, pcall = tostring, tonumber, type, pairs, ipairs, pcall;
 local t_concat, s_format, os_date, m_floor = table.concat, string.format, os.date, math.floor;
+local s_find, s_sub, s_byte = string.find, string.sub, string.byte;
+local s_gsub, s_match = string.gsub, string.match;
 local math_tointeger = math.tointeger;
 
 local ALL_KINDS = { "message", "subscription", "transfer", "upload" };
@@ -142,6 +159,7 @@ local function load_settings()
 		n.waiting = "hold";
 	end
 	n.hold = n.waiting == "hold";
+	n.hold_max = math.max(1, module:get_option_number("xmilter_hold_max", 32));
 	cfg = n;
 end
 load_settings();
@@ -184,68 +202,89 @@ local function parse_kv(body)
 end
 
 -- new_framer - an incremental, bounded reader of protocol frames.
--- on_frame(verb, id, body) is called per frame; on_error(msg) once on a
--- malformed stream, after which the framer ignores further input.
+-- on_frame(verb, id, buf, pos, len) is called per frame: the body is
+-- buf:sub(pos, pos + len - 1) (left to the callback, which often needs
+-- less than the whole body). on_error(msg) is called once on a malformed
+-- stream, after which the framer ignores further input.
 local valid_verbs = { HELLO = true, FILTER = true, VERDICT = true, CANCEL = true,
 	PING = true, PONG = true, BYE = true };
 local function new_framer(max_frame, on_frame, on_error)
-	local chunks, nbytes = {}, 0;
-	local hdr_verb, hdr_id, hdr_len;  -- a parsed header waiting for its body
+	local rest = nil;           -- unconsumed input (a partial frame)
+	local chunks, nchunks, nbytes = nil, 0, 0; -- a large body arriving in pieces
+	local need = 0;             -- bytes the partial frame needs at least
 	local broken = false;
 	local f = {};
 	function f.set_max(n) max_frame = n; end
 	function f.feed(data)
 		if broken then return; end
-		chunks[#chunks + 1] = data;
-		nbytes = nbytes + #data;
-		if hdr_len and nbytes < hdr_len then return; end  -- body still incomplete
-		local buf = #chunks == 1 and chunks[1] or t_concat(chunks);
-		chunks, nbytes = {}, 0;
+		local buf;
+		if chunks then
+			nchunks = nchunks + 1;
+			chunks[nchunks] = data;
+			nbytes = nbytes + #data;
+			if nbytes < need then return; end  -- body still incomplete
+			buf = t_concat(chunks, "", 1, nchunks);
+			chunks, nchunks = nil, 0;
+		elseif rest then
+			buf = rest .. data;
+			rest = nil;
+		else
+			buf = data;
+		end
 		local pos, len = 1, #buf;
-		while true do
-			if not hdr_len then
-				local lf = buf:find("\n", pos, true);
-				if not lf or lf - pos + 1 > HEADER_MAX then
-					if (lf and lf - pos + 1 or len - pos + 1) >= HEADER_MAX then
-						broken = true;
-						return on_error("header line too long");
+		while pos <= len do
+			-- "VERB id length\n", anchored at pos
+			local _, lf, verb, id, blen = s_find(buf, "^(%u+) (%d+) (%d+)\n", pos);
+			if not lf then
+				local nl = s_find(buf, "\n", pos, true);
+				if nl or len - pos + 1 >= HEADER_MAX then
+					broken = true;
+					if nl and nl - pos + 1 <= HEADER_MAX then
+						return on_error("malformed header");
 					end
-					break;
+					return on_error("header line too long");
 				end
-				local verb, id, blen = buf:sub(pos, lf - 1):match("^(%u+) (%d+) (%d+)$");
-				if not verb or not valid_verbs[verb] then
-					broken = true;
-					return on_error("malformed header");
-				end
-				if #id > 20 or (#id > 1 and id:sub(1, 1) == "0") or #blen > 12
-					or (#blen > 1 and blen:sub(1, 1) == "0") then
-					broken = true;
-					return on_error("bad number in header");
-				end
-				local nid, nlen = math_tointeger(tonumber(id)), math_tointeger(tonumber(blen));
-				if not nid or not nlen then
-					broken = true;
-					return on_error("number out of range");
-				end
-				if nlen > max_frame then
-					broken = true;
-					return on_error("frame larger than max-frame");
-				end
-				hdr_verb, hdr_id, hdr_len = verb, nid, nlen;
-				pos = lf + 1;
+				break; -- header incomplete
 			end
-			if len - pos + 1 < hdr_len then break; end
-			local body = hdr_len > 0 and buf:sub(pos, pos + hdr_len - 1) or "";
-			pos = pos + hdr_len;
-			local verb, id = hdr_verb, hdr_id;
-			hdr_verb, hdr_id, hdr_len = nil, nil, nil;
-			on_frame(verb, id, body);
+			if lf - pos + 1 > HEADER_MAX then
+				broken = true;
+				return on_error("header line too long");
+			end
+			if not valid_verbs[verb] then
+				broken = true;
+				return on_error("malformed header");
+			end
+			local nid, nlen = #id, #blen;
+			if nid > 20 or (nid > 1 and s_byte(id, 1) == 48) or nlen > 12
+				or (nlen > 1 and s_byte(blen, 1) == 48) then
+				broken = true;
+				return on_error("bad number in header");
+			end
+			nid, nlen = math_tointeger(tonumber(id)), math_tointeger(tonumber(blen));
+			if not nid or not nlen then
+				broken = true;
+				return on_error("number out of range");
+			end
+			if nlen > max_frame then
+				broken = true;
+				return on_error("frame larger than max-frame");
+			end
+			local bstart = lf + 1;
+			if len - bstart + 1 < nlen then
+				-- body incomplete: keep the frame from its header on
+				need = nlen - (len - bstart + 1);
+				if need > 4096 then
+					chunks, nchunks, nbytes = { s_sub(buf, pos) }, 1, 0;
+				else
+					rest = s_sub(buf, pos);
+				end
+				return;
+			end
+			pos = bstart + nlen;
+			on_frame(verb, nid, buf, bstart, nlen);
 			if broken then return; end
 		end
-		if pos <= len then
-			chunks[1] = buf:sub(pos);
-			nbytes = len - pos + 1;
-		end
+		if pos <= len then rest = s_sub(buf, pos); end
 	end
 	return f;
 end
@@ -306,6 +345,9 @@ local function failure(kind, reason)
 	return { action = "accept", failure = reason };
 end
 
+local drain_held; -- forward
+local held = setmetatable({}, { __mode = "k" }); -- origin -> queue of held stanzas (Hooks)
+
 -- run_ready - call the callbacks of resolved requests (outside the reader)
 local function run_ready()
 	if running_ready then return; end
@@ -315,7 +357,15 @@ local function run_ready()
 		local req, res = ready_q[i], ready_q[i + 1];
 		ready_q[i], ready_q[i + 1] = nil, nil;
 		i = i + 2;
-		local ok, err = pcall(req.cb, res);
+		local ok, err;
+		if req.held then -- a held stanza: release what can go, in order
+			req.res = res;
+			local q = held[req.key];
+			if q then q.nwait = q.nwait - 1; end
+			ok, err = pcall(drain_held, req.key);
+		else
+			ok, err = pcall(req.cb, res);
+		end
 		if not ok then
 			stats.errors = stats.errors + 1;
 			module:log("error", "xmilter: error applying verdict for request %d: %s", req.id, err);
@@ -334,10 +384,10 @@ local function resolve(req, res)
 	end
 	if res.failure then -- rare: always worth a debug line
 		module:log("debug", "xmilter: id=%d kind=%s origin=%s failure=%s policy=%s ms=%.1f",
-			req.id, req.kind, req.origin, res.failure, res.action, (time_now() - req.start) * 1000);
+			req.id, req.kind, req.otype, res.failure, res.action, (time_now() - req.start) * 1000);
 	elseif cfg.log_verdicts then
 		module:log("debug", "xmilter: id=%d kind=%s origin=%s action=%s score=%s reason=%s ms=%.1f",
-			req.id, req.kind, req.origin, res.action, res.score, res.reason, (time_now() - req.start) * 1000);
+			req.id, req.kind, req.otype, res.action, res.score, res.reason, (time_now() - req.start) * 1000);
 	end
 	ready_q[#ready_q + 1] = req;
 	ready_q[#ready_q + 1] = res;
@@ -345,27 +395,37 @@ end
 
 -- Output batching. net.server's conn:write() re-arms the connection's write
 -- timer and asks the poller for writability (an epoll_ctl system call) on
--- every call. Only the first frame after a flush goes through conn:write();
--- later ones wait in out_q and join the connection's buffer from the
+-- every call. Frames are collected here instead, as pieces in out_q (no
+-- string is built per frame), and join the connection's buffer from the
 -- onpredrain callback, which net.server calls just before it writes: all
 -- frames queued in one event-loop turn leave in one write, with one
 -- timer/poller update. (A 0-delay timer would cost up to 1 ms per stanza:
--- server_epoll sleeps min_wait for such timers.)
-local out_q, out_n = {}, 0;  -- frames waiting for the next predrain
+-- server_epoll sleeps min_wait for such timers.) Backends without
+-- predrain get each frame written at once.
+local out_q, out_n = {}, 0;  -- pieces of frames waiting for the next predrain
 local out_armed = false;     -- conn:write() called, predrain not seen yet
 local have_predrain = server.get_backend and server.get_backend() == "epoll";
+
+-- out_arm - make sure the link's connection will call onpredrain
+local function out_arm()
+	if out_armed then return; end
+	local conn = link.conn;
+	if not conn then return; end
+	out_armed = true;
+	conn:write("");
+end
 
 -- write_raw - queue DATA (whole frames) on the link
 local function write_raw(data)
 	local conn = link.conn;
 	if not conn then return; end
-	if out_armed then
-		out_n = out_n + 1;
-		out_q[out_n] = data;
+	if not have_predrain then
+		conn:write(data);
 		return;
 	end
-	out_armed = have_predrain;
-	conn:write(data);
+	out_n = out_n + 1;
+	out_q[out_n] = data;
+	out_arm();
 end
 
 -- send - queue one frame on the link
@@ -519,8 +579,11 @@ local function on_hello(body)
 	end
 end
 
--- on_frame - one frame from the daemon
-local function on_frame(verb, id, body)
+-- the result of a plain accept verdict (shared: results are never changed)
+local ACCEPTED = { action = "accept" };
+
+-- on_frame - one frame from the daemon (body: buf:sub(bpos, bpos + blen - 1))
+local function on_frame(verb, id, buf, bpos, blen)
 	if verb == "VERDICT" then
 		if link.state ~= "ready" then return protocol_error("VERDICT before HELLO"); end
 		local req = link.pending[id];
@@ -531,7 +594,14 @@ local function on_frame(verb, id, body)
 			stats.late = stats.late + 1; -- timed out or cancelled: drop it
 			return;
 		end
-		local res, err = parse_verdict(body);
+		-- fast path: "action=accept" first needs nothing else from the body
+		-- (score, symbols and reason only matter for the debug log)
+		if blen >= 14 and not cfg.log_verdicts and s_find(buf, "^action=accept\n", bpos) then
+			stats.accept = stats.accept + 1;
+			link.consecutive_timeouts = 0;
+			return resolve(req, ACCEPTED);
+		end
+		local res, err = parse_verdict(s_sub(buf, bpos, bpos + blen - 1));
 		if not res then
 			module:log("error", "xmilter: bad verdict for id %d: %s", id, err);
 			res = failure(req.kind, "bad verdict");
@@ -540,7 +610,10 @@ local function on_frame(verb, id, body)
 		end
 		link.consecutive_timeouts = 0;
 		resolve(req, res);
-	elseif verb == "HELLO" then
+		return;
+	end
+	local body = s_sub(buf, bpos, bpos + blen - 1);
+	if verb == "HELLO" then
 		if link.state ~= "hello" then return protocol_error("unexpected HELLO"); end
 		on_hello(body);
 	elseif verb == "PING" then
@@ -619,7 +692,7 @@ function connect()
 	local gen = link.gen;
 	-- callbacks of a framer that belongs to an older connection are ignored
 	link.framer = new_framer(cfg.max_frame,
-		function (verb, id, body) if link.gen == gen then on_frame(verb, id, body); end end,
+		function (verb, id, buf, bpos, blen) if link.gen == gen then on_frame(verb, id, buf, bpos, blen); end end,
 		function (msg) if link.gen == gen then protocol_error(msg); end end);
 	send("HELLO", 0, ("version=1\nmax-frame=%d\nmax-inflight=%d\nserver=prosody/%s\ncapability=modify\n")
 		:format(cfg.max_frame, cfg.max_inflight, tostring(prosody.version)));
@@ -666,34 +739,56 @@ local function sweep()
 	return 0.05;
 end
 
--- submit - ask the daemon about TEXT (a KIND from an OTYPE origin). Returns a result at once when the
--- failure policy decides (daemon down, too many in flight, too large);
--- otherwise returns nil and calls CB(result) later, exactly once.
-local function submit(kind, otype, text, cb)
-	if link.state == "down" then
+local build_event; -- forward
+
+-- submit - ask the daemon about STANZA, a KIND from ORIGIN (INFO: its
+-- facts). Returns a result at once when the failure policy decides (daemon
+-- down, too many in flight, too large); otherwise returns nil and later
+-- either calls CB(result) or, for a held stanza (REQ given: its queue
+-- entry), sets REQ.res and drains its queue, exactly once.
+local scratch = {};
+local function submit(kind, info, origin, stanza, cb, req)
+	local state = link.state;
+	if state == "down" then
 		return failure(kind, "daemon unavailable");
 	end
-	local limit = link.state == "ready" and link.max_inflight or cfg.max_inflight;
-	if link.npending >= limit then
+	if link.npending >= (state == "ready" and link.max_inflight or cfg.max_inflight) then
 		return failure(kind, "too many requests in flight");
 	end
-	if #text > (link.max_frame or cfg.max_frame) then
+	local now = time_now();
+	local max = link.max_frame or cfg.max_frame;
+	local id = link.next_id;
+	-- the FILTER frame: a header, then the event's pieces
+	local direct = state == "ready" and have_predrain;
+	local buf = direct and out_q or scratch;
+	local hslot = direct and out_n + 1 or 1;
+	local n, len = build_event(info, origin, stanza, now, buf, hslot);
+	if len > max then
+		for i = hslot, n do buf[i] = nil; end
 		return failure(kind, "event larger than max-frame");
 	end
-	local id = link.next_id;
 	link.next_id = id + 1;
-	local now = time_now();
 	link.last_submit = now;
-	local req = { id = id, kind = kind, origin = otype, cb = cb, start = now,
-		deadline = now + (cfg.timeouts[kind] or cfg.timeout) };
+	req = req or {};
+	req.id, req.kind, req.otype, req.cb, req.start = id, kind, info.otype, cb, now;
+	req.deadline = now + (cfg.timeouts[kind] or cfg.timeout);
 	link.pending[id] = req;
 	link.npending = link.npending + 1;
-	if link.state == "ready" then
-		send("FILTER", id, text);
+	if direct then
+		buf[hslot] = "FILTER " .. id .. " " .. len .. "\n";
+		out_n = n;
+		out_arm();
 		stats.sent = stats.sent + 1;
 	else
-		req.text, req.queued = text, true;
-		link.held[#link.held + 1] = req;
+		local text = t_concat(buf, "", 2, n);
+		for i = 1, n do buf[i] = nil; end
+		if state == "ready" then
+			send("FILTER", id, text);
+			stats.sent = stats.sent + 1;
+		else
+			req.text, req.queued = text, true;
+			link.held[#link.held + 1] = req;
+		end
 	end
 	if not link.sweep_timer then
 		link.sweep_timer = module:add_timer(0.05, sweep);
@@ -705,14 +800,18 @@ end
 -- Events: envelope and stanza text
 ---------------------------------------------------------------------------
 
-local last_sec, last_sec_text;
+local last_sec, last_sec_text, last_ms, last_ms_text;
 -- rfc3339 - UTC time with milliseconds, e.g. 2026-11-22T10:00:00.250Z
+-- (the text is cached per millisecond, its date part per second)
 local function rfc3339(t)
+	local ms = m_floor(t * 1000);
+	if ms == last_ms then return last_ms_text; end
 	local sec = m_floor(t);
 	if sec ~= last_sec then
 		last_sec, last_sec_text = sec, os_date("!%Y-%m-%dT%H:%M:%S", sec);
 	end
-	return s_format("%s.%03dZ", last_sec_text, m_floor((t - sec) * 1000));
+	last_ms, last_ms_text = ms, s_format("%s.%03dZ", last_sec_text, ms - sec * 1000);
+	return last_ms_text;
 end
 
 -- clean - a value safe for an envelope line (no CR, LF, NUL)
@@ -743,38 +842,32 @@ local function origin_ip(origin)
 	return nil;
 end
 
--- roster_of - the recipient's subscription to the sender, when the
--- recipient is a local account; nil otherwise
-local function roster_of(stanza, origin)
-	local to = stanza.attr.to;
-	local from = stanza.attr.from;
-	if not to then -- to self (core_post_stanza clears it)
-		if origin.username and origin.host then to = origin.username .. "@" .. origin.host; else return nil; end
-	end
-	local node, host = jid_split(to);
-	if not node or not hosts[host] or hosts[host].type ~= "local" or not from then return nil; end
-	local bare = node .. "@" .. host;
-	local user = bare_sessions[bare];
-	local roster = user and user.roster;
-	if not roster then
-		roster = rostermanager.load_roster(node, host);
-		if not roster then return nil; end
-	end
-	local item = roster[jid_bare(from)];
-	return item and item.subscription or "none";
-end
+-- Per-session facts (origin type, the envelope lines that do not change,
+-- the runner), built on a session's first checked stanza and kept while
+-- the session's type stays the same (c2s_unbound -> c2s, s2sin_unauthed
+-- -> s2sin build them anew). Weak keys: they go with the session.
+local origin_info = setmetatable({}, { __mode = "k" });
+local SERVER_INFO = { otype = "server", head = "origin=server\n" };
+local runner_mt = getmetatable(async.runner(function () end));
 
--- build_event - the FILTER body: envelope lines, an empty line, the stanza
-local function build_event(otype, origin, stanza)
+-- info_of - the facts of ORIGIN (a session, or nil for the server itself)
+local function info_of(origin)
+	if not origin then return SERVER_INFO; end
+	local info = origin_info[origin];
+	local t = origin.type;
+	if info and info.type == t then return info; end
+	local otype = origin_type(origin);
 	local e = { "origin=", otype, "\n" };
 	local n = 3;
+	local bare;
 	if otype == "c2s" then
-		if origin.username then
-			e[n + 1], e[n + 2], e[n + 3] = "auth=", clean(origin.username .. "@" .. origin.host), "\n";
+		if origin.username and origin.host then
+			bare = origin.username .. "@" .. origin.host;
+			e[n + 1], e[n + 2], e[n + 3] = "auth=", clean(bare), "\n";
 			n = n + 3;
 		end
 	elseif otype == "s2s" then
-		local peer = origin.type == "s2sin" and origin.from_host or origin.to_host;
+		local peer = t == "s2sin" and origin.from_host or origin.to_host;
 		if peer then e[n + 1], e[n + 2], e[n + 3] = "peer=", clean(peer), "\n"; n = n + 3; end
 	elseif otype == "component" then
 		if origin.host then e[n + 1], e[n + 2], e[n + 3] = "peer=", clean(origin.host), "\n"; n = n + 3; end
@@ -783,15 +876,128 @@ local function build_event(otype, origin, stanza)
 		local ip = origin_ip(origin);
 		if ip then e[n + 1], e[n + 2], e[n + 3] = "ip=", clean(ip), "\n"; n = n + 3; end
 		e[n + 1] = origin.secure and "tls=yes\n" or "tls=no\n";
+	end
+	local thread = origin.thread;
+	if type(thread) ~= "table" or getmetatable(thread) ~= runner_mt then thread = nil; end
+	info = { type = t, otype = otype, head = t_concat(e), bare = bare,
+		-- c2s and s2s sessions process their stanzas in a util.async runner
+		runner = (otype == "c2s" or otype == "s2s") and thread or nil };
+	origin_info[origin] = info;
+	return info;
+end
+
+-- roster_of - the recipient's subscription to the sender, when the
+-- recipient is a local account; nil otherwise. FROM_BARE: the sender's
+-- bare JID when already known.
+local function roster_of(stanza, origin, from_bare)
+	local to = stanza.attr.to;
+	local to_bare;
+	if to then
+		to_bare = s_match(to, "^[^/]+"); -- an online account's key, if it is one
+	elseif origin.username and origin.host then -- to self (core_post_stanza clears it)
+		to_bare = origin.username .. "@" .. origin.host;
+	else
+		return nil;
+	end
+	if not from_bare then
+		local from = stanza.attr.from;
+		if not from then return nil; end
+		from_bare = jid_bare(from);
+	end
+	local user = bare_sessions[to_bare];
+	local roster = user and user.roster;
+	if not roster then
+		local node, host = jid_split(to_bare);
+		if not node then return nil; end
+		local h = hosts[host];
+		if not h or h.type ~= "local" then return nil; end
+		roster = rostermanager.load_roster(node, host);
+		if not roster then return nil; end
+	end
+	local item = roster[from_bare];
+	return item and item.subscription or "none";
+end
+
+-- serialize - STANZA's XML text as pieces in BUF after index N; returns
+-- the last index used and the text's length. The same text as
+-- tostring(stanza) (util.stanza's serialiser, mirrored: escaping,
+-- namespaced attributes, xmlns only where it changes), but no string is
+-- made for the stanza or its parts: the pieces go straight into the
+-- output buffer, which is concatenated once per write.
+local escape_chars = "['&<>\"]";
+local escape_table = { ["'"] = "&apos;", ["\""] = "&quot;", ["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;" };
+local function serialize(t, buf, n, parentns)
+	local name, attr = t.name, t.attr;
+	buf[n + 1], buf[n + 2] = "<", name;
+	n = n + 2;
+	local len = 1 + #name;
+	local nsid = 0;
+	for k, v in pairs(attr) do
+		if s_find(k, "\1", 1, true) then
+			local ns, attrk = s_match(k, "^([^\1]*)\1?(.*)$");
+			nsid = nsid + 1;
+			if s_find(ns, escape_chars) then ns = s_gsub(ns, escape_chars, escape_table); end
+			if s_find(v, escape_chars) then v = s_gsub(v, escape_chars, escape_table); end
+			local p = " xmlns:ns" .. nsid .. "='" .. ns .. "' ns" .. nsid .. ":" .. attrk .. "='" .. v .. "'";
+			n = n + 1;
+			buf[n] = p;
+			len = len + #p;
+		elseif k ~= "xmlns" or v ~= parentns then
+			if s_find(v, escape_chars) then v = s_gsub(v, escape_chars, escape_table); end
+			buf[n + 1], buf[n + 2], buf[n + 3], buf[n + 4], buf[n + 5] = " ", k, "='", v, "'";
+			n = n + 5;
+			len = len + 4 + #k + #v;
+		end
+	end
+	local nchildren = #t;
+	if nchildren == 0 then
 		n = n + 1;
+		buf[n] = "/>";
+		return n, len + 2;
 	end
+	n = n + 1;
+	buf[n] = ">";
+	len = len + 1;
+	local ns = attr.xmlns;
+	for i = 1, nchildren do
+		local child = t[i];
+		if child.name then
+			local clen;
+			n, clen = serialize(child, buf, n, ns);
+			len = len + clen;
+		else
+			if s_find(child, escape_chars) then child = s_gsub(child, escape_chars, escape_table); end
+			n = n + 1;
+			buf[n] = child;
+			len = len + #child;
+		end
+	end
+	buf[n + 1], buf[n + 2], buf[n + 3] = "</", name, ">";
+	return n + 3, len + 3 + #name;
+end
+
+-- build_event (declared above) - the FILTER body (envelope lines, an
+-- empty line, the stanza) as pieces in BUF after index N; returns the
+-- last index used and the body's length
+function build_event(info, origin, stanza, now, buf, n)
+	local head = info.head;
+	local len = #head;
+	buf[n + 1] = head;
+	n = n + 1;
 	if cfg.roster then
-		local ok, sub = pcall(roster_of, stanza, origin);
-		if ok and sub then e[n + 1], e[n + 2], e[n + 3] = "roster=", sub, "\n"; n = n + 3; end
+		-- a c2s sender's bare JID is its account; the stanza's from is that
+		local ok, sub = pcall(roster_of, stanza, origin, info.otype == "c2s" and info.bare or nil);
+		if ok and sub then
+			buf[n + 1], buf[n + 2], buf[n + 3] = "roster=", sub, "\n";
+			n = n + 3;
+			len = len + 8 + #sub;
+		end
 	end
-	e[n + 1], e[n + 2], e[n + 3] = "time=", rfc3339(time_now()), "\n\n";
-	e[n + 4] = tostring(stanza);
-	return t_concat(e);
+	local ts = rfc3339(now);
+	buf[n + 1], buf[n + 2], buf[n + 3] = "time=", ts, "\n\n";
+	local slen;
+	n, slen = serialize(stanza, buf, n + 3, nil);
+	return n, len + 7 + #ts + slen;
 end
 
 ---------------------------------------------------------------------------
@@ -864,40 +1070,254 @@ end
 -- Hooks
 ---------------------------------------------------------------------------
 
-local checked = setmetatable({}, { __mode = "k" }); -- stanzas seen once
-local held_by_origin = setmetatable({}, { __mode = "k" }); -- origin -> FIFO
+-- Stanzas seen once: true when checked (or not to be checked), "pass" when
+-- only held to keep its place in its session's order.
+local checked = setmetatable({}, { __mode = "k" });
+
+-- Held stanzas, per origin (a session; false for none): a FIFO
+-- { h = first index, t = last index, thread = the session's runner,
+-- nwait = entries waiting for a verdict, [i] = entry }. An entry is one of
+--   { held, event, kind, pre, key, res, ... }  a checked stanza (and its
+--                     request to the daemon); res is its result, nil while
+--                     the daemon decides
+--   { event, pre, res = ACCEPTED }  held only to keep its place
+--   { raw = input }   runner input (stream events, stanzas) that arrived
+--                     while stanzas of the session were held, to be run
+--                     in its turn
+--   TOMB              an emptied place
+-- (held itself is declared further up, for run_ready)
+local drain_retry = setmetatable({}, { __mode = "k" });
+local TOMB = {};
+local hooked_hosts = {};  -- hosts carrying this module's hooks
+local runner_run = runner_mt.run;
+local core_post_stanza = prosody.core_post_stanza;
+local is_stanza = st.is_stanza;
+local kick; -- forward
+
+-- passes_to_hook - will INPUT, run by ORIGIN's runner now, reach one of
+-- this module's hooks before any other effect? Such input may go ahead:
+-- the hook keeps it behind what is held. Anything else waits its turn.
+local function passes_to_hook(origin, input)
+	if not is_stanza(input) or input.attr.xmlns ~= nil then return false; end
+	local t = origin.type;
+	if t == "c2s" then
+		-- every c2s stanza fires pre-stanza on the session's host first
+		return hooked_hosts[origin.host] == true;
+	end
+	if t ~= "s2sin" and t ~= "s2sout" then return false; end
+	-- s2s: messages fire message/* on the recipient's host
+	local to = input.attr.to;
+	return input.name == "message" and to ~= nil and hooked_hosts[jid_host(to)] == true;
+end
+
+-- barrier_run - a session runner's run() while stanzas of the session are
+-- held: what the session sends meanwhile keeps its place behind them. A
+-- session with xmilter_hold_max entries queued stops being read until
+-- half of them are out (as a session waiting in its runner would).
+local function barrier_run(self, input)
+	local origin = self.data;
+	local q = input ~= nil and held[origin];
+	if not q or q.h > q.t
+		or (self.state == "ready" and q.nwait < cfg.hold_max and passes_to_hook(origin, input)) then
+		return runner_run(self, input);
+	end
+	local t = q.t + 1;
+	q.t, q[t] = t, { raw = input };
+	if t - q.h + 1 >= cfg.hold_max and not q.paused then
+		local conn = origin.conn;
+		if conn and conn.pause then
+			q.paused = true;
+			conn:pause();
+		end
+	end
+	return true, "held", 0;
+end
+
+-- hold_queue - the FIFO of KEY (an origin or false), made if needed; a
+-- session with a runner gets the barrier while it has one
+local function hold_queue(key, info)
+	local q = held[key];
+	if q then return q; end
+	q = { h = 1, t = 0, nwait = 0 };
+	local thread = info and info.runner;
+	if thread then
+		q.thread = thread;
+		thread.run = barrier_run;
+	end
+	held[key] = q;
+	return q;
+end
+
+-- q_put - an entry into its place: the place being refilled while the
+-- drain runs an entry (q.ins), else the end
+local function q_put(q, entry)
+	local i = q.ins;
+	if i then
+		q.ins, q[i] = nil, entry;
+		return;
+	end
+	local t = q.t + 1;
+	q.t, q[t] = t, entry;
+end
 
 -- reinject - deliver a held stanza again (it is marked: it passes)
 local function reinject(entry)
 	local event = entry.event;
-	local origin = event.origin;
+	local origin, stanza = event.origin, event.stanza;
 	if not origin then
-		prosody.core_route_stanza(nil, event.stanza);
-	else
-		prosody.core_post_stanza(origin, event.stanza, entry.pre and origin.full_jid or nil);
+		return prosody.core_route_stanza(nil, stanza);
 	end
+	if entry.pre then
+		local full_jid = origin.full_jid;
+		if full_jid then return core_post_stanza(origin, stanza, full_jid); end
+		-- the session ended meanwhile: deliver without the sender's events
+		if event.to_self and stanza.attr.to == nil and stanza.attr.from then
+			stanza.attr.to = jid_bare(stanza.attr.from);
+		end
+	end
+	return core_post_stanza(origin, stanza, nil);
 end
 
--- drain_held - apply verdicts of held stanzas in arrival order per origin
-local function drain_held(origin)
-	local q = held_by_origin[origin];
-	while q and q[1] and q[1].res do
-		local entry = table.remove(q, 1);
-		local ok, stop = pcall(apply, entry.res, entry.event, entry.kind);
+-- release - apply ENTRY's result and deliver it if it may go
+local function release(entry)
+	local res = entry.res;
+	local stop;
+	if res ~= ACCEPTED then
+		local ok;
+		ok, stop = pcall(apply, res, entry.event, entry.kind);
 		if not ok then
 			stats.errors = stats.errors + 1;
 			module:log("error", "xmilter: error applying verdict: %s", stop);
 			stop = failure(entry.kind, "glue error").action ~= "accept";
 			if stop then
-				pcall(bounce, origin, entry.event.stanza, cfg.failure_condition, cfg.failure_text);
+				pcall(bounce, entry.event.origin, entry.event.stanza, cfg.failure_condition, cfg.failure_text);
 			end
 		end
-		if not stop then
-			local rok, rerr = pcall(reinject, entry);
-			if not rok then module:log("error", "xmilter: re-injection failed: %s", rerr); end
+	end
+	if not stop then
+		local ok, err = pcall(reinject, entry);
+		if not ok then module:log("error", "xmilter: re-injection failed: %s", err); end
+	end
+end
+
+local function schedule_drain(key)
+	if drain_retry[key] then return; end
+	drain_retry[key] = true;
+	module:add_timer(0.01, function ()
+		drain_retry[key] = nil;
+		drain_held(key);
+	end);
+end
+
+-- run_in_place - run queue Q's entry at I (raw input or a stanza to
+-- release); whatever its hooks hold takes its place
+local function run_in_place(q, i, entry)
+	q[i], q.ins = TOMB, i;
+	if entry.raw ~= nil then
+		local ok, err = pcall(runner_run, q.thread, entry.raw);
+		if not ok then module:log("error", "xmilter: re-injection failed: %s", err); end
+	else
+		release(entry);
+	end
+	q.ins = nil;
+end
+
+-- drain_held - release held stanzas of KEY (an origin or false) in arrival
+-- order, as far as their verdicts are in. A session's runner must be idle
+-- (not inside it, not waiting on something else): input it is still
+-- working on came first. Then raw stanzas further on that will reach a
+-- hook are run, so they are checked meanwhile (they keep their place).
+-- FORCE (unloading): release everything now.
+function drain_held(key, force)
+	local q = held[key];
+	if not q or q.draining then return; end
+	q.draining = true;
+	local thread = q.thread;
+	while q.h <= q.t do
+		local h = q.h;
+		local entry = q[h];
+		if entry == TOMB then
+			q[h], q.h = nil, h + 1;
+		else
+			if entry.raw == nil and entry.res == nil then
+				if not force then break; end -- waiting for its verdict
+				entry.res = failure(entry.kind, "module unloaded");
+			end
+			if thread and thread.state ~= "ready" and not force then
+				schedule_drain(key);
+				break;
+			end
+			run_in_place(q, h, entry);
 		end
 	end
-	if q and not q[1] then held_by_origin[origin] = nil; end
+	if thread and thread.state == "ready" and not force then
+		local origin = key;
+		for i = q.h + 1, q.t do
+			if q.nwait >= cfg.hold_max then break; end
+			local entry = q[i];
+			local raw = entry.raw;
+			if raw ~= nil then
+				if not passes_to_hook(origin, raw) then break; end
+				run_in_place(q, i, entry);
+				if thread.state ~= "ready" then break; end
+			end
+		end
+	end
+	q.draining = nil;
+	local n = q.t - q.h + 1;
+	if n <= 0 then
+		held[key] = nil;
+		if thread then thread.run = nil; end -- back to the runner's own run()
+	end
+	if q.paused and (n <= 0 or n <= cfg.hold_max / 2) then
+		q.paused = nil;
+		local conn = key and key.conn;
+		if conn and conn.resume then
+			conn:resume();
+			-- input left in LuaSocket's buffer is not looked at by resume()
+			local sock = conn.conn;
+			if sock and type(sock.dirty) == "function" and sock:dirty() then
+				module:add_timer(0, function () kick(key, 0); end);
+			end
+		end
+	end
+end
+
+-- on_unbind - a local user's session ends (pre-resource-unbind: it is
+-- still whole). Stanzas it sent that still wait in its queue run now, in
+-- their places: the hooks hold them there (checked or not), and they are
+-- released in order after the session has gone, without the sender's
+-- pre- events. Stream events and other elements in the queue are dropped:
+-- the stream is gone.
+local function on_unbind(event)
+	local session = event.session;
+	local q = session and held[session];
+	local thread = q and q.thread;
+	if not thread or q.draining or thread.state ~= "ready" then return; end
+	q.draining = true;
+	for i = q.h, q.t do
+		local entry = q[i];
+		if entry ~= TOMB and entry.raw ~= nil then
+			if is_stanza(entry.raw) then
+				run_in_place(q, i, entry);
+			else
+				q[i] = TOMB;
+			end
+		end
+	end
+	q.draining = nil;
+	drain_held(session);
+end
+
+-- hold_behind - hold a stanza that needs no check behind what its session
+-- has held, so that the session's order is kept; nil when nothing is held
+local function hold_behind(event, pre)
+	local origin = event.origin;
+	local q = origin and held[origin];
+	if not q or q.h > q.t then return nil; end
+	checked[event.stanza] = "pass";
+	q_put(q, { event = event, pre = pre, res = ACCEPTED });
+	return true;
 end
 
 -- kick - read input a paused session left buffered. c2s and s2s pause
@@ -906,7 +1326,8 @@ end
 -- buffer, so a client that pipelined stanzas faster than verdicts came back
 -- would stall until it sent more. Called after the runner has been told to
 -- continue; retried for a few turns while the connection is still paused.
-local function kick(origin, tries)
+-- (Only in xmilter_waiting = "pause".)
+function kick(origin, tries)
 	local conn = origin.conn;
 	local sock = conn and conn.conn;
 	if not sock or type(sock.dirty) ~= "function" then return; end
@@ -922,26 +1343,31 @@ local function kick(origin, tries)
 	end
 end
 
--- check - the body of every hook: ask the daemon, wait, apply
+-- check - the body of every hook: ask the daemon, then hold the stanza
+-- (or, in pause mode, wait in the session's runner) and apply the verdict
 local function check(event, kind, pre)
 	local stanza, origin = event.stanza, event.origin;
-	local otype = origin_type(origin);
+	local info = info_of(origin);
+	local otype = info.otype;
 	if not cfg.origins[otype] then return; end
-	if link.state == "down" and not held_by_origin[origin or false] then
-		-- no daemon: decide now, without building the event
+	local key = origin or false;
+	local q = held[key];
+	if q and q.h > q.t then q = nil; end
+	if not q and link.state == "down" then
+		-- no daemon, nothing held: decide now, without building the event
 		return apply(failure(kind, "daemon unavailable"), event, kind);
 	end
-	local text = build_event(otype, origin, stanza);
+	local runner = info.runner;
 
-	if async.ready() then
-		-- inside the session's runner: only this session waits
+	if runner and not cfg.hold and not q and async.ready() then
+		-- pause mode, inside the session's runner: only this session waits
 		local result;
 		local wait, done = async.waiter();
-		local now_res = submit(kind, otype, text, function (res)
+		local now_res = submit(kind, info, origin, stanza, function (res)
 			result = res;
 			done();
 			-- input can only be left buffered by the read that paused us
-			local sock = origin and origin.conn and origin.conn.conn;
+			local sock = origin.conn and origin.conn.conn;
 			if sock and type(sock.dirty) == "function" and sock:dirty() then
 				module:add_timer(0, function () kick(origin, 0); end);
 			end
@@ -954,20 +1380,26 @@ local function check(event, kind, pre)
 		return apply(result, event, kind);
 	end
 
-	-- no runner (component streams, internal callers): hold and re-inject
-	local q = held_by_origin[origin or false];
-	local entry = { event = event, kind = kind, pre = pre };
-	local now_res = submit(kind, otype, text, function (res)
-		entry.res = res;
-		drain_held(origin or false);
-	end);
+	-- hold the stanza (return true) and re-inject it after the verdict;
+	-- the session goes on with its next stanza meanwhile
+	-- the queue entry is the request too
+	-- (made with every field it will get: no rehash while it fills in)
+	local entry = { held = true, event = event, pre = pre, key = key, kind = kind,
+		id = 0, otype = otype, cb = false, start = 0, deadline = 0, done = false };
+	local now_res = submit(kind, info, origin, stanza, nil, entry);
 	if now_res and not q then
 		return apply(now_res, event, kind);
 	end
-	entry.res = now_res;
-	if not q then q = {}; held_by_origin[origin or false] = q; end
-	q[#q + 1] = entry;
-	if now_res then drain_held(origin or false); end
+	q = q or hold_queue(key, runner and info);
+	if now_res then
+		entry.res = now_res;
+	else
+		q.nwait = q.nwait + 1;
+	end
+	q_put(q, entry);
+	if now_res and not q.draining then
+		if runner then schedule_drain(key); else drain_held(key); end
+	end
 	return true;
 end
 
@@ -1005,35 +1437,70 @@ local function is_transfer(stanza)
 	return false;
 end
 
+-- kind_of - the kind STANZA is checked as, or nil
+local function kind_of(stanza)
+	local name, stype = stanza.name, stanza.attr.type;
+	if name == "message" then
+		if stype ~= "error" and wants.message then return "message"; end
+	elseif name == "presence" then
+		if subscription_types[stype] and wants.subscription then return "subscription"; end
+	elseif name == "iq" then
+		if stype == "set" and wants.transfer and is_transfer(stanza) then return "transfer"; end
+	end
+	return nil;
+end
+
 -- the handlers: cheap tests first, then guarded()
+
+-- on_pre_stanza - every stanza of a local user's session, first (hold
+-- mode): checked kinds are held until their verdict, the rest waits behind
+-- them when the session has stanzas held
+local function on_pre_stanza(event)
+	local stanza = event.stanza;
+	if checked[stanza] ~= nil then return; end
+	if cfg.hold then
+		local kind = kind_of(stanza);
+		if kind then
+			checked[stanza] = true;
+			return guarded(event, kind, true);
+		end
+	end
+	return hold_behind(event, true);
+end
+
 local function on_message(event, pre)
 	local stanza = event.stanza;
-	if checked[stanza] then return; end
+	if checked[stanza] ~= nil then return; end
+	if stanza.attr.type == "error" or not wants.message then
+		return hold_behind(event, pre);
+	end
 	checked[stanza] = true;
-	if stanza.attr.type == "error" or not wants.message then return; end
 	return guarded(event, "message", pre);
 end
 
 local function on_presence(event, pre)
 	local stanza = event.stanza;
-	if not subscription_types[stanza.attr.type] or checked[stanza] then return; end
+	if checked[stanza] ~= nil then return; end
+	if not subscription_types[stanza.attr.type] or not wants.subscription then
+		return hold_behind(event, pre);
+	end
 	checked[stanza] = true;
-	if not wants.subscription then return; end
 	return guarded(event, "subscription", pre);
 end
 
 local function on_iq(event, pre)
 	local stanza = event.stanza;
-	if stanza.attr.type ~= "set" or checked[stanza] then return; end
-	if not is_transfer(stanza) then return; end
+	if checked[stanza] ~= nil then return; end
+	if stanza.attr.type ~= "set" or not wants.transfer or not is_transfer(stanza) then
+		return hold_behind(event, pre);
+	end
 	checked[stanza] = true;
-	if not wants.transfer then return; end
 	return guarded(event, "transfer", pre);
 end
 
 local function on_upload(event)
 	local stanza = event.stanza;
-	if checked[stanza] then return; end
+	if checked[stanza] == true then return; end
 	checked[stanza] = true;
 	if not wants.upload then return; end
 	return guarded(event, "upload", false);
@@ -1042,6 +1509,9 @@ end
 -- add_host - hook one host (VirtualHost or Component) of this server
 function module.add_host(hmodule)
 	local prio = cfg.priority;
+	hooked_hosts[hmodule.host] = true;
+	hmodule:hook("pre-stanza", on_pre_stanza, prio);
+	hmodule:hook("pre-resource-unbind", on_unbind, 1000);
 	for _, to_type in ipairs({ "bare", "full", "host" }) do
 		hmodule:hook("pre-message/" .. to_type, function (e) return on_message(e, true); end, prio);
 		hmodule:hook("message/" .. to_type, function (e) return on_message(e, false); end, prio);
@@ -1085,7 +1555,8 @@ local function healthcheck(cb)
 		sock:close();
 		return finish("down", "connect: " .. tostring(err));
 	end
-	local framer = new_framer(65536, function (verb, _, body)
+	local framer = new_framer(65536, function (verb, _, buf, bpos, blen)
+		local body = s_sub(buf, bpos, bpos + blen - 1);
 		if verb == "HELLO" then
 			local f, lists = parse_kv(body);
 			local st_ = f.status or "ok";
@@ -1164,7 +1635,10 @@ function module.unload()
 	-- release every waiting session with the failure policy
 	send("BYE", 0, "code=200\nreason=module unloaded\n");
 	link_down("module unloaded", true);
-	for origin in pairs(held_by_origin) do drain_held(origin); end
+	-- release every held stanza (and give the runners their own run() back)
+	local keys = {};
+	for key in pairs(held) do keys[#keys + 1] = key; end
+	for _, key in ipairs(keys) do drain_held(key, true); end
 end
 
 module:hook_global("config-reloaded", function ()
