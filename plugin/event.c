@@ -754,6 +754,10 @@ static int
 set_known(struct xm_event *ev, const char *k, const char *val, char *err,
     size_t errlen)
 {
+	/* every event has several fields: test the first letter before
+	 * comparing whole names */
+	if (strchr("opiatr", k[0]) == NULL)
+		return 0;
 	if (strcmp(k, "origin") == 0 && ev->origin == NULL)
 		ev->origin = val;
 	else if (strcmp(k, "peer") == 0 && ev->peer == NULL)

@@ -510,15 +510,18 @@ xm_parse_time(const char *s, double *out)
 		if (d > mdays[mo - 1] + (mo == 2 && leap))
 			return -1;  /* timegm would roll 02-30 over to March */
 	}
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	t = timegm(&tm);
-	if (t == (time_t)-1)
-		return -1;
+	{
+		/* days since 1970-01-01 (Howard Hinnant's days_from_civil):
+		 * timegm() would take the time-zone lock on every event */
+		long yy = y - (mo <= 2), era = (yy >= 0 ? yy : yy - 399) / 400;
+		long yoe = yy - era * 400;
+		long doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+		long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+		long days = era * 146097 + doe - 719468;
+
+		t = (time_t)(days * 86400L + h * 3600L + mi * 60L + sec);
+	}
+	(void)tm;
 	*out = (double)t + frac - sign * (oh * 3600 + om * 60);
 	return 0;
 }
