@@ -76,20 +76,26 @@ stop(struct parse_state *st, const char *reason)
 	XML_StopParser(st->p, XML_FALSE);
 }
 
-/* split_name - "uri\1local" into namespace and local name (arena copies) */
+/* split_name - "uri\1local" into namespace and local name (arena copies;
+ * a namespace equal to SAME, usually the parent's, is shared, not copied) */
 static void
-split_name(struct xm_arena *a, const char *name, const char **ns,
-    const char **local)
+split_name(struct xm_arena *a, const char *name, const char *same,
+    const char **ns, const char **local)
 {
-	const char *sep = strchr(name, NS_SEP);
+	size_t len = strlen(name), nl;
+	const char *sep = memchr(name, NS_SEP, len);
 
 	if (sep == NULL) {
 		*ns = "";
-		*local = xm_arena_strdup(a, name);
-	} else {
-		*ns = xm_arena_strndup(a, name, (size_t)(sep - name));
-		*local = xm_arena_strdup(a, sep + 1);
+		*local = xm_arena_strndup(a, name, len);
+		return;
 	}
+	nl = (size_t)(sep - name);
+	if (same != NULL && strncmp(same, name, nl) == 0 && same[nl] == '\0')
+		*ns = same;
+	else
+		*ns = xm_arena_strndup(a, name, nl);
+	*local = xm_arena_strndup(a, sep + 1, len - nl - 1);
 }
 
 /* append_child - link C as the last child of P */
@@ -131,11 +137,12 @@ on_start(void *ud, const XML_Char *name, const XML_Char **atts)
 		st->ev->max_attrs = (unsigned)na;
 
 	n = xm_arena_alloc(st->a, sizeof(*n));
-	split_name(st->a, name, &n->ns, &n->name);
+	split_name(st->a, name, st->cur ? st->cur->ns : NULL, &n->ns, &n->name);
 	n->nattrs = na;
 	n->attrs = na ? xm_arena_array(st->a, na, sizeof(*n->attrs)) : NULL;
 	for (i = 0; i < na; i++) {
-		split_name(st->a, atts[2 * i], &n->attrs[i].ns, &n->attrs[i].name);
+		split_name(st->a, atts[2 * i], NULL, &n->attrs[i].ns,
+		    &n->attrs[i].name);
 		n->attrs[i].value = xm_arena_strdup(st->a, atts[2 * i + 1]);
 	}
 	if (st->cur)
