@@ -18,36 +18,60 @@
  *
  * Interface
  *	rules_filter, a struct xm_filter_ops. Settings (filters.rules.*):
- *	files, match_limit, depth_limit, jit, default_score, max_rules,
- *	max_uris.
+ *	files, match_limit, depth_limit, jit, prefilter, default_score,
+ *	max_rules, max_uris.
+ *
+ * Prefilter
+ *	Running every pattern over every text costs rules x texts PCRE2
+ *	calls. With prefilter (the default) the patterns of each text
+ *	source (body texts, URLs, the raw stanza, each header field, each
+ *	JID) are also compiled together into one Vectorscan database in
+ *	prefilter mode, where a match means "may match" and no match means
+ *	"cannot match". Each text is scanned once per database, and PCRE2,
+ *	which stays the authority for hits and details, runs only for the
+ *	rules the scan named. Patterns Vectorscan cannot take even in
+ *	prefilter mode, and patterns that can match the empty string, are
+ *	left out of the databases and always run PCRE2 (logged at debug),
+ *	as do the patterns of a source with fewer than RULES_PF_MIN.
+ *	Vectorscan gets the patterns without word boundaries (put_no_wb:
+ *	5.4.9 misses matches after some), which only makes it name more.
  *
  * Ownership
  *	rules_init reads every file and compiles every pattern once per
  *	config load; the state it returns is read-only afterwards, so
  *	rules_check may run on any thread at once. The only shared writes
  *	are statistics counters, updated atomically. Per-check memory comes
- *	from the task's arena, except one PCRE2 match block, freed before
- *	rules_check returns, and a JIT stack per thread, freed when the
- *	thread ends.
+ *	from the task's arena. Each thread keeps, until it ends, one PCRE2
+ *	match block, one JIT stack and Vectorscan scratch space for the
+ *	last few states it checked with (cloned from the state's own, which
+ *	is never scanned with); a state's rules_free leaves those clones to
+ *	be replaced or freed at thread exit (they point at nothing of it).
  *
  * Failure
  *	Any error in a rule file fails init with "FILE:LINE: message", so a
- *	reload keeps the old rules. A pattern that runs into the match,
- *	depth, heap or JIT stack limit at check time does not hit: it is
- *	counted, logged (rate-limited) and shown as the symbol RULES_LIMIT
- *	with score 0.
+ *	reload keeps the old rules; a Vectorscan database that cannot be
+ *	built at all only costs speed (its rules always run PCRE2, with a
+ *	warning). A pattern that runs into the match, depth, heap or JIT
+ *	stack limit at check time does not hit: it is counted, logged
+ *	(rate-limited) and shown as the symbol RULES_LIMIT with score 0.
+ *	A text the prefilter rules out never reaches PCRE2, so it cannot
+ *	run into a limit either.
  */
 #include <sys/stat.h>
 
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <hs.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -65,12 +89,15 @@
 #define RULES_MAX_PAREN    64     /* parenthesis nesting in a meta */
 #define RULES_DETAIL_MAX   60     /* bytes of matched text in a detail */
 #define RULES_JIT_STACK    (512 * 1024)
+#define RULES_TLS_STATES   8      /* states a thread keeps scratch for */
+#define RULES_PF_MIN       3      /* patterns a prefilter database needs */
 
 struct rules_conf {
 	struct xm_strlist files;
 	long long match_limit;
 	long long depth_limit;
 	bool jit;
+	bool prefilter;
 	double default_score;
 	long long max_rules;
 	long long max_uris;
@@ -93,6 +120,11 @@ static const struct xm_setting rules_settings[] = {
 	{ "jit", XM_ST_BOOL, offsetof(struct rules_conf, jit),
 	    "true", 0, 0, NULL, true,
 	    "Compile patterns with the PCRE2 JIT when it is available." },
+	{ "prefilter", XM_ST_BOOL, offsetof(struct rules_conf, prefilter),
+	    "true", 0, 0, NULL, true,
+	    "Scan each text once with Vectorscan, all patterns together, and "
+	    "run PCRE2 only for the rules that may match it. Patterns "
+	    "Vectorscan cannot take always run PCRE2." },
 	{ "default_score", XM_ST_DOUBLE, offsetof(struct rules_conf, default_score),
 	    "1.0", -1000, 1000, NULL, true,
 	    "Score of a rule that has no score line." },
@@ -138,6 +170,10 @@ struct rule {
 	unsigned line;
 	pcre2_code *re;
 	bool jitted;        /* RE has JIT code: pcre2_jit_match on valid text */
+	char *hsexpr;       /* RE for Vectorscan; NULL: always PCRE2 (why) */
+	const char *nohs;   /* why there is no HSEXPR */
+	unsigned hsflags;   /* HS_FLAG_* for HSEXPR */
+	bool pf;            /* in prefilter databases: PCRE2 only when named */
 	bool negate;        /* !~ */
 	bool exists;        /* header exists:FIELD */
 	enum hdr_kind hdr;
@@ -154,8 +190,19 @@ struct rule {
 	int mark;           /* meta ordering */
 };
 
+/* one Vectorscan database: the prefiltered patterns of one text source */
+struct pfdb {
+	hs_database_t *db;
+	enum rule_type type;  /* RT_BODY, RT_URI, RT_RAWBODY, RT_HEADER, RT_JID */
+	enum hdr_kind hdr;    /* header: what FIELD names */
+	const char *field;    /* header: a rule's field (owned by the rule) */
+	unsigned jid;         /* jid: one of JID_* */
+	size_t npat;
+};
+
 struct rules_state {
 	const struct rules_conf *conf;
+	unsigned long long id;  /* names the state in thread caches */
 	struct rule *rules;
 	size_t nrules;
 	size_t *order;      /* evaluation order of needed rules */
@@ -166,6 +213,17 @@ struct rules_state {
 	pcre2_match_context *mctx;
 	bool want_texts, want_uris;
 	unsigned long limits;  /* patterns stopped by a limit (atomic) */
+	unsigned long pf_errors;  /* failed scans (atomic) */
+
+	/* prefilter */
+	struct pfdb *pf;
+	size_t npf;
+	const struct pfdb *pf_body, *pf_uri, *pf_raw;  /* in PF, or NULL */
+	hs_scratch_t *scratch;  /* fits every database; only ever cloned */
+	size_t nwords;          /* 64-bit words in a set of rule indices */
+	size_t ndb;             /* entries of PF with a database */
+	size_t npfrules;        /* rules in databases */
+	size_t nalways;         /* rules with a pattern that always run PCRE2 */
 };
 
 /* pending score, describe and tflags lines, applied once all are read */
@@ -198,42 +256,99 @@ struct loader {
 
 static void rules_free(void *state);
 
-/* ---- thread-local JIT stacks ---- */
+/* ---- per-thread cache ---- */
 
-static pthread_key_t jit_key;
-static pthread_once_t jit_once = PTHREAD_ONCE_INIT;
-static bool jit_key_ok;
+/*
+ * What a thread keeps between checks, freed when it ends: a match block
+ * (creating one per check costs two allocations), a JIT stack, and
+ * Vectorscan scratch space for the last RULES_TLS_STATES states it
+ * checked with (scopes and reloads each have a state of their own), each
+ * clone named by its state's id. Ids are never reused, so a clone made
+ * for a freed state is never picked for a new one.
+ */
+struct rules_thread {
+	pcre2_match_data *md;   /* one ovector pair: fits any pattern */
+	pcre2_jit_stack *jit;   /* NULL until a JIT match needs one */
+	struct {
+		unsigned long long id;  /* 0: empty */
+		hs_scratch_t *scratch;
+	} sc[RULES_TLS_STATES];
+	unsigned next;          /* slot to reuse next */
+};
 
-/* jit_stack_free - thread exit: free this thread's JIT stack */
+static pthread_key_t thr_key;
+static pthread_once_t thr_once = PTHREAD_ONCE_INIT;
+static bool thr_key_ok;
+static __thread struct rules_thread *thr;
+static unsigned long long state_ids;   /* the last id given (atomic) */
+
+/* thread_free - thread exit: free this thread's cache */
 static void
-jit_stack_free(void *p)
+thread_free(void *p)
 {
-	pcre2_jit_stack_free(p);
+	struct rules_thread *t = p;
+	size_t i;
+
+	pcre2_match_data_free(t->md);
+	pcre2_jit_stack_free(t->jit);
+	for (i = 0; i < RULES_TLS_STATES; i++)
+		hs_free_scratch(t->sc[i].scratch);
+	free(t);
+	thr = NULL;
 }
 
-/* jit_key_init - create the thread-specific key, once */
+/* thread_key_init - create the thread-specific key, once */
 static void
-jit_key_init(void)
+thread_key_init(void)
 {
-	jit_key_ok = pthread_key_create(&jit_key, jit_stack_free) == 0;
+	thr_key_ok = pthread_key_create(&thr_key, thread_free) == 0;
+}
+
+/* thread_get - this thread's cache, made on first use */
+static struct rules_thread *
+thread_get(void)
+{
+	struct rules_thread *t = thr;
+
+	if (t != NULL)
+		return t;
+	t = xm_calloc(1, sizeof(*t));
+	if ((t->md = pcre2_match_data_create(1, NULL)) == NULL)
+		panic("rules: out of memory");
+	if (pthread_setspecific(thr_key, t) != 0)
+		panic("rules: pthread_setspecific failed");
+	thr = t;
+	return t;
 }
 
 /* jit_stack_get - PCRE2 callback: this thread's JIT stack (NULL: 32K) */
 static pcre2_jit_stack *
 jit_stack_get(void *unused)
 {
-	pcre2_jit_stack *s;
+	struct rules_thread *t = thread_get();
 
-	if (!jit_key_ok)
-		return NULL;
-	if ((s = pthread_getspecific(jit_key)) == NULL) {
-		s = pcre2_jit_stack_create(32 * 1024, RULES_JIT_STACK, NULL);
-		if (s != NULL && pthread_setspecific(jit_key, s) != 0) {
-			pcre2_jit_stack_free(s);
-			s = NULL;
-		}
-	}
-	return s;
+	if (t->jit == NULL)
+		t->jit = pcre2_jit_stack_create(32 * 1024, RULES_JIT_STACK, NULL);
+	return t->jit;
+}
+
+/* thread_scratch - T's scratch space for ST's databases */
+static hs_scratch_t *
+thread_scratch(struct rules_thread *t, const struct rules_state *st)
+{
+	unsigned i;
+
+	for (i = 0; i < RULES_TLS_STATES; i++)
+		if (t->sc[i].id == st->id)
+			return t->sc[i].scratch;
+	i = t->next++ % RULES_TLS_STATES;
+	hs_free_scratch(t->sc[i].scratch);
+	t->sc[i].scratch = NULL;
+	t->sc[i].id = 0;
+	if (hs_clone_scratch(st->scratch, &t->sc[i].scratch) != HS_SUCCESS)
+		panic("rules: cannot clone Vectorscan scratch (out of memory?)");
+	t->sc[i].id = st->id;
+	return t->sc[i].scratch;
 }
 
 /* ---- loading: helpers ---- */
@@ -322,13 +437,167 @@ closing_delim(char c)
 	}
 }
 
-/* compile_re - parse "/re/flags" or "m{re}flags" at S and compile it */
+/* verb_is - true when the verb V[0..n) is WORD, or starts with WORD
+ * when WORD ends in '=' */
+static bool
+verb_is(const char *v, size_t n, const char *word)
+{
+	size_t wl = strlen(word);
+
+	if (wl > 0 && word[wl - 1] == '=')
+		return n > wl && memcmp(v, word, wl) == 0;
+	return n == wl && memcmp(v, word, wl) == 0;
+}
+
+/* x_kept - true when no inline option item in P[0..len) can turn the x
+ * (extended) option off: no "(?" followed by an option letter, - or ^ */
+static bool
+x_kept(const char *p, size_t len)
+{
+	const char *q = p, *end = p + len;
+	char ch;
+
+	while ((q = memmem(q, (size_t)(end - q), "(?", 2)) != NULL) {
+		q += 2;
+		if (q == end)
+			break;
+		ch = *q;
+		if ((ch >= 'a' && ch <= 'z') || ch == '-' || ch == '^' ||
+		    (ch >= 'A' && ch <= 'Z' && ch != 'P' && ch != 'R'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * put_no_wb - append P[0..len) to B without its word-boundary assertions
+ * (\b, \B). Vectorscan 5.4.9 misses matches of some patterns with a
+ * leading \b (the shipped __XM_LURE_YOU does not match "xxxxxxx-
+ * xxxxxxxxxxx you in this pic", whatever the flags), and a pattern
+ * without an assertion only matches more, which a prefilter may. Kept
+ * as they are: a class (where \b is a backspace), \Q...\E, comments,
+ * and negative lookarounds, conditions and (*...) groups, where dropping
+ * one could make the pattern match less. EXT: the x option is on.
+ */
+static void
+put_no_wb(struct xm_buf *b, const char *p, size_t len, bool ext)
+{
+	unsigned char *keep;   /* per open group: no dropping inside */
+	const char *e;
+	size_t i = 0, n, depth = 0, nkeep = 0;
+	bool cls = false, k;
+
+	keep = xm_calloc(len + 1, 1);
+	while (i < len) {
+		n = 1;
+		if (p[i] == '\\' && i + 1 < len && p[i + 1] == 'Q') {
+			e = memmem(p + i + 2, len - i - 2, "\\E", 2);
+			n = e != NULL ? (size_t)(e - p) + 2 - i : len - i;
+		} else if (p[i] == '\\' && i + 1 < len) {
+			if (!cls && nkeep == 0 && (p[i + 1] == 'b' || p[i + 1] == 'B')) {
+				i += 2;
+				continue;
+			}
+			n = 2;
+		} else if (cls) {
+			if (p[i] == '[' && i + 1 < len && p[i + 1] == ':' &&
+			    (e = memmem(p + i + 2, len - i - 2, ":]", 2)) != NULL)
+				n = (size_t)(e - p) + 2 - i;    /* [:alpha:] */
+			else if (p[i] == ']')
+				cls = false;
+		} else if (p[i] == '[') {
+			cls = true;
+			if (i + 1 < len && p[i + 1] == '^')
+				n++;
+			if (i + n < len && p[i + n] == ']')
+				n++;                            /* a literal ] */
+		} else if (p[i] == '(' && i + 2 < len && p[i + 1] == '?' &&
+		    p[i + 2] == '#') {
+			e = memchr(p + i, ')', len - i);
+			n = e != NULL ? (size_t)(e - p) + 1 - i : len - i;
+		} else if (p[i] == '(') {
+			k = i + 1 < len && (p[i + 1] == '*' || (p[i + 1] == '?' &&
+			    i + 2 < len && (p[i + 2] == '!' || p[i + 2] == '(' ||
+			    (p[i + 2] == '<' && i + 3 < len && p[i + 3] == '!'))));
+			keep[depth++] = k;
+			nkeep += k;
+		} else if (p[i] == ')') {
+			if (depth > 0 && keep[--depth])
+				nkeep--;
+		} else if (p[i] == '#' && ext) {
+			n = len - i;                        /* a comment to the end */
+		}
+		xm_buf_append(b, p + i, n);
+		i += n;
+	}
+	free(keep);
+}
+
+/*
+ * hs_pattern - R's pattern P[0..len) as Vectorscan gets it, with PCRE2
+ * options OPTS; NULL (and R->nohs says why) for a pattern that must
+ * always run PCRE2. Vectorscan knows the same syntax for what it
+ * supports, but its options are flags, not PCRE2's start-of-pattern
+ * verbs, and its # comments need a newline to end.
+ */
+static char *
+hs_pattern(struct rule *r, const char *p, size_t len, uint32_t opts)
+{
+	struct xm_buf b = { 0 };
+	const char *e;
+	size_t n;
+
+	r->hsflags = HS_FLAG_UTF8 | HS_FLAG_PREFILTER | HS_FLAG_SINGLEMATCH;
+	if (opts & PCRE2_CASELESS)
+		r->hsflags |= HS_FLAG_CASELESS;
+	if (opts & PCRE2_MULTILINE)
+		r->hsflags |= HS_FLAG_MULTILINE;
+	if (opts & PCRE2_DOTALL)
+		r->hsflags |= HS_FLAG_DOTALL;
+
+	/* (*UCP), (*UTF) and verbs that only tune PCRE2 become flags or go;
+	 * any other verb (newline conventions, NOTEMPTY, ...) changes what
+	 * matches */
+	while (len > 2 && p[0] == '(' && p[1] == '*' &&
+	    (e = memchr(p, ')', len)) != NULL) {
+		n = (size_t)(e - p) - 2;
+		if (verb_is(p + 2, n, "UCP"))
+			r->hsflags |= HS_FLAG_UCP;
+		else if (!verb_is(p + 2, n, "UTF") &&
+		    !verb_is(p + 2, n, "NO_AUTO_POSSESS") &&
+		    !verb_is(p + 2, n, "NO_START_OPT") &&
+		    !verb_is(p + 2, n, "NO_DOTSTAR_ANCHOR") &&
+		    !verb_is(p + 2, n, "NO_JIT") &&
+		    !verb_is(p + 2, n, "LIMIT_MATCH=") &&
+		    !verb_is(p + 2, n, "LIMIT_DEPTH=") &&
+		    !verb_is(p + 2, n, "LIMIT_HEAP=") &&
+		    !verb_is(p + 2, n, "LIMIT_RECURSION=")) {
+			r->nohs = "a (*VERB) Vectorscan does not know";
+			return NULL;
+		}
+		p = e + 1;
+		len -= n + 3;
+	}
+	if (opts & PCRE2_EXTENDED)
+		xm_buf_puts(&b, "(?x)");
+	put_no_wb(&b, p, len, (opts & PCRE2_EXTENDED) != 0);
+	/* a # comment ends at the end of a PCRE2 pattern, at a newline for
+	 * Vectorscan; unless an inline option may have turned x off, where
+	 * the newline would be a character to match (Vectorscan refuses
+	 * the unterminated comment instead) */
+	if ((opts & PCRE2_EXTENDED) && memchr(p, '#', len) != NULL &&
+	    x_kept(p, len))
+		xm_buf_puts(&b, "\n");
+	return b.data;
+}
+
+/* compile_re - parse "/re/flags" or "m{re}flags" at S into R's pattern */
 static int
-compile_re(struct loader *L, const char *file, unsigned line,
-    const char *name, const char *s, pcre2_code **out)
+compile_re(struct loader *L, const char *file, unsigned line, struct rule *r,
+    const char *s)
 {
 	uint32_t opts = PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C;
-	const char *start, *end, *f;
+	const char *start, *end, *f, *name = r->name;
 	char open, close, emsg[256];
 	PCRE2_SIZE eoff;
 	int ecode;
@@ -369,9 +638,9 @@ compile_re(struct loader *L, const char *file, unsigned line,
 	if (end == start)
 		return lerr(L, file, line, "rule %s: empty regex", name);
 
-	*out = pcre2_compile((PCRE2_SPTR)start, (PCRE2_SIZE)(end - start),
+	r->re = pcre2_compile((PCRE2_SPTR)start, (PCRE2_SIZE)(end - start),
 	    opts, &ecode, &eoff, L->cctx);
-	if (*out == NULL) {
+	if (r->re == NULL) {
 		if (pcre2_get_error_message(ecode, (PCRE2_UCHAR *)emsg,
 		    sizeof(emsg)) < 0)
 			snprintf(emsg, sizeof(emsg), "error %d", ecode);
@@ -379,11 +648,13 @@ compile_re(struct loader *L, const char *file, unsigned line,
 		    name, (size_t)eoff, emsg);
 	}
 	if (L->conf->jit) {
-		ecode = pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE);
+		ecode = pcre2_jit_compile(r->re, PCRE2_JIT_COMPLETE);
 		if (ecode != 0 && ecode != PCRE2_ERROR_JIT_BADOPTION)
 			log_debug("rules: %s:%u: %s: JIT compile failed (%d), "
 			    "interpreting", file, line, name, ecode);
 	}
+	if (L->conf->prefilter)
+		r->hsexpr = hs_pattern(r, start, (size_t)(end - start), opts);
 	return 0;
 }
 
@@ -844,7 +1115,7 @@ parse_line(struct loader *L, const char *file, unsigned line, char *buf)
 	case RT_BODY:
 	case RT_RAWBODY:
 	case RT_URI:
-		return compile_re(L, file, line, r->name, trim(p), &r->re);
+		return compile_re(L, file, line, r, trim(p));
 	case RT_HEADER:
 		if ((w = next_word(&p)) == NULL)
 			return lerr(L, file, line, "header %s: missing field",
@@ -909,7 +1180,7 @@ parse_line(struct loader *L, const char *file, unsigned line, char *buf)
 	else
 		return lerr(L, file, line, "%s %s: expected =~ or !~, not "
 		    "\"%.*s\"", dir, r->name, 40, w);
-	return compile_re(L, file, line, r->name, trim(p), &r->re);
+	return compile_re(L, file, line, r, trim(p));
 }
 
 /* load_file - read one rule file; REAL is its real path (taken over) */
@@ -1280,6 +1551,284 @@ finish(struct loader *L)
 	return 0;
 }
 
+/* ---- loading: the prefilter databases ---- */
+
+/* pf_name - what a database's texts are, for messages */
+static const char *
+pf_name(const struct pfdb *d, char *buf, size_t len)
+{
+	switch (d->type) {
+	case RT_BODY: return "body";
+	case RT_URI: return "uri";
+	case RT_RAWBODY: return "rawbody";
+	case RT_HEADER:
+		snprintf(buf, len, "header %s%s",
+		    d->hdr == HDR_ENV ? "" : "stanza:", d->field);
+		return buf;
+	case RT_JID:
+		return d->jid == JID_FROM ? "jid from" :
+		    d->jid == JID_TO ? "jid to" : "jid auth";
+	default:
+		return "?";
+	}
+}
+
+/* pf_group - index in ST->pf of the database for R's texts (JID: one of
+ * JID_* for jid rules), added when new */
+static size_t
+pf_group(struct rules_state *st, size_t *cap, const struct rule *r,
+    unsigned jid)
+{
+	struct pfdb *d;
+	size_t i;
+
+	for (i = 0; i < st->npf; i++) {
+		d = &st->pf[i];
+		if (d->type != r->type)
+			continue;
+		if (r->type == RT_HEADER && (d->hdr != r->hdr ||
+		    strcmp(d->field, r->field) != 0))
+			continue;
+		if (r->type == RT_JID && d->jid != jid)
+			continue;
+		return i;
+	}
+	if (st->npf == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		st->pf = xm_reallocarray(st->pf, *cap, sizeof(*st->pf));
+	}
+	d = &st->pf[st->npf];
+	memset(d, 0, sizeof(*d));
+	d->type = r->type;
+	d->hdr = r->hdr;
+	d->field = r->field;
+	d->jid = jid;
+	return st->npf++;
+}
+
+/* pf_in_group - true when rule R's texts are those of database D */
+static bool
+pf_in_group(const struct rule *r, const struct pfdb *d)
+{
+	if (r->type != d->type)
+		return false;
+	if (r->type == RT_HEADER)
+		return r->hdr == d->hdr && strcmp(r->field, d->field) == 0;
+	if (r->type == RT_JID)
+		return (r->jids & d->jid) != 0;
+	return true;
+}
+
+/* pf_screen - true when Vectorscan takes R's pattern in prefilter mode
+ * and no match can be empty (the scan never looks at empty texts);
+ * else WHY says why not */
+static bool
+pf_screen(const struct rule *r, char *why, size_t whylen)
+{
+	hs_expr_info_t *info = NULL;
+	hs_compile_error_t *ce = NULL;
+	bool ok;
+
+	if (hs_expression_info(r->hsexpr, r->hsflags, &info, &ce) !=
+	    HS_SUCCESS) {
+		snprintf(why, whylen, "Vectorscan: %s",
+		    ce != NULL ? ce->message : "rejected");
+		hs_free_compile_error(ce);
+		return false;
+	}
+	ok = info->min_width > 0;
+	free(info);
+	if (!ok)
+		snprintf(why, whylen, "it can match the empty string");
+	return ok;
+}
+
+/* pf_always - R's pattern stays out of the prefilter: say why */
+static void
+pf_always(struct rule *r, const char *why)
+{
+	r->pf = false;
+	log_debug("rules: %s:%u: %s: not prefiltered (%s): always run",
+	    r->file, r->line, r->name, why);
+}
+
+/* pf_count - prefiltered rules whose texts are those of D */
+static size_t
+pf_count(const struct rules_state *st, const struct pfdb *d)
+{
+	const struct rule *r;
+	size_t i, n = 0;
+
+	for (i = 0; i < st->norder; i++) {
+		r = &st->rules[st->order[i]];
+		if (r->pf && pf_in_group(r, d))
+			n++;
+	}
+	return n;
+}
+
+/*
+ * prefilter_build - one Vectorscan database per text source, of the
+ * patterns of the rules that run. A source with fewer than
+ * RULES_PF_MIN patterns gets none: one scan costs about what two or
+ * three PCRE2 calls on a short text do. A pattern Vectorscan refuses
+ * (it names it by index) is taken out and the rest compiled again; an
+ * error that names no pattern leaves the whole source to PCRE2.
+ */
+static int
+prefilter_build(struct loader *L)
+{
+	struct rules_state *st = L->st;
+	hs_compile_error_t *ce;
+	const char **exprs;
+	unsigned *flags, *ids, jid;
+	struct rule *r;
+	struct pfdb *d;
+	size_t cap = 0, i, g, n, ri;
+	char why[256], name[RULES_MAX_NAME + 32];
+	bool again;
+	double t0;
+
+	st->nwords = (st->nrules + 63) / 64;
+	if (hs_valid_platform() != HS_SUCCESS) {
+		log_warn("rules: this CPU lacks what Vectorscan needs: every "
+		    "pattern runs PCRE2 (prefilter off)");
+		return 0;
+	}
+
+	/* which patterns Vectorscan takes; which database each goes to */
+	for (i = 0; i < st->norder; i++) {
+		r = &st->rules[st->order[i]];
+		if (r->re == NULL)
+			continue;   /* a meta or exists: */
+		if (r->hsexpr == NULL) {
+			pf_always(r, r->nohs != NULL ? r->nohs : "?");
+			continue;
+		}
+		if (!pf_screen(r, why, sizeof(why))) {
+			pf_always(r, why);
+			continue;
+		}
+		r->pf = true;
+		if (r->type != RT_JID)
+			pf_group(st, &cap, r, 0);
+		else
+			for (jid = JID_FROM; jid <= JID_AUTH; jid <<= 1)
+				if (r->jids & jid)
+					pf_group(st, &cap, r, jid);
+	}
+
+	/* small sources run PCRE2 directly (a jid rule leaving one source
+	 * leaves them all, which may make another one small) */
+	do {
+		again = false;
+		for (g = 0; g < st->npf; g++) {
+			d = &st->pf[g];
+			n = pf_count(st, d);
+			if (n == 0 || n >= RULES_PF_MIN)
+				continue;
+			log_debug("rules: prefilter: %s: %zu pattern%s, fewer "
+			    "than %d: no database", pf_name(d, name,
+			    sizeof(name)), n, n == 1 ? "" : "s", RULES_PF_MIN);
+			for (i = 0; i < st->norder; i++) {
+				r = &st->rules[st->order[i]];
+				if (r->pf && pf_in_group(r, d))
+					r->pf = false;
+			}
+			again = true;
+		}
+	} while (again);
+
+	exprs = xm_calloc(st->norder ? st->norder : 1, sizeof(*exprs));
+	flags = xm_calloc(st->norder ? st->norder : 1, sizeof(*flags));
+	ids = xm_calloc(st->norder ? st->norder : 1, sizeof(*ids));
+	for (g = 0; g < st->npf; g++) {
+		d = &st->pf[g];
+		n = 0;
+		for (i = 0; i < st->norder; i++) {
+			r = &st->rules[st->order[i]];
+			if (!r->pf || !pf_in_group(r, d))
+				continue;
+			exprs[n] = r->hsexpr;
+			flags[n] = r->hsflags;
+			ids[n++] = (unsigned)st->order[i];
+		}
+		t0 = xm_monotonic();
+		while (n > 0) {
+			ce = NULL;
+			if (hs_compile_multi(exprs, flags, ids, (unsigned)n,
+			    HS_MODE_BLOCK, NULL, &d->db, &ce) == HS_SUCCESS)
+				break;
+			d->db = NULL;
+			if (ce != NULL && ce->expression >= 0 &&
+			    (size_t)ce->expression < n) {
+				i = (size_t)ce->expression;
+				snprintf(why, sizeof(why), "Vectorscan: %s",
+				    ce->message);
+				pf_always(&st->rules[ids[i]], why);
+				memmove(exprs + i, exprs + i + 1,
+				    (n - i - 1) * sizeof(*exprs));
+				memmove(flags + i, flags + i + 1,
+				    (n - i - 1) * sizeof(*flags));
+				memmove(ids + i, ids + i + 1,
+				    (n - i - 1) * sizeof(*ids));
+				n--;
+			} else {
+				log_warn("rules: no prefilter for %s rules "
+				    "(Vectorscan: %s): their %zu patterns always "
+				    "run", pf_name(d, name, sizeof(name)),
+				    ce != NULL ? ce->message : "error", n);
+				for (i = 0; i < n; i++)
+					st->rules[ids[i]].pf = false;
+				n = 0;
+			}
+			hs_free_compile_error(ce);
+		}
+		d->npat = n;
+		if (d->db == NULL)
+			continue;
+		st->ndb++;
+		log_debug("rules: prefilter: %s: %zu patterns, compiled in "
+		    "%.0f ms", pf_name(d, name, sizeof(name)), n,
+		    (xm_monotonic() - t0) * 1000);
+		if (hs_alloc_scratch(d->db, &st->scratch) != HS_SUCCESS) {
+			free(exprs);
+			free(flags);
+			free(ids);
+			snprintf(L->err, L->errlen, "rules: cannot allocate "
+			    "Vectorscan scratch space");
+			return -1;
+		}
+		if (d->type == RT_BODY)
+			st->pf_body = d;
+		else if (d->type == RT_URI)
+			st->pf_uri = d;
+		else if (d->type == RT_RAWBODY)
+			st->pf_raw = d;
+	}
+	free(exprs);
+	free(flags);
+	free(ids);
+#ifdef __GLIBC__
+	/* the compiler's working memory (some 20 MB for 50 rules) is free
+	 * again but still in the heap: give it back */
+	if (st->npf > 0)
+		malloc_trim(0);
+#endif
+
+	for (i = 0; i < st->norder; i++) {
+		ri = st->order[i];
+		r = &st->rules[ri];
+		if (r->re == NULL)
+			continue;
+		if (r->pf)
+			st->npfrules++;
+		else
+			st->nalways++;
+	}
+	return 0;
+}
+
 /* rules_init - read and compile every rule file named in CONF */
 static int
 rules_init(void **state, const void *vconf, char *err, size_t errlen)
@@ -1292,8 +1841,14 @@ rules_init(void **state, const void *vconf, char *err, size_t errlen)
 	bool optional;
 	int rc = 0;
 
+	pthread_once(&thr_once, thread_key_init);
+	if (!thr_key_ok) {
+		snprintf(err, errlen, "rules: pthread_key_create failed");
+		return -1;
+	}
 	st = xm_calloc(1, sizeof(*st));
 	st->conf = conf;
+	st->id = __atomic_add_fetch(&state_ids, 1, __ATOMIC_RELAXED);
 	memset(&L, 0, sizeof(L));
 	L.st = st;
 	L.conf = conf;
@@ -1315,16 +1870,16 @@ rules_init(void **state, const void *vconf, char *err, size_t errlen)
 	}
 	if (rc == 0)
 		rc = finish(&L);
+	if (rc == 0 && conf->prefilter)
+		rc = prefilter_build(&L);
 
 	if (rc == 0) {
 		if ((st->mctx = pcre2_match_context_create(NULL)) == NULL)
 			panic("rules: out of memory");
 		pcre2_set_match_limit(st->mctx, (uint32_t)conf->match_limit);
 		pcre2_set_depth_limit(st->mctx, (uint32_t)conf->depth_limit);
-		if (conf->jit) {
-			pthread_once(&jit_once, jit_key_init);
+		if (conf->jit)
 			pcre2_jit_stack_assign(st->mctx, jit_stack_get, NULL);
-		}
 	}
 
 	pcre2_compile_context_free(L.cctx);
@@ -1345,6 +1900,10 @@ rules_init(void **state, const void *vconf, char *err, size_t errlen)
 	}
 	log_debug("rules: %zu rules from %zu files, %zu evaluated",
 	    st->nrules, st->nfiles, st->norder);
+	if (conf->prefilter)
+		log_debug("rules: prefilter: %zu patterns in %zu databases, "
+		    "%zu not prefiltered (always run)", st->npfrules,
+		    st->ndb, st->nalways);
 	*state = st;
 	return 0;
 }
@@ -1363,6 +1922,7 @@ rules_free(void *state)
 		r = &st->rules[i];
 		free(r->name);
 		pcre2_code_free(r->re);
+		free(r->hsexpr);
 		free(r->field);
 		for (j = 0; j < r->nprog; j++)
 			free(r->prog[j].name);
@@ -1376,6 +1936,10 @@ rules_free(void *state)
 		free(st->files[i]);
 	free(st->files);
 	pcre2_match_context_free(st->mctx);
+	for (i = 0; i < st->npf; i++)
+		hs_free_database(st->pf[i].db);
+	free(st->pf);
+	hs_free_scratch(st->scratch);
 	free(st);
 }
 
@@ -1397,8 +1961,21 @@ struct check {
 	size_t ntexts;
 	struct span *uris;
 	size_t nuris;
-	int raw_ok;            /* -1 unknown, 0/1: raw is valid UTF-8 */
+	/* prefilter: sets of rule indices (st->nwords words each) a
+	 * database named; a prefiltered rule not in them cannot match */
+	hs_scratch_t *scratch;
+	uint64_t *tcand;       /* one set per text (body) */
+	uint64_t *ucand;       /* one set per URL */
+	uint64_t *cand;        /* all: any text, any URL, the raw stanza,
+	                        * header fields, JIDs */
 };
+
+/* named - true when rule RI is in the set BITS */
+static inline bool
+named(const uint64_t *bits, size_t ri)
+{
+	return (bits[ri / 64] >> (ri % 64)) & 1;
+}
 
 /* snippet - up to RULES_DETAIL_MAX bytes of S, cut on a character
  * boundary, control characters blanked (a detail is one protocol line) */
@@ -1573,7 +2150,7 @@ url_end(const char *s, size_t len, size_t start)
 	return e;
 }
 
-/* extract_uris - scheme://... and www.... tokens of S */
+/* extract_uris - scheme://... and www.... tokens of S (NUL-terminated) */
 static void
 extract_uris(struct check *c, size_t *cap, const char *s, size_t len)
 {
@@ -1581,6 +2158,10 @@ extract_uris(struct check *c, size_t *cap, const char *s, size_t len)
 	unsigned char prev;
 
 	while (i < len && (long long)c->nuris < c->st->conf->max_uris) {
+		/* only "://" and "www." can start one */
+		i += strcspn(s + i, ":wW");
+		if (i >= len)
+			break;
 		start = len;
 		if (s[i] == ':' && i + 2 < len && s[i + 1] == '/' &&
 		    s[i + 2] == '/') {
@@ -1629,32 +2210,43 @@ collect_uris(struct check *c)
 		extract_uris(c, &cap, c->texts[i].s, c->texts[i].len);
 }
 
-/* check_spans - =~ over several texts: true when any matches */
+/* check_spans - =~ over several texts: true when any matches; CAND,
+ * when not NULL, holds one set per text, and texts whose set lacks RI
+ * are skipped */
 static bool
 check_spans(struct check *c, const struct rule *r, const struct span *v,
-    size_t n, size_t ri)
+    size_t n, size_t ri, const uint64_t *cand)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (cand != NULL && !named(cand + i * c->st->nwords, ri))
+			continue;
 		if (match(c, r, v[i].s, v[i].len, true, &c->det[ri]) == 1)
 			return true;
+	}
 	return false;
 }
 
 /* check_values - =~ / !~ over NVALS values of one field or JID set;
- * VALID says they are known to be UTF-8 */
+ * VALID says they are known to be UTF-8, RULED_OUT that the prefilter
+ * found none can match */
 static bool
 check_values(struct check *c, const struct rule *r, size_t ri,
-    const char *const *vals, size_t nvals, bool valid)
+    const char *const *vals, size_t nvals, bool valid, bool ruled_out)
 {
 	const char *det = NULL;
 	bool any = false;
 	size_t i;
+	size_t len;
 	int m;
 
-	for (i = 0; i < nvals; i++) {
-		m = match(c, r, vals[i], strlen(vals[i]), valid, &det);
+	for (i = 0; !ruled_out && i < nvals; i++) {
+		/* an envelope value checked here takes the JIT fast path; PCRE2
+		 * turns down one that is not UTF-8 */
+		len = strlen(vals[i]);
+		m = match(c, r, vals[i], len, valid || xm_utf8_valid(vals[i], len),
+		    &det);
 		if (m < 0)
 			return false;   /* unknown: neither =~ nor !~ hits */
 		if (m == 1) {
@@ -1672,41 +2264,54 @@ check_values(struct check *c, const struct rule *r, size_t ri,
 	return !any;
 }
 
+/* header_values - the values of a header rule's field (HDR, FIELD):
+ * their number, the array in *VALS (ONE when a single value) */
+static size_t
+header_values(struct check *c, enum hdr_kind hdr, const char *field,
+    const char **one, const char ***vals)
+{
+	const struct xm_event *ev = c->t->ev;
+	size_t n = 0, i, first = 0;
+
+	*one = NULL;
+	*vals = one;
+	switch (hdr) {
+	case HDR_ENV:
+		for (i = 0; i < ev->nfields; i++)
+			if (strcmp(ev->fields[i].key, field) == 0 && n++ == 0) {
+				*one = ev->fields[i].value;
+				first = i;
+			}
+		if (n <= 1)
+			return n;
+		/* a list: a second pass from the first value */
+		*vals = xm_arena_array(c->t->arena, n, sizeof(**vals));
+		n = 0;
+		for (i = first; i < ev->nfields; i++)
+			if (strcmp(ev->fields[i].key, field) == 0)
+				(*vals)[n++] = ev->fields[i].value;
+		return n;
+	case HDR_ATTR:
+		*one = ev->root != NULL ? xm_node_attr(ev->root, field) : NULL;
+		break;
+	case HDR_NAME:
+		*one = ev->name;
+		break;
+	case HDR_KIND:
+		*one = ev->root != NULL ? xm_kind_name(ev->kind) : NULL;
+		break;
+	}
+	return *one != NULL ? 1 : 0;
+}
+
 /* check_header - header rules on envelope fields and stanza attributes */
 static bool
 check_header(struct check *c, const struct rule *r, size_t ri)
 {
-	const struct xm_event *ev = c->t->ev;
-	const char *one = NULL, **vals = &one;
-	size_t n = 0, i;
-	bool valid = true;
+	const char *one, **vals;
+	size_t n;
 
-	switch (r->hdr) {
-	case HDR_ENV:
-		valid = false;   /* envelope lines are not checked by expat */
-		for (i = 0; i < ev->nfields; i++)
-			if (strcmp(ev->fields[i].key, r->field) == 0)
-				n++;
-		if (n > 1)
-			vals = xm_arena_array(c->t->arena, n, sizeof(*vals));
-		n = 0;
-		for (i = 0; i < ev->nfields; i++)
-			if (strcmp(ev->fields[i].key, r->field) == 0)
-				vals[n++] = ev->fields[i].value;
-		break;
-	case HDR_ATTR:
-		one = ev->root != NULL ? xm_node_attr(ev->root, r->field) : NULL;
-		break;
-	case HDR_NAME:
-		one = ev->name;
-		break;
-	case HDR_KIND:
-		one = ev->root != NULL ? xm_kind_name(ev->kind) : NULL;
-		break;
-	}
-	if (r->hdr != HDR_ENV && one != NULL)
-		n = 1;
-
+	n = header_values(c, r->hdr, r->field, &one, &vals);
 	if (r->exists)
 		return n > 0;
 	if (n == 0) {
@@ -1715,7 +2320,9 @@ check_header(struct check *c, const struct rule *r, size_t ri)
 		vals = &one;
 		n = 1;
 	}
-	return check_values(c, r, ri, vals, n, valid);
+	/* envelope lines are not checked by expat */
+	return check_values(c, r, ri, vals, n, r->hdr != HDR_ENV,
+	    r->pf && !named(c->cand, ri));
 }
 
 /* check_jid - jid rules: the JIDs that are present */
@@ -1737,7 +2344,114 @@ check_jid(struct check *c, const struct rule *r, size_t ri)
 	}
 	if (n == 0)
 		return false;
-	return check_values(c, r, ri, vals, n, valid);
+	return check_values(c, r, ri, vals, n, valid,
+	    r->pf && !named(c->cand, ri));
+}
+
+/* pf_on_match - Vectorscan callback: rule ID may match */
+static int
+pf_on_match(unsigned int id, unsigned long long from, unsigned long long to,
+    unsigned int flags, void *ctx)
+{
+	uint64_t *bits = ctx;
+
+	bits[id / 64] |= (uint64_t)1 << (id % 64);
+	return 0;
+}
+
+/* pf_scan - add the rules of D that may match S[0..len) to BITS; VALID
+ * says S is known to be UTF-8 */
+static void
+pf_scan(struct check *c, const struct pfdb *d, const char *s, size_t len,
+    bool valid, uint64_t *bits)
+{
+	struct rules_state *st = (struct rules_state *)c->st;
+	unsigned long n;
+	hs_error_t e;
+
+	if (len == 0)
+		return;   /* no prefiltered pattern matches the empty string */
+	/* Vectorscan wants UTF-8; PCRE2 will turn down what is not */
+	if (!valid && !xm_utf8_valid(s, len))
+		e = HS_INVALID;
+	else if (len > UINT_MAX)
+		e = HS_INVALID;
+	else
+		e = hs_scan(d->db, s, (unsigned)len, 0, c->scratch, pf_on_match,
+		    bits);
+	if (e == HS_SUCCESS)
+		return;
+	/* cannot tell: every rule may match */
+	memset(bits, 0xff, st->nwords * sizeof(*bits));
+	if (valid || len > UINT_MAX) {
+		n = __atomic_add_fetch(&st->pf_errors, 1, __ATOMIC_RELAXED);
+		if ((n & (n - 1)) == 0)
+			log_warn("rules: Vectorscan scan failed (%d): rules "
+			    "run without prefilter (%lu so far)", (int)e, n);
+	}
+}
+
+/* set_or - add the N sets of NWORDS words at SETS to DST */
+static void
+set_or(uint64_t *dst, const uint64_t *sets, size_t n, size_t nwords)
+{
+	size_t i, w;
+
+	for (i = 0; i < n; i++)
+		for (w = 0; w < nwords; w++)
+			dst[w] |= sets[i * nwords + w];
+}
+
+/* prefilter - scan each text once with its database: the sets of rules
+ * that may match */
+static void
+prefilter(struct check *c)
+{
+	const struct rules_state *st = c->st;
+	const struct xm_event *ev = c->t->ev;
+	struct xm_arena *a = c->t->arena;
+	const struct pfdb *d;
+	const char *one, **vals, *v;
+	size_t i, k, n;
+
+	c->scratch = thread_scratch(thread_get(), st);
+	c->cand = xm_arena_array(a, st->nwords, sizeof(*c->cand));
+	if (st->pf_body != NULL && c->ntexts > 0) {
+		c->tcand = xm_arena_array(a, c->ntexts * st->nwords,
+		    sizeof(*c->tcand));
+		for (i = 0; i < c->ntexts; i++)
+			pf_scan(c, st->pf_body, c->texts[i].s, c->texts[i].len,
+			    true, c->tcand + i * st->nwords);
+		set_or(c->cand, c->tcand, c->ntexts, st->nwords);
+	}
+	if (st->pf_uri != NULL && c->nuris > 0) {
+		c->ucand = xm_arena_array(a, c->nuris * st->nwords,
+		    sizeof(*c->ucand));
+		for (i = 0; i < c->nuris; i++)
+			pf_scan(c, st->pf_uri, c->uris[i].s, c->uris[i].len,
+			    true, c->ucand + i * st->nwords);
+		set_or(c->cand, c->ucand, c->nuris, st->nwords);
+	}
+	/* the raw stanza is what expat accepted: valid UTF-8 */
+	if (st->pf_raw != NULL && ev->raw != NULL)
+		pf_scan(c, st->pf_raw, ev->raw, ev->raw_len, true, c->cand);
+	for (k = 0; k < st->npf; k++) {
+		d = &st->pf[k];
+		if (d->db == NULL)
+			continue;
+		if (d->type == RT_HEADER) {
+			n = header_values(c, d->hdr, d->field, &one, &vals);
+			for (i = 0; i < n; i++)
+				pf_scan(c, d, vals[i], strlen(vals[i]),
+				    d->hdr != HDR_ENV, c->cand);
+		} else if (d->type == RT_JID) {
+			v = d->jid == JID_FROM ? ev->from :
+			    d->jid == JID_TO ? ev->to : ev->auth;
+			if (v != NULL)
+				pf_scan(c, d, v, strlen(v), d->jid != JID_AUTH,
+				    c->cand);
+		}
+	}
 }
 
 /* sat_add - a + b, saturated */
@@ -1820,16 +2534,15 @@ rules_check(void *state, struct xm_task *t)
 	memset(&c, 0, sizeof(c));
 	c.st = st;
 	c.t = t;
-	c.raw_ok = -1;
+	c.md = thread_get()->md;
 	c.hit = xm_arena_alloc(t->arena, st->nrules);
 	c.det = xm_arena_array(t->arena, st->nrules, sizeof(*c.det));
-	/* one ovector pair: only the whole match is ever looked at */
-	if ((c.md = pcre2_match_data_create(1, NULL)) == NULL)
-		panic("rules: out of memory");
 	if (st->want_texts || st->want_uris)
 		collect_texts(&c);
 	if (st->want_uris)
 		collect_uris(&c);
+	if (st->scratch != NULL)
+		prefilter(&c);
 
 	for (i = 0; i < st->norder; i++) {
 		ri = st->order[i];
@@ -1837,17 +2550,22 @@ rules_check(void *state, struct xm_task *t)
 		h = false;
 		switch (r->type) {
 		case RT_BODY:
-			h = check_spans(&c, r, c.texts, c.ntexts, ri);
+			if (r->pf && !named(c.cand, ri))
+				break;
+			h = check_spans(&c, r, c.texts, c.ntexts, ri,
+			    r->pf ? c.tcand : NULL);
 			break;
 		case RT_URI:
-			h = check_spans(&c, r, c.uris, c.nuris, ri);
+			if (r->pf && !named(c.cand, ri))
+				break;
+			h = check_spans(&c, r, c.uris, c.nuris, ri,
+			    r->pf ? c.ucand : NULL);
 			break;
 		case RT_RAWBODY:
-			if (ev->raw == NULL)
+			if (ev->raw == NULL || (r->pf && !named(c.cand, ri)))
 				break;
-			if (c.raw_ok < 0)
-				c.raw_ok = xm_utf8_valid(ev->raw, ev->raw_len);
-			h = match(&c, r, ev->raw, ev->raw_len, c.raw_ok == 1,
+			/* expat accepted it: valid UTF-8, no second check */
+			h = match(&c, r, ev->raw, ev->raw_len, true,
 			    &c.det[ri]) == 1;
 			break;
 		case RT_HEADER:
@@ -1862,7 +2580,6 @@ rules_check(void *state, struct xm_task *t)
 		}
 		c.hit[ri] = h;
 	}
-	pcre2_match_data_free(c.md);
 
 	for (ri = 0; ri < st->nrules; ri++) {
 		r = &st->rules[ri];
