@@ -28,30 +28,7 @@
 
 /* ---- helpers ---- */
 
-static char tmpdir[PATH_MAX];
-
-static void
-mk_tmpdir(void)
-{
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/xm-chain-XXXXXX",
-	    base != NULL && *base != '\0' ? base : "/tmp");
-	cr_assert_not_null(mkdtemp(tmpdir));
-}
-
-static void
-rm_tmpdir(void)
-{
-	char cmd[PATH_MAX + 16];
-
-	if (tmpdir[0] == '\0')
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", tmpdir);
-	tmpdir[0] = '\0';
-}
+#include "tmpdir.h"
 
 TestSuite(score, .init = mk_tmpdir, .fini = rm_tmpdir);
 TestSuite(chain, .init = mk_tmpdir, .fini = rm_tmpdir);
