@@ -6,6 +6,7 @@
  * has one spelling; the body length is checked against the negotiated
  * maximum before anything waits for the body.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,13 +107,63 @@ proto_parse_frame(const char *buf, size_t len, size_t max_frame,
 	return 1;
 }
 
+/* put_u64 - append N in decimal (every frame and verdict needs a few:
+ * printf costs more than the rest of a frame) */
+static void
+put_u64(struct xm_buf *out, uint64_t n)
+{
+	char tmp[24], *p = tmp + sizeof(tmp);
+
+	do {
+		*--p = (char)('0' + n % 10);
+		n /= 10;
+	} while (n != 0);
+	xm_buf_append(out, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+/* put_key - append "KEY=VALUE\n" with VALUE cleaned for one line */
+static void
+put_key(struct xm_buf *out, struct xm_arena *a, const char *key,
+    const char *value)
+{
+	xm_buf_puts(out, key);
+	xm_buf_puts(out, proto_kv_clean(a, value));
+	xm_buf_append(out, "\n", 1);
+}
+
+/* put_score - append a score with two decimals, as "%.2f" would */
+static void
+put_score(struct xm_buf *out, double score)
+{
+	double r = score * 100;
+	long long c;
+
+	if (!(r > -9e15 && r < 9e15)) {  /* NaN or huge: let printf say it */
+		xm_buf_printf(out, "%.2f", score);
+		return;
+	}
+	c = llround(r);
+	if (c < 0) {
+		xm_buf_append(out, "-", 1);
+		c = -c;
+	}
+	put_u64(out, (uint64_t)(c / 100));
+	xm_buf_append(out, ".", 1);
+	xm_buf_append(out, (char[]){ (char)('0' + c % 100 / 10),
+	    (char)('0' + c % 10) }, 2);
+}
+
 /* proto_write_frame - header and body appended to OUT */
 void
 proto_write_frame(struct xm_buf *out, enum proto_verb v, uint64_t id,
     const char *body, size_t len)
 {
-	xm_buf_printf(out, "%s %llu %zu\n", verb_names[v],
-	    (unsigned long long)id, len);
+	xm_buf_puts(out, verb_names[v]);
+	xm_buf_append(out, " ", 1);
+	put_u64(out, id);
+	xm_buf_append(out, " ", 1);
+	put_u64(out, len);
+	xm_buf_append(out, "\n", 1);
 	xm_buf_append(out, body, len);
 }
 
@@ -205,21 +256,28 @@ proto_format_verdict(struct xm_buf *out, struct xm_arena *a,
 {
 	size_t i;
 
-	xm_buf_printf(out, "action=%s\nscore=%.2f\n", xm_action_name(v->action),
-	    v->score);
-	for (i = 0; i < v->nsymbols; i++)
-		xm_buf_printf(out, "%s=%s %.2f %s\n",
-		    (v->symbols[i].flags & XM_SYM_SHADOW) ? "shadow" : "symbol",
-		    v->symbols[i].name, v->symbols[i].score,
-		    proto_kv_clean(a, v->symbols[i].detail ? v->symbols[i].detail : ""));
+	xm_buf_puts(out, "action=");
+	xm_buf_puts(out, xm_action_name(v->action));
+	xm_buf_puts(out, "\nscore=");
+	put_score(out, v->score);
+	xm_buf_append(out, "\n", 1);
+	for (i = 0; i < v->nsymbols; i++) {
+		const struct xm_symbol *sy = &v->symbols[i];
+
+		xm_buf_puts(out, (sy->flags & XM_SYM_SHADOW) ? "shadow=" : "symbol=");
+		xm_buf_puts(out, sy->name);
+		xm_buf_append(out, " ", 1);
+		put_score(out, sy->score);
+		put_key(out, a, " ", sy->detail ? sy->detail : "");
+	}
 	if (v->condition)
-		xm_buf_printf(out, "condition=%s\n", proto_kv_clean(a, v->condition));
+		put_key(out, a, "condition=", v->condition);
 	if (v->text)
-		xm_buf_printf(out, "text=%s\n", proto_kv_clean(a, v->text));
+		put_key(out, a, "text=", v->text);
 	if (v->reason)
-		xm_buf_printf(out, "reason=%s\n", proto_kv_clean(a, v->reason));
+		put_key(out, a, "reason=", v->reason);
 	if (v->scope)
-		xm_buf_printf(out, "scope=%s\n", proto_kv_clean(a, v->scope));
+		put_key(out, a, "scope=", v->scope);
 	if (v->action == XM_MODIFY && v->stanza) {
 		xm_buf_puts(out, "\n");
 		xm_buf_puts(out, v->stanza);
