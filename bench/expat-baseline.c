@@ -39,6 +39,7 @@
 
 #include "autoconf.h"
 #include "stanzamix.h"
+#include "benchutil.h"
 
 enum mode { M_RESET, M_STREAM, M_CREATE };
 
@@ -46,16 +47,6 @@ struct counts {
 	unsigned long long elements, attrs, text_bytes, stanzas;
 	int depth;
 };
-
-/* now - monotonic seconds */
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void XMLCALL
 on_start(void *ud, const XML_Char *name, const XML_Char **atts)
@@ -113,20 +104,6 @@ usage(void)
 	fprintf(stderr, "usage: expat-baseline [-m reset|stream|create] "
 	    "[-d SECONDS] [-n ITEMS] [-s SEED] [-q]\n");
 	exit(2);
-}
-
-/* num - a positive number option or usage() */
-static double
-num(const char *s, double min, double max)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || v < min || v > max)
-		usage();
-	return v;
 }
 
 int

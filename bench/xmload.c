@@ -67,6 +67,7 @@
 #include "proto.h"
 #include "util.h"
 #include "stanzamix.h"
+#include "benchutil.h"
 
 #define SLOT_BITS 16
 #define MAX_WINDOW ((1u << SLOT_BITS) - 1)
@@ -216,16 +217,6 @@ static struct {
 	unsigned long long interval_done;
 } G;
 
-/* now - monotonic seconds */
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void XM_NORETURN
 usage(void)
 {
@@ -236,17 +227,6 @@ usage(void)
 	    "  -r 0 (default): as fast as the windows allow (closed loop)\n"
 	    "  -r R: R requests/s on schedule, latency from the due time\n");
 	exit(2);
-}
-
-/* num - option S as a number in [min, max] or usage() */
-static double
-num(const char *s, double min, double max)
-{
-	double v;
-
-	if (xm_parse_double(s, &v) < 0 || v < min || v > max)
-		usage();
-	return v;
 }
 
 /* ---- /proc ---- */

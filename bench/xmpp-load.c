@@ -55,6 +55,7 @@
 #include <strophe.h>
 
 #include "stanzamix.h"
+#include "benchutil.h"
 
 #define MAX_PAIRS 1000
 #define MAX_ROUNDS 1000
@@ -117,16 +118,6 @@ static struct {
 	unsigned long long msgid;
 } G;
 
-/* now - monotonic seconds */
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 usage(void)
 {
@@ -136,20 +127,6 @@ usage(void)
 	    "                 [-W WARM] [-p PASSWORD] [-S SEED] [-P LABEL=PID]...\n"
 	    "                 [-q]\n");
 	exit(2);
-}
-
-/* num - option S as a number in [min, max] or usage() */
-static double
-num(const char *s, double min, double max)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
-		usage();
-	return v;
 }
 
 /* parse_server - LABEL:HOST:PORT:DOMAIN */
