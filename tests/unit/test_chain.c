@@ -28,7 +28,7 @@
 
 /* ---- helpers ---- */
 
-#include "tmpdir.h"
+#include "testlib.h"
 
 TestSuite(score, .init = mk_tmpdir, .fini = rm_tmpdir);
 TestSuite(chain, .init = mk_tmpdir, .fini = rm_tmpdir);
@@ -63,21 +63,6 @@ chain_of(const char *yaml)
 	ch = xm_chain_new(c, err, sizeof(err));
 	cr_assert_not_null(ch, "chain: %s\n%s", err, yaml);
 	return ch;
-}
-
-/* event - parse TEXT in A; must succeed */
-static struct xm_event *
-event(struct xm_arena *a, const char *text)
-{
-	struct xm_event_limits lim;
-	struct xm_event *ev;
-	size_t used;
-	char err[256];
-
-	xm_event_limits_default(&lim);
-	cr_assert_eq(xm_event_parse(a, text, strlen(text), &lim, &ev, &used, err,
-	    sizeof(err)), 0, "%s", err);
-	return ev;
 }
 
 #define NO_FILTERS "filters:\n  guard: {enabled: false}\n" \

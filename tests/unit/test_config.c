@@ -27,7 +27,7 @@
 
 /* ---- helpers ---- */
 
-#include "tmpdir.h"
+#include "testlib.h"
 
 TestSuite(config, .init = mk_tmpdir, .fini = rm_tmpdir);
 
@@ -94,21 +94,6 @@ filter_conf(const struct xm_scope *sc, const char *name)
 			return &sc->filters[i];
 	cr_assert_fail("no filter %s", name);
 	return NULL;
-}
-
-/* event - parse TEXT into an event in A */
-static struct xm_event *
-event(struct xm_arena *a, const char *text)
-{
-	struct xm_event_limits lim;
-	struct xm_event *ev;
-	size_t used;
-	char err[256];
-
-	xm_event_limits_default(&lim);
-	cr_assert_eq(xm_event_parse(a, text, strlen(text), &lim, &ev, &used, err,
-	    sizeof(err)), 0, "%s", err);
-	return ev;
 }
 
 /* ---- defaults ---- */

@@ -1,18 +1,22 @@
 /*
- * tmpdir.h - one temporary directory per test, for the Criterion suites
+ * testlib.h - helpers the Criterion suites share
  *
- * Include once per test file; use mk_tmpdir/rm_tmpdir as a suite's .init
- * and .fini. The directory lives under $TMPDIR (or /tmp) and is removed
- * with everything in it.
+ * Include once per test file. mk_tmpdir/rm_tmpdir are a suite's .init and
+ * .fini: one temporary directory per test under $TMPDIR (or /tmp), removed
+ * with everything in it. event() parses an event that must be valid.
  */
-#ifndef XM_TEST_TMPDIR_H
-#define XM_TEST_TMPDIR_H
+#ifndef XM_TESTLIB_H
+#define XM_TESTLIB_H
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include <criterion/criterion.h>
+
+#include "event.h"
 
 static char tmpdir[PATH_MAX];
 
@@ -39,6 +43,21 @@ rm_tmpdir(void)
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmpdir);
 	tmpdir[0] = '\0';
+}
+
+/* event - parse TEXT in A; the test fails if it does not parse */
+static struct xm_event *
+event(struct xm_arena *a, const char *text)
+{
+	struct xm_event_limits lim;
+	struct xm_event *ev;
+	size_t used;
+	char err[256];
+
+	xm_event_limits_default(&lim);
+	cr_assert_eq(xm_event_parse(a, text, strlen(text), &lim, &ev, &used, err,
+	    sizeof(err)), 0, "%s", err);
+	return ev;
 }
 
 #endif
