@@ -171,6 +171,25 @@ xm_chain_event(const struct xm_chain *c, struct xm_arena *a, const char *buf,
 	return rc;
 }
 
+/* xm_chain_hello - what the daemon says about itself in HELLO */
+void
+xm_chain_hello(const struct xm_chain *c, struct xm_buf *reply,
+    const char *version)
+{
+	const struct xm_config *cf = c->conf;
+	size_t i;
+
+	for (i = 0; i < cf->daemon.kinds.n; i++)
+		xm_buf_printf(reply, "kind=%s\n", cf->daemon.kinds.v[i]);
+	xm_buf_printf(reply, "daemon=xmilterd/%s\n", version);
+	for (i = 0; i < cf->global.nfilters; i++)
+		if (cf->global.filters[i].enabled)
+			xm_buf_printf(reply, "filter=%s%s\n",
+			    cf->global.filters[i].ops->name,
+			    cf->global.filters[i].shadow ? " shadow" : "");
+	xm_buf_puts(reply, "status=ok\n");
+}
+
 /* xm_chain_has_slow - any SLOW filter enabled */
 bool
 xm_chain_has_slow(const struct xm_chain *c)

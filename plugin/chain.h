@@ -46,6 +46,11 @@ int xm_chain_event(const struct xm_chain *c, struct xm_arena *a,
     const char *buf, size_t len, struct xm_event **ev, char *err,
     size_t errlen);
 
+/* xm_chain_hello - the daemon's own HELLO lines for this chain: wanted
+ * kinds, daemon=xmilterd/VERSION, active filters, status */
+void xm_chain_hello(const struct xm_chain *c, struct xm_buf *reply,
+    const char *version);
+
 /* xm_task_init - prepare T for EV in arena A, clock NOW; picks the scope */
 void xm_task_init(struct xm_task *t, const struct xm_chain *c,
     struct xm_arena *a, const struct xm_event *ev, double now);

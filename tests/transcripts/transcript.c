@@ -110,18 +110,8 @@ static void
 on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
 {
 	struct runner *r = ctx;
-	const struct xm_config *cf = xm_chain_config(r->chain);
-	size_t i;
 
-	for (i = 0; i < cf->daemon.kinds.n; i++)
-		xm_buf_printf(reply, "kind=%s\n", cf->daemon.kinds.v[i]);
-	xm_buf_printf(reply, "daemon=xmilterd/%s\n", r->version);
-	for (i = 0; i < cf->global.nfilters; i++)
-		if (cf->global.filters[i].enabled)
-			xm_buf_printf(reply, "filter=%s%s\n",
-			    cf->global.filters[i].ops->name,
-			    cf->global.filters[i].shadow ? " shadow" : "");
-	xm_buf_puts(reply, "status=ok\n");
+	xm_chain_hello(r->chain, reply, r->version);
 }
 
 static const struct session_ops runner_ops = { on_filter, on_cancel, on_hello };
