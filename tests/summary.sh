@@ -5,7 +5,7 @@
 # "N passed, M failed". A suite whose log has neither counts as failed.
 cd "$(dirname "$0")/.." || exit 1
 passed=0; failed=0; suites=0; bad=""
-for log in tests/unit/test_*.log tests/transcripts/run.sh.log tests/cli/run.sh.log tests/e2e/run.sh.log; do
+for log in tests/unit/test_*.log tests/*/*.sh.log; do
 	[ -f "$log" ] || continue
 	suites=$((suites + 1))
 	line=$(grep -a 'Synthesis: Tested' "$log" | tail -n 1)

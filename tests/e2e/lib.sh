@@ -4,7 +4,7 @@
 # directory ($XM_TMP) that xm_cleanup removes; every process started here is
 # recorded and stopped by xm_cleanup (install it with `trap xm_cleanup EXIT`).
 #
-#   xm_init                        make $XM_TMP, find the programs
+#   xm_init                        take the e2e lock, make $XM_TMP
 #   xm_free_port [START]           print a free TCP port on 127.0.0.1 (>= 1024)
 #   xm_prosody_config NAME IP DOMAIN C2S_PORT [OPTIONS...]
 #                                  write $XM_TMP/NAME/prosody.cfg.lua
@@ -44,6 +44,12 @@ xm_log() { printf '# %s\n' "$*" >&2; }
 
 # xm_init - create the temporary directory and check the tools
 xm_init() {
+	# one end-to-end suite at a time on this machine: they share the s2s
+	# port 5269 on 127.0.0.1/127.0.0.2 (make -j check, several trees)
+	if command -v flock >/dev/null; then
+		exec 9>"${TMPDIR:-/tmp}/xmilter-e2e.lock"
+		flock -w "${XM_LOCK_WAIT:-1800}" 9 || { xm_log "e2e lock: timed out"; return 1; }
+	fi
 	XM_TMP=$(mktemp -d "${TMPDIR:-/tmp}/xmilter-e2e.XXXXXX") || return 1
 	chmod 755 "$XM_TMP"
 	export XM_TMP
@@ -60,6 +66,8 @@ xm_cleanup() {
 		xm_wait_pid "$pid" 3 || kill -KILL "$pid" 2>/dev/null
 	done
 	XM_PIDS=()
+	# children share the lock's file description: unlock it explicitly
+	{ flock -u 9 && exec 9>&-; } 2>/dev/null
 	if [ -n "$XM_TMP" ] && [ -d "$XM_TMP" ]; then
 		if [ "${XM_KEEP:-0}" = 1 ]; then
 			xm_log "kept $XM_TMP"
@@ -366,3 +374,103 @@ xm_daemon_stop() {
 xm_client() {
 	"$XMTEST_CLIENT" "$@"
 }
+
+# ---- the suite harness (run.sh and every other e2e suite) -------------------
+#
+#   xm_suite_begin SECONDS   bound the whole suite, reset the counters
+#   result NAME STATUS       one "ok N - name" / "not ok N - name" line
+#   skip NAME REASON         a case that could not run: counted as failed
+#   client ARGS...           the test client, output in $OUT
+#   has REGEX / hasnt REGEX  the last client output has (no) matching line
+#   glue_log_count REGEX     matching lines in Prosody A's log
+#   wait_glue_connected N    wait until the glue connected more than N times
+#   prosody_reload NAME      SIGHUP a Prosody and wait for the glue's reload
+#   xm_suite_end             print "N passed, M failed", status 0 if none failed
+
+# xm_suite_begin SECONDS - start the suite's watchdog and counters
+xm_suite_begin() {
+	local limit=$1
+	( sleep "$limit" & s=$!
+	  trap 'kill $s 2>/dev/null; wait $s; exit 0' TERM
+	  wait $s && { echo "# suite timeout: aborting" >&2; kill -TERM $$; } ) 2>/dev/null &
+	XM_PIDS+=($!)
+	npass=0
+	nfail=0
+	ncase=0
+	OUT=$XM_TMP/out   # the last client's output
+}
+
+# xm_suite_end - the closing summary line; status 0 when nothing failed
+xm_suite_end() {
+	echo "$npass passed, $nfail failed"
+	[ "$nfail" = 0 ]
+}
+
+# result NAME STATUS - print one TAP-like line
+result() {
+	ncase=$((ncase + 1))
+	if [ "$2" = 0 ]; then
+		npass=$((npass + 1))
+		echo "ok $ncase - $1"
+	else
+		nfail=$((nfail + 1))
+		echo "not ok $ncase - $1"
+		if [ -s "$OUT" ]; then sed 's/^/#   /' "$OUT"; fi
+	fi
+}
+
+# skip NAME REASON - a case that cannot run here: counted as failed, so a
+# suite that did not test something never reads as green
+skip() {
+	ncase=$((ncase + 1))
+	nfail=$((nfail + 1))
+	echo "not ok $ncase - $1 # could not run: $2"
+}
+
+# client ARGS... - run the test client, output in $OUT (shown with XM_VERBOSE)
+client() {
+	xm_client "$@" >"$OUT" 2>&1
+	local rc=$?
+	if [ "${XM_VERBOSE:-0}" = 1 ]; then sed 's/^/#   | /' "$OUT"; fi
+	return $rc
+}
+
+# has REGEX - the last client output has a matching line
+has() { grep -Eq -- "$1" "$OUT"; }
+hasnt() { ! grep -Eq -- "$1" "$OUT"; }
+
+# glue_log_count REGEX - matching lines in Prosody A's log
+glue_log_count() { grep -Ec -- "$1" "$(xm_prosody_log a)" 2>/dev/null || true; }
+
+# wait_glue_connected N - wait until the glue's connect message count exceeds N
+wait_glue_connected() {
+	local before=$1 n=200
+	while [ "$(glue_log_count 'xmilter: connected to')" -le "$before" ]; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && return 1
+		sleep 0.05
+	done
+}
+
+# prosody_reload NAME - SIGHUP a Prosody (re-reads its config) and wait for it
+prosody_reload() {
+	local log before n=100
+	log=$(xm_prosody_log "$1")
+	before=$(grep -c 'xmilter: settings reloaded' "$log" 2>/dev/null || true)
+	kill -HUP "$(cat "$XM_TMP/$1/prosody.pid")" || return 1
+	while [ "$(grep -c 'xmilter: settings reloaded' "$log" 2>/dev/null || true)" -le "$before" ]; do
+		n=$((n - 1))
+		[ "$n" -le 0 ] && break
+		sleep 0.05
+	done
+	sleep 0.2
+}
+
+# set_failure_policy POLICY - rewrite Prosody A's xmilter_on_failure and reload
+set_failure_policy() {
+	local cfg=${XM_PROSODY_CFG[a]}
+	sed -i '/^xmilter_on_failure/d' "$cfg"
+	sed -i "0,/^xmilter_socket/s//xmilter_on_failure = \"$1\"\n&/" "$cfg"
+	prosody_reload a
+}
+

@@ -29,84 +29,7 @@ xm_dns_start
 trap 'xm_cleanup' EXIT
 trap 'echo "# interrupted"; exit 130' INT TERM HUP
 
-# the whole suite is bounded, whatever hangs
-( sleep "${XM_SUITE_TIMEOUT:-280}" & s=$!
-  trap 'kill $s 2>/dev/null; wait $s; exit 0' TERM
-  wait $s && { echo "# suite timeout: aborting" >&2; kill -TERM $$; } ) 2>/dev/null &
-XM_PIDS+=($!)
-
-npass=0
-nfail=0
-ncase=0
-OUT=$XM_TMP/out   # the last client's output
-
-# result NAME STATUS - print one TAP-like line
-result() {
-	ncase=$((ncase + 1))
-	if [ "$2" = 0 ]; then
-		npass=$((npass + 1))
-		echo "ok $ncase - $1"
-	else
-		nfail=$((nfail + 1))
-		echo "not ok $ncase - $1"
-		if [ -s "$OUT" ]; then sed 's/^/#   /' "$OUT"; fi
-	fi
-}
-
-# skip NAME REASON - a case that cannot run here: counted as failed, so a
-# suite that did not test something never reads as green
-skip() {
-	ncase=$((ncase + 1))
-	nfail=$((nfail + 1))
-	echo "not ok $ncase - $1 # could not run: $2"
-}
-
-# client ARGS... - run the test client, output in $OUT (shown with XM_VERBOSE)
-client() {
-	xm_client "$@" >"$OUT" 2>&1
-	local rc=$?
-	if [ "${XM_VERBOSE:-0}" = 1 ]; then sed 's/^/#   | /' "$OUT"; fi
-	return $rc
-}
-
-# has REGEX - the last client output has a matching line
-has() { grep -Eq -- "$1" "$OUT"; }
-hasnt() { ! grep -Eq -- "$1" "$OUT"; }
-
-# glue_log_count REGEX - matching lines in Prosody A's log
-glue_log_count() { grep -Ec -- "$1" "$(xm_prosody_log a)" 2>/dev/null || true; }
-
-# wait_glue_connected N - wait until the glue's connect message count exceeds N
-wait_glue_connected() {
-	local before=$1 n=200
-	while [ "$(glue_log_count 'xmilter: connected to')" -le "$before" ]; do
-		n=$((n - 1))
-		[ "$n" -le 0 ] && return 1
-		sleep 0.05
-	done
-}
-
-# prosody_reload NAME - SIGHUP a Prosody (re-reads its config) and wait for it
-prosody_reload() {
-	local log before n=100
-	log=$(xm_prosody_log "$1")
-	before=$(grep -c 'xmilter: settings reloaded' "$log" 2>/dev/null || true)
-	kill -HUP "$(cat "$XM_TMP/$1/prosody.pid")" || return 1
-	while [ "$(grep -c 'xmilter: settings reloaded' "$log" 2>/dev/null || true)" -le "$before" ]; do
-		n=$((n - 1))
-		[ "$n" -le 0 ] && break
-		sleep 0.05
-	done
-	sleep 0.2
-}
-
-# set_failure_policy POLICY - rewrite Prosody A's xmilter_on_failure and reload
-set_failure_policy() {
-	local cfg=${XM_PROSODY_CFG[a]}
-	sed -i '/^xmilter_on_failure/d' "$cfg"
-	sed -i "0,/^xmilter_socket/s//xmilter_on_failure = \"$1\"\n&/" "$cfg"
-	prosody_reload a
-}
+xm_suite_begin "${XM_SUITE_TIMEOUT:-280}"
 
 # ---- set-up ---------------------------------------------------------------
 
@@ -345,5 +268,4 @@ else
 	result "no Lua errors from the glue" 0
 fi
 
-echo "$npass passed, $nfail failed"
-[ "$nfail" = 0 ]
+xm_suite_end
