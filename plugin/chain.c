@@ -218,6 +218,24 @@ xm_task_init(struct xm_task *t, const struct xm_chain *c, struct xm_arena *a,
 	t->scope = xm_config_scope(c->conf, a, ev);
 }
 
+/* xm_chain_task_slow - does a SLOW filter of T's scope want T */
+bool
+xm_chain_task_slow(const struct xm_chain *c, const struct xm_task *t)
+{
+	const struct chain_scope *cs = chain_scope_of(c, t->scope);
+	size_t i;
+
+	for (i = 0; i < cs->n; i++) {
+		const struct chain_filter *f = &cs->f[i];
+
+		if ((f->ops->flags & XM_FILTER_SLOW) == 0)
+			continue;
+		if (f->ops->wants == NULL || f->ops->wants(f->state, t))
+			return true;
+	}
+	return false;
+}
+
 /* xm_chain_run_stage - the fast or the slow filters of the task's scope */
 bool
 xm_chain_run_stage(const struct xm_chain *c, struct xm_task *t, bool slow)
@@ -229,6 +247,8 @@ xm_chain_run_stage(const struct xm_chain *c, struct xm_task *t, bool slow)
 		const struct chain_filter *f = &cs->f[i];
 
 		if (((f->ops->flags & XM_FILTER_SLOW) != 0) != slow)
+			continue;
+		if (slow && f->ops->wants != NULL && !f->ops->wants(f->state, t))
 			continue;
 		t->cur_filter = f->ops->name;
 		t->cur_shadow = f->shadow;

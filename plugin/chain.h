@@ -38,6 +38,10 @@ const struct xm_config *xm_chain_config(const struct xm_chain *c);
 /* xm_chain_has_slow - true when a filter in any scope must run off-loop */
 bool xm_chain_has_slow(const struct xm_chain *c);
 
+/* xm_chain_task_slow - true when a SLOW filter of T's scope wants T (see
+ * xm_filter_ops.wants): only then must the slow stage run */
+bool xm_chain_task_slow(const struct xm_chain *c, const struct xm_task *t);
+
 /* xm_chain_limits - the event parser limits of the chain's config */
 const struct xm_event_limits *xm_chain_limits(const struct xm_chain *c);
 /* xm_chain_event - parse one request's event: the whole of BUF must be one

@@ -246,6 +246,11 @@ struct xm_filter_ops {
 	/* check - look at t->ev, add symbols. Must not block unless SLOW. */
 	void (*check)(void *state, struct xm_task *t);
 	void (*free)(void *state);
+	/* wants - optional, for SLOW filters: false when check would do
+	 * nothing for T (say, no file in the event), so the daemon can answer
+	 * on the event loop instead of queueing the event for a worker. NULL:
+	 * every event. Called on the loop after the fast stage; must not block. */
+	bool (*wants)(void *state, const struct xm_task *t);
 };
 
 #endif

@@ -253,7 +253,8 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	}
 	xm_task_init(&k->t, chain, k->arena, k->ev,
 	    k->ev->time >= 0 ? k->ev->time : xm_now());
-	if (xm_chain_run_stage(chain, &k->t, false) || !xm_chain_has_slow(chain)) {
+	if (xm_chain_run_stage(chain, &k->t, false) ||
+	    !xm_chain_task_slow(chain, &k->t)) {
 		xm_chain_finish(chain, &k->t, &k->v);
 		k->slow_done = true;
 		if (k->v.action != XM_QUARANTINE) {

@@ -483,6 +483,7 @@ Test(chain, scope_filters_and_shadow)
 	cr_expect_str_eq(v.scope, "global");
 	cr_expect_eq(v.action, XM_QUARANTINE);
 	cr_expect_not(xm_chain_has_slow(ch));
+	cr_expect_not(xm_chain_task_slow(ch, &t));
 	xm_arena_free(a);
 	xm_chain_unref(ch);
 }
