@@ -57,8 +57,9 @@ static const struct xm_setting daemon_settings[] = {
 	{ "workers", XM_ST_INT, D(workers), "2", 1, 128, NULL, false,
 	  "Worker threads for slow filters (scans, look-ups)." },
 	{ "quarantine_dir", XM_ST_PATH, D(quarantine_dir),
-	  LOCALSTATEDIR "/spool/xmilter/quarantine", 0, 0, NULL, true,
-	  "Spool directory where quarantined events are kept, one file each." },
+	  LOCALSTATEDIR "/spool/xmilter/quarantine", 0, 0, NULL, false,
+	  "Directory of the quarantine's SQLite file (quarantine.db), unless "
+	  "quarantine.sqlite_path names the file." },
 	{ "log_level", XM_ST_ENUM, D(log_level), "info", 0, 0,
 	  "error|warning|info|debug", true, "Log verbosity." },
 	{ "log_file", XM_ST_PATH, D(log_file), "", 0, 0, NULL, false,
@@ -125,6 +126,41 @@ static const struct xm_setting limits_settings[] = {
 	XM_SETTINGS_END
 };
 #undef L
+
+#define Q(f) offsetof(struct xm_quarantine_conf, f)
+static const struct xm_setting quarantine_settings[] = {
+	{ "backend", XM_ST_ENUM, Q(backend), "sqlite", 0, 0, "sqlite|postgresql",
+	  false, "Where quarantined items are stored: a local SQLite file, or "
+	  "PostgreSQL (shared by the daemons of a cluster)." },
+	{ "sqlite_path", XM_ST_PATH, Q(sqlite_path), "", 0, 0, NULL, false,
+	  "The SQLite database file. Empty: quarantine.db in "
+	  "daemon.quarantine_dir." },
+	{ "pg_conninfo", XM_ST_STRING, Q(pg_conninfo), "", 0, 0, NULL, false,
+	  "libpq connection string for backend postgresql, e.g. "
+	  "\"host=127.0.0.1 port=5432 dbname=xmilter user=xmilter\"." },
+	{ "expiry", XM_ST_DURATION, Q(expiry), "30d", 60, 10 * 365 * 86400.0,
+	  NULL, true, "How long an item is kept; expired items are purged, "
+	  "whatever their state (except one left `releasing`)." },
+	{ "purge_interval", XM_ST_DURATION, Q(purge_interval), "1h", 1, 86400,
+	  NULL, true, "How often the daemon purges expired items." },
+	{ "notice", XM_ST_ENUM, Q(notice), "none", 0, 0,
+	  "none|recipient|admin|both", true,
+	  "Who the glue tells when a stanza is quarantined: the recipient, "
+	  "quarantine.notice_jid, both, or nobody." },
+	{ "notice_jid", XM_ST_STRING, Q(notice_jid), "", 0, 0, NULL, true,
+	  "The administrator's JID for notice admin/both." },
+	{ "notice_text", XM_ST_STRING, Q(notice_text),
+	  "A message to you from {from} was held by this server's content "
+	  "filter (quarantine item {id}). An administrator can release it.",
+	  0, 0, NULL, true, "The recipient's notice; {id}, {from}, {to} and "
+	  "{reason} are replaced." },
+	{ "admin_notice_text", XM_ST_STRING, Q(admin_notice_text),
+	  "xmilter quarantined item {id}: {from} -> {to}, reason {reason}. "
+	  "Review it with: xmilter quarantine show {id}", 0, 0, NULL, true,
+	  "The administrator's notice; placeholders as in notice_text." },
+	XM_SETTINGS_END
+};
+#undef Q
 
 #define F(f) offsetof(struct xm_filter_conf, f)
 static const struct xm_setting filter_common[] = {
@@ -804,12 +840,15 @@ load_document(struct loader *ld, struct xm_config *c)
 			    &c->limits, NULL, NULL);
 		else if (strcmp(key, "filters") == 0)
 			rc = apply_filters(ld, v, &c->global);
+		else if (strcmp(key, "quarantine") == 0)
+			rc = apply_mapping(ld, v, "quarantine", quarantine_settings,
+			    &c->quarantine, NULL, NULL);
 		else if (strcmp(key, "scopes") == 0) {
 			scopes = v;  /* after the global settings, wherever it is */
 			rc = 0;
 		} else
 			rc = fail(ld, k, "unknown section \"%s\" (want daemon, "
-			    "actions, limits, filters, scopes)", key);
+			    "actions, limits, filters, scopes, quarantine)", key);
 		if (rc < 0)
 			return -1;
 	}
@@ -838,6 +877,8 @@ xm_config_load(const char *path, char *err, size_t errlen)
 	}
 	xm_settings_defaults(daemon_settings, &c->daemon, ld.base, err, errlen);
 	xm_settings_defaults(limits_settings, &c->limits, ld.base, err, errlen);
+	xm_settings_defaults(quarantine_settings, &c->quarantine, ld.base, err,
+	    errlen);
 	scope_init_global(&c->global, ld.base);
 	if (path == NULL)
 		return c;
@@ -881,6 +922,7 @@ xm_config_free(struct xm_config *c)
 		return;
 	xm_settings_free(daemon_settings, &c->daemon);
 	xm_settings_free(limits_settings, &c->limits);
+	xm_settings_free(quarantine_settings, &c->quarantine);
 	scope_free(&c->global);
 	for (i = 0; i < c->nscopes; i++)
 		scope_free(&c->scopes[i]);
@@ -910,9 +952,15 @@ xm_config_override(struct xm_config *c, const char *assignment, char *err,
 	else if (strncmp(assignment, "limits.", 7) == 0)
 		rc = xm_settings_set(limits_settings, &c->limits, name, eq + 1,
 		    NULL, err, errlen);
+	else if (strncmp(assignment, "quarantine.", 11) == 0) {
+		free(name);
+		name = xm_strndup(assignment + 11, (size_t)(eq - assignment - 11));
+		rc = xm_settings_set(quarantine_settings, &c->quarantine, name,
+		    eq + 1, NULL, err, errlen);
+	}
 	else {
-		snprintf(err, errlen, "-o %s: only daemon.* and limits.* can be "
-		    "set on the command line", assignment);
+		snprintf(err, errlen, "-o %s: only daemon.*, limits.* and "
+		    "quarantine.* can be set on the command line", assignment);
 		rc = -1;
 	}
 	free(name);
@@ -991,6 +1039,13 @@ xm_config_reload_ok(const struct xm_config *old, const struct xm_config *new,
 		if (!st->reload && !settings_equal(st, &old->daemon, &new->daemon)) {
 			snprintf(err, errlen, "daemon.%s changed; it takes effect "
 			    "only on restart", st->name);
+			return -1;
+		}
+	for (st = quarantine_settings; st->name != NULL; st++)
+		if (!st->reload && !settings_equal(st, &old->quarantine,
+		    &new->quarantine)) {
+			snprintf(err, errlen, "quarantine.%s changed; it takes "
+			    "effect only on restart", st->name);
 			return -1;
 		}
 	return 0;
@@ -1106,6 +1161,9 @@ xm_config_doc(FILE *out)
 		fprintf(out, "### %s\n\n", sect);
 		doc_table(out, sect, xm_filters[i]->settings);
 	}
+	fprintf(out, "## quarantine\n\nThe store of quarantined stanzas and "
+	    "their release (docs/QUARANTINE.md).\n\n");
+	doc_table(out, "quarantine", quarantine_settings);
 	fprintf(out, "## scopes\n\nA list of blocks, tried in order; the first "
 	    "whose `match` criteria all hold applies to the event (criteria "
 	    "in one list are alternatives). A scope starts from the global "

@@ -115,6 +115,19 @@ struct xm_filter_conf {
 	void *conf;            /* ops->conf_size bytes, filled from its table */
 };
 
+/* the quarantine section (quarantine.c, docs/QUARANTINE.md) */
+struct xm_quarantine_conf {
+	int backend;           /* 0 sqlite, 1 postgresql */
+	char *sqlite_path;     /* empty: daemon.quarantine_dir/quarantine.db */
+	char *pg_conninfo;
+	double expiry;         /* seconds an item is kept */
+	double purge_interval; /* seconds between purges of expired items */
+	int notice;            /* 0 none, 1 recipient, 2 admin, 3 both */
+	char *notice_jid;
+	char *notice_text;
+	char *admin_notice_text;
+};
+
 struct xm_scope {
 	char *name;
 	struct xm_strlist origins, peers, domains, from_domains, to_domains;
@@ -127,6 +140,7 @@ struct xm_config {
 	char *path;
 	struct xm_daemon_conf daemon;
 	struct xm_limits_conf limits;
+	struct xm_quarantine_conf quarantine;
 	struct xm_scope global;    /* name "global", matches everything */
 	struct xm_scope *scopes;   /* tried in order, first match wins */
 	size_t nscopes;

@@ -15,6 +15,7 @@
 
 static const char *verb_names[] = {
 	"HELLO", "FILTER", "VERDICT", "CANCEL", "PING", "PONG", "BYE",
+	"RELEASE", "RELEASED",
 };
 
 /* proto_verb_name - the verb as sent on the wire */

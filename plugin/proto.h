@@ -27,6 +27,8 @@ enum proto_verb {
 	PROTO_PING,
 	PROTO_PONG,
 	PROTO_BYE,
+	PROTO_RELEASE,    /* admin -> daemon, daemon -> glue (capability) */
+	PROTO_RELEASED,   /* glue -> daemon, daemon -> admin */
 };
 
 /* BYE codes */

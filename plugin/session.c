@@ -29,6 +29,10 @@ struct session {
 	unsigned inflight;
 	int bye_code;
 	char server[128];
+	bool admin;           /* HELLO role=admin: RELEASE requests only */
+	bool cap_release;     /* capability=release negotiated (a glue) */
+	uint64_t *rel;        /* RELEASE ids sent to this glue, unanswered */
+	size_t nrel, caprel;
 };
 
 #define TOMB UINT64_MAX
@@ -113,6 +117,7 @@ session_free(struct session *s)
 	xm_buf_free(&s->in);
 	xm_buf_free(&s->out);
 	free(s->set);
+	free(s->rel);
 	free(s);
 }
 
@@ -153,7 +158,7 @@ on_hello(struct session *s, const struct proto_frame *f)
 	const char *rest, *srv;
 	size_t n, restlen, i;
 	char err[128];
-	bool v1 = false, health;
+	bool v1 = false, health, offer_release = false;
 
 	if (s->state != S_HELLO) {
 		session_bye(s, PROTO_BYE_MALFORMED, "HELLO twice");
@@ -168,10 +173,14 @@ on_hello(struct session *s, const struct proto_frame *f)
 		session_bye(s, PROTO_BYE_MALFORMED, err);
 		goto out;
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		if (strcmp(kv[i].key, "version") == 0 &&
 		    strcmp(kv[i].value, "1") == 0)
 			v1 = true;
+		if (strcmp(kv[i].key, "capability") == 0 &&
+		    strcmp(kv[i].value, "release") == 0)
+			offer_release = true;
+	}
 	if (!v1) {
 		session_bye(s, PROTO_BYE_VERSION, "no common version (daemon speaks 1)");
 		goto out;
@@ -187,6 +196,19 @@ on_hello(struct session *s, const struct proto_frame *f)
 	xm_buf_printf(&reply, "version=1\nmax-frame=%zu\nmax-inflight=%u\n",
 	    s->max_frame, s->max_inflight);
 	s->ops->hello(s->ctx, s, &reply, health);
+	if (proto_kv_get(kv, n, "role") != NULL &&
+	    strcmp(proto_kv_get(kv, n, "role"), "admin") == 0) {
+		if (s->ops->release == NULL) {
+			session_bye(s, PROTO_BYE_MALFORMED, "this daemon has no "
+			    "admin role");
+			goto out;
+		}
+		s->admin = true;
+		xm_buf_puts(&reply, "role=admin\n");
+	} else if (offer_release && s->ops->released != NULL) {
+		s->cap_release = true;
+		xm_buf_puts(&reply, "capability=release\n");
+	}
 	proto_write_frame(&s->out, PROTO_HELLO, 0, reply.data, reply.len);
 	s->state = S_READY;
 	if (health)
@@ -194,6 +216,59 @@ on_hello(struct session *s, const struct proto_frame *f)
 out:
 	xm_buf_free(&reply);
 	xm_arena_free(a);
+}
+
+/* on_release - an admin's RELEASE request */
+static void
+on_release(struct session *s, const struct proto_frame *f)
+{
+	char msg[96];
+
+	if (!s->admin) {
+		session_bye(s, PROTO_BYE_MALFORMED, "RELEASE is sent by admin "
+		    "clients only");
+		return;
+	}
+	if (f->id == 0 || set_find(s, f->id) >= 0) {
+		snprintf(msg, sizeof(msg), "RELEASE %llu: %s",
+		    (unsigned long long)f->id, f->id == 0 ? "no such item" :
+		    "already requested on this connection");
+		session_bye(s, PROTO_BYE_MALFORMED, msg);
+		return;
+	}
+	if (s->inflight >= s->max_inflight) {
+		snprintf(msg, sizeof(msg), "more than %u requests in flight",
+		    s->max_inflight);
+		session_bye(s, PROTO_BYE_TOO_MANY, msg);
+		return;
+	}
+	set_add(s, f->id);
+	s->ops->release(s->ctx, s, f->id);
+}
+
+/* on_released - a glue's answer to a RELEASE this session sent */
+static void
+on_released(struct session *s, const struct proto_frame *f)
+{
+	char msg[96];
+	size_t i;
+
+	if (!s->cap_release) {
+		session_bye(s, PROTO_BYE_MALFORMED, "RELEASED without the release "
+		    "capability");
+		return;
+	}
+	for (i = 0; i < s->nrel; i++)
+		if (s->rel[i] == f->id)
+			break;
+	if (i == s->nrel) {
+		snprintf(msg, sizeof(msg), "RELEASED %llu: no such RELEASE is "
+		    "waiting", (unsigned long long)f->id);
+		session_bye(s, PROTO_BYE_MALFORMED, msg);
+		return;
+	}
+	s->rel[i] = s->rel[--s->nrel];
+	s->ops->released(s->ctx, s, f->id, f->body, f->len);
 }
 
 /* on_frame - dispatch one frame */
@@ -211,7 +286,18 @@ on_frame(struct session *s, const struct proto_frame *f)
 		return;
 	}
 	switch (f->verb) {
+	case PROTO_RELEASE:
+		on_release(s, f);
+		return;
+	case PROTO_RELEASED:
+		on_released(s, f);
+		return;
 	case PROTO_FILTER:
+		if (s->admin) {
+			session_bye(s, PROTO_BYE_MALFORMED, "FILTER on an admin "
+			    "connection");
+			return;
+		}
 		if (f->id == 0 || f->id <= s->last_id) {
 			snprintf(msg, sizeof(msg), "FILTER id %llu does not rise",
 			    (unsigned long long)f->id);
@@ -319,4 +405,52 @@ const char *
 session_server(const struct session *s)
 {
 	return s->server;
+}
+
+/* session_is_admin - HELLO said role=admin */
+bool
+session_is_admin(const struct session *s)
+{
+	return s->admin;
+}
+
+/* session_can_release - a ready glue with the release capability */
+bool
+session_can_release(const struct session *s)
+{
+	return s->state == S_READY && s->cap_release &&
+	    s->nrel < s->max_inflight;
+}
+
+/* session_release - RELEASE ID to the glue, remembered until RELEASED */
+bool
+session_release(struct session *s, uint64_t id, const char *event,
+    size_t len)
+{
+	size_t i;
+
+	if (!session_can_release(s) || id == 0 || id > PROTO_MAX_ID ||
+	    len > s->max_frame)
+		return false;
+	for (i = 0; i < s->nrel; i++)
+		if (s->rel[i] == id)
+			return false;
+	if (s->nrel == s->caprel) {
+		s->caprel = s->caprel ? s->caprel * 2 : 4;
+		s->rel = xm_reallocarray(s->rel, s->caprel, sizeof(*s->rel));
+	}
+	s->rel[s->nrel++] = id;
+	proto_write_frame(&s->out, PROTO_RELEASE, id, event, len);
+	return true;
+}
+
+/* session_release_answer - RELEASED ID to the admin client */
+bool
+session_release_answer(struct session *s, uint64_t id, const char *body,
+    size_t len)
+{
+	if (!s->admin || !set_del(s, id) || s->state == S_CLOSING)
+		return false;
+	proto_write_frame(&s->out, PROTO_RELEASED, id, body, len);
+	return true;
 }

@@ -29,6 +29,14 @@ struct session_ops {
 	/* hello - append the daemon's own HELLO lines (kind=, status=, ...) */
 	void (*hello)(void *ctx, struct session *s, struct xm_buf *reply,
 	    bool healthcheck);
+	/* release - an admin client asks to release quarantined item ID; the
+	 * owner answers later with session_release_answer. NULL: the daemon
+	 * does not offer release (no admin role, no capability). */
+	void (*release)(void *ctx, struct session *s, uint64_t id);
+	/* released - a glue confirmed RELEASE ID with BODY (key=value lines,
+	 * result=ok|failed, reason=); valid only during the call */
+	void (*released)(void *ctx, struct session *s, uint64_t id,
+	    const char *body, size_t len);
 };
 
 struct session_limits {
@@ -59,5 +67,20 @@ int session_bye_code(const struct session *s);
 unsigned session_inflight(const struct session *s);
 /* session_server - the client's HELLO server= text, or "" */
 const char *session_server(const struct session *s);
+
+/* session_is_admin - the client said role=admin in HELLO */
+bool session_is_admin(const struct session *s);
+/* session_can_release - a glue that negotiated capability=release and
+ * is ready for a RELEASE frame */
+bool session_can_release(const struct session *s);
+/* session_release - send RELEASE ID with the stored EVENT to this glue;
+ * false (nothing sent) unless it can release and ID is not already
+ * waiting for its RELEASED */
+bool session_release(struct session *s, uint64_t id, const char *event,
+    size_t len);
+/* session_release_answer - answer an admin's RELEASE ID with RELEASED and
+ * BODY; false when ID is not waiting */
+bool session_release_answer(struct session *s, uint64_t id, const char *body,
+    size_t len);
 
 #endif

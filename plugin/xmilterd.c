@@ -4,8 +4,10 @@
  * One libuv loop thread owns the listening sockets, every connection and
  * its protocol session (session.c), and the current chain. A FILTER
  * request becomes a task: its event is parsed and the fast filters run on
- * the loop; slow filters (and the quarantine spool write) run on libuv's
- * worker pool and come back as an after-work callback. Each task owns an
+ * the loop; slow filters (and the quarantine store's write) run on libuv's
+ * worker pool and come back as an after-work callback. An admin
+ * connection may release quarantined items: the stored stanza goes to a
+ * glue in a RELEASE frame (docs/QUARANTINE.md). Each task owns an
  * arena and a reference to the chain it started on, so SIGHUP can swap in
  * a new chain while old tasks finish on the old one. A connection that
  * breaks the protocol gets BYE and is closed; nothing it sends can stop
@@ -20,6 +22,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,7 @@
 #include "event.h"
 #include "proto.h"
 #include "session.h"
+#include "quarantine.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -58,6 +62,7 @@ struct task {
 	struct xm_verdict v;
 	bool slow_done;
 	bool quarantine_failed;
+	long long qid;                /* the quarantine item, once stored */
 	double start;
 	uv_work_t work;
 };
@@ -95,10 +100,36 @@ static bool have_unix, have_tcp, stopping;
 static uv_signal_t sig_hup, sig_term, sig_int;
 static uv_check_t flush_check;
 static struct conn *conns;
-static unsigned long long nconns, quarantine_seq;
+static unsigned long long nconns;
 
 static void conn_flush(struct conn *c);
 static void task_answer(struct task *k);
+
+/* ---- the quarantine store (docs/QUARANTINE.md) ---- */
+
+static struct xm_qstore *qstore;        /* opened lazily, kept */
+static pthread_mutex_t qstore_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* qstore_get - the store, opened on first use (any thread); NULL when it
+ * cannot be opened (logged; the next call tries again) */
+static struct xm_qstore *
+qstore_get(void)
+{
+	struct xm_qstore *q;
+	char err[512];
+
+	pthread_mutex_lock(&qstore_mu);
+	if (qstore == NULL) {
+		qstore = xm_qstore_open(xm_chain_config(chain), err, sizeof(err));
+		if (qstore == NULL)
+			log_warn("%s", err);
+		else
+			log_info("quarantine store: %s", xm_qstore_describe(qstore));
+	}
+	q = qstore;
+	pthread_mutex_unlock(&qstore_mu);
+	return q;
+}
 
 /* ---- tasks ---- */
 
@@ -126,47 +157,42 @@ task_free(struct task *k)
 	free(k);
 }
 
-/* quarantine_write - store the event and verdict in the spool (worker) */
+/* quarantine_store - keep the event in the quarantine store (worker):
+ * durable before the verdict goes out; -1 makes the verdict a reject */
 static int
-quarantine_write(struct task *k)
+quarantine_store(struct task *k)
 {
 	const struct xm_config *cf = xm_chain_config(k->chain);
-	const char *dir = cf->daemon.quarantine_dir;
-	char *tmp, *final, *text;
-	size_t len, off = 0;
-	int fd;
+	struct xm_qstore *q = qstore_get();
+	struct xm_qitem it = { 0 };
+	struct xm_buf syms = { 0 };
+	char err[512];
+	size_t i;
+	int rc;
 
-	text = xm_arena_printf(k->arena, "# xmilter quarantine\n# %s\n%s",
-	    xm_verdict_logline(k->arena, k->ev, &k->v, (unsigned long long)k->id,
-	    0), xm_event_format(k->arena, k->ev, NULL));
-	len = strlen(text);
-	final = xm_arena_printf(k->arena, "%s/%.0f-%d-%llu.event", dir,
-	    k->t.now * 1000, (int)getpid(),
-	    __atomic_add_fetch(&quarantine_seq, 1, __ATOMIC_RELAXED));
-	tmp = xm_arena_printf(k->arena, "%s.tmp", final);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
-		log_warn("quarantine: cannot create %s: %s", tmp, strerror(errno));
+	if (q == NULL)
+		return -1;
+	for (i = 0; i < k->v.nsymbols; i++)
+		xm_buf_printf(&syms, "%s%s %.2f", i ? "; " : "",
+		    k->v.symbols[i].name, k->v.symbols[i].score);
+	xm_buf_append(&syms, "", 1);
+	it.time = k->t.now;
+	it.expires = k->t.now + cf->quarantine.expiry;
+	it.score = k->v.score;
+	it.reason = (char *)(k->v.reason ? k->v.reason : "");
+	it.symbols = syms.data;
+	it.sender = (char *)(k->ev->from ? k->ev->from : "");
+	it.recipient = (char *)(k->ev->to ? k->ev->to : "");
+	it.event = (char *)xm_event_format(k->arena, k->ev, NULL);
+	rc = xm_qstore_add(q, &it, &k->qid, err, sizeof(err));
+	xm_buf_free(&syms);
+	if (rc < 0) {
+		log_warn("quarantine: request %llu: %s", (unsigned long long)k->id,
+		    err);
 		return -1;
 	}
-	while (off < len) {
-		ssize_t n = write(fd, text + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_warn("quarantine: write %s: %s", tmp, strerror(errno));
-			close(fd);
-			unlink(tmp);
-			return -1;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, final) < 0) {
-		log_warn("quarantine: %s: %s", final, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
-	log_info("quarantined id=%llu as %s", (unsigned long long)k->id, final);
+	log_info("quarantined id=%llu as item %lld", (unsigned long long)k->id,
+	    k->qid);
 	return 0;
 }
 
@@ -181,7 +207,7 @@ work_cb(uv_work_t *w)
 		xm_chain_finish(k->chain, &k->t, &k->v);
 		k->slow_done = true;
 	}
-	if (k->v.action == XM_QUARANTINE && quarantine_write(k) < 0)
+	if (k->v.action == XM_QUARANTINE && quarantine_store(k) < 0)
 		k->quarantine_failed = true;
 }
 
@@ -198,6 +224,35 @@ after_work_cb(uv_work_t *w, int status)
 	}
 	task_unlink(k);
 	task_answer(k);
+}
+
+/* quarantine_verdict_lines - the item id and the notices the glue sends
+ * (quarantine.notice) appended to a quarantine verdict */
+static void
+quarantine_verdict_lines(struct task *k, struct xm_buf *body)
+{
+	const struct xm_quarantine_conf *qc =
+	    &xm_chain_config(k->chain)->quarantine;
+	const char *from = k->ev->from ? k->ev->from : "";
+	const char *to = k->ev->to ? k->ev->to : "";
+	char *text;
+
+	xm_buf_printf(body, "quarantine-id=%lld\n", k->qid);
+	if ((qc->notice == 1 || qc->notice == 3) && *to) {
+		text = xm_quarantine_notice(qc->notice_text, k->qid, from, to,
+		    k->v.reason);
+		xm_buf_printf(body, "notice=%s %s\n", proto_kv_clean(k->arena,
+		    xm_jid_bare(k->arena, to)), text);
+		free(text);
+	}
+	if ((qc->notice == 2 || qc->notice == 3) && qc->notice_jid &&
+	    *qc->notice_jid) {
+		text = xm_quarantine_notice(qc->admin_notice_text, k->qid, from,
+		    to, k->v.reason);
+		xm_buf_printf(body, "notice=%s %s\n", proto_kv_clean(k->arena,
+		    qc->notice_jid), text);
+		free(text);
+	}
 }
 
 /* task_answer - send the verdict, log it, free the task */
@@ -217,6 +272,8 @@ task_answer(struct task *k)
 		k->v.reason = "XM_QUARANTINE_FAILED";
 	}
 	proto_format_verdict(&body, k->arena, &k->v);
+	if (k->v.action == XM_QUARANTINE && k->qid > 0)
+		quarantine_verdict_lines(k, &body);
 	/* queued only: on_read and flush_cb write once per loop turn */
 	if (body.len > 0 && k->conn != NULL)
 		session_verdict(k->conn->s, k->id, body.data, body.len);
@@ -302,8 +359,324 @@ on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
 	}
 }
 
+/* ---- release of quarantined items (docs/QUARANTINE.md) ----
+ *
+ * An admin connection (HELLO role=admin) sends RELEASE ID. On a worker
+ * the item is claimed (held -> releasing) and read; back on the loop its
+ * event goes to a glue that negotiated capability=release as RELEASE ID.
+ * The glue's RELEASED ID result=ok marks it released (worker); the admin
+ * gets RELEASED ID with the outcome. A glue that cannot deliver (result
+ * failed) or no glue at all puts the item back to held; a glue that goes
+ * away before it answered leaves it releasing, for the admin to judge.
+ */
+enum release_step { R_CLAIM, R_WAIT, R_FINISH, R_UNCLAIM };
+
+struct release {
+	struct release *next;
+	uint64_t id;
+	struct conn *admin;           /* NULL once gone */
+	struct conn *glue;            /* set while waiting for RELEASED */
+	enum release_step step;
+	int rc;
+	char *event;
+	char glue_name[128];
+	char err[512];
+	char why[300];                /* the glue's reason on result=failed */
+	uv_work_t work;
+};
+
+static struct release *releases;
+
+static void release_queue(struct release *r, enum release_step step);
+
+/* release_free - unlink and free R */
+static void
+release_free(struct release *r)
+{
+	struct release **pp;
+
+	for (pp = &releases; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	free(r->event);
+	free(r);
+}
+
+/* release_answer - RELEASED to the admin, if it is still there */
+static void
+release_answer(struct release *r, const char *result, const char *reason)
+{
+	struct xm_buf b = { 0 };
+	struct xm_arena *a = xm_arena_new();
+
+	xm_buf_printf(&b, "result=%s\n", result);
+	if (reason && *reason)
+		xm_buf_printf(&b, "reason=%s\n", proto_kv_clean(a, reason));
+	if (r->glue_name[0])
+		xm_buf_printf(&b, "glue=%s\n", proto_kv_clean(a, r->glue_name));
+	if (r->admin != NULL)
+		session_release_answer(r->admin->s, r->id, b.data, b.len);
+	log_info("release item=%llu result=%s%s%s", (unsigned long long)r->id,
+	    result, reason && *reason ? " reason=" : "",
+	    reason && *reason ? log_escape(a, reason, 300) : "");
+	xm_buf_free(&b);
+	xm_arena_free(a);
+}
+
+/* release_glue - a connected glue that can take a RELEASE, or NULL */
+static struct conn *
+release_glue(void)
+{
+	struct conn *c;
+
+	for (c = conns; c != NULL; c = c->next)
+		if (!c->closing && session_can_release(c->s))
+			return c;
+	return NULL;
+}
+
+/* release_work - the store's part of the current step (worker) */
+static void
+release_work(uv_work_t *w)
+{
+	struct release *r = w->data;
+	struct xm_qstore *q = qstore_get();
+	struct xm_qitem it;
+
+	if (q == NULL) {
+		r->rc = -1;
+		snprintf(r->err, sizeof(r->err), "the quarantine store cannot "
+		    "be opened (see the daemon's log)");
+		return;
+	}
+	switch (r->step) {
+	case R_CLAIM:
+		r->rc = xm_qstore_claim(q, (long long)r->id, xm_now(), r->err,
+		    sizeof(r->err));
+		if (r->rc != XM_Q_OK)
+			return;
+		r->rc = xm_qstore_get(q, (long long)r->id, true, &it, r->err,
+		    sizeof(r->err));
+		if (r->rc == XM_Q_OK) {
+			r->event = it.event;
+			it.event = NULL;
+			xm_qitem_clear(&it);
+		} else  /* claimed but unreadable: give it back */
+			xm_qstore_unclaim(q, (long long)r->id, r->err,
+			    sizeof(r->err));
+		return;
+	case R_FINISH:
+		r->rc = xm_qstore_finish(q, (long long)r->id, xm_now(), r->err,
+		    sizeof(r->err));
+		return;
+	case R_UNCLAIM:
+		r->rc = xm_qstore_unclaim(q, (long long)r->id, r->err,
+		    sizeof(r->err));
+		return;
+	case R_WAIT:
+		return;
+	}
+}
+
+/* release_done - the next step, back on the loop */
+static void
+release_done(uv_work_t *w, int status)
+{
+	struct release *r = w->data;
+	struct conn *g;
+
+	switch (r->step) {
+	case R_CLAIM:
+		if (r->rc != XM_Q_OK) {
+			release_answer(r, r->rc == XM_Q_REFUSED ? "refused" :
+			    "failed", r->err);
+			release_free(r);
+			return;
+		}
+		if ((g = release_glue()) == NULL ||
+		    !session_release(g->s, r->id, r->event, strlen(r->event))) {
+			snprintf(r->why, sizeof(r->why), "no glue with the release "
+			    "capability is connected");
+			release_queue(r, R_UNCLAIM);
+			return;
+		}
+		snprintf(r->glue_name, sizeof(r->glue_name), "%s",
+		    session_server(g->s));
+		r->glue = g;
+		r->step = R_WAIT;
+		conn_flush(g);
+		log_info("release item=%llu sent to conn %llu", (unsigned long
+		    long)r->id, g->n);
+		return;
+	case R_FINISH:
+		if (r->rc != XM_Q_OK)
+			release_answer(r, "unknown", r->err);
+		else
+			release_answer(r, "ok", NULL);
+		release_free(r);
+		return;
+	case R_UNCLAIM:
+		release_answer(r, "failed", r->why);
+		release_free(r);
+		return;
+	case R_WAIT:
+		return;
+	}
+}
+
+/* release_queue - run STEP of R on the worker pool */
+static void
+release_queue(struct release *r, enum release_step step)
+{
+	r->step = step;
+	r->glue = NULL;
+	r->work.data = r;
+	uv_queue_work(loop, &r->work, release_work, release_done);
+}
+
+/* on_release - an admin asks for item ID */
+static void
+on_release(void *ctx, struct session *s, uint64_t id)
+{
+	struct release *r = xm_calloc(1, sizeof(*r));
+
+	r->id = id;
+	r->admin = ctx;
+	r->next = releases;
+	releases = r;
+	if (release_glue() == NULL) {  /* nothing claimed: nothing to undo */
+		release_answer(r, "failed", "no glue with the release "
+		    "capability is connected");
+		release_free(r);
+		return;
+	}
+	release_queue(r, R_CLAIM);
+}
+
+/* on_released - a glue's answer to RELEASE ID */
+static void
+on_released(void *ctx, struct session *s, uint64_t id, const char *body,
+    size_t len)
+{
+	struct conn *c = ctx;
+	struct release *r;
+	struct xm_arena *a;
+	struct xm_field *kv;
+	const char *rest, *result, *reason;
+	size_t n, restlen;
+	char err[128];
+
+	for (r = releases; r != NULL; r = r->next)
+		if (r->glue == c && r->id == id && r->step == R_WAIT)
+			break;
+	if (r == NULL)
+		return;  /* the session checked it was sent: cannot happen */
+	a = xm_arena_new();
+	if (proto_parse_kv(a, body, len, 16, &kv, &n, &rest, &restlen, err,
+	    sizeof(err)) < 0) {
+		kv = NULL;
+		n = 0;
+	}
+	result = proto_kv_get(kv, n, "result");
+	reason = proto_kv_get(kv, n, "reason");
+	if (result != NULL && strcmp(result, "ok") == 0)
+		release_queue(r, R_FINISH);
+	else if (result != NULL && strcmp(result, "failed") == 0) {
+		/* the glue says it delivered nothing: the item may go back */
+		snprintf(r->why, sizeof(r->why), "glue: %s",
+		    reason ? reason : "delivery failed");
+		release_queue(r, R_UNCLAIM);
+	} else {
+		r->glue = NULL;
+		snprintf(r->why, sizeof(r->why), "the glue answered without a "
+		    "known result; item %llu stays releasing",
+		    (unsigned long long)id);
+		release_answer(r, "unknown", r->why);
+		release_free(r);
+	}
+	xm_arena_free(a);
+}
+
+/* release_conn_gone - C closed: forget it as admin; as glue, answer */
+static void
+release_conn_gone(struct conn *c)
+{
+	struct release *r, *next;
+	char why[160];
+
+	for (r = releases; r != NULL; r = next) {
+		next = r->next;
+		if (r->admin == c)
+			r->admin = NULL;
+		if (r->glue == c && r->step == R_WAIT) {
+			r->glue = NULL;
+			snprintf(why, sizeof(why), "the glue's connection closed "
+			    "before it confirmed; item %llu stays releasing",
+			    (unsigned long long)r->id);
+			release_answer(r, "unknown", why);
+			release_free(r);
+		}
+	}
+}
+
+/* ---- purge of expired items ---- */
+
+static uv_timer_t purge_timer;
+static uv_work_t purge_req;
+static bool purge_running;
+static long long purged;
+
+static void purge_arm(void);
+
+/* purge_work - delete what expired (worker) */
+static void
+purge_work(uv_work_t *w)
+{
+	struct xm_qstore *q = qstore_get();
+	char err[512];
+
+	purged = 0;
+	if (q != NULL && (purged = xm_qstore_purge(q, xm_now(), err,
+	    sizeof(err))) < 0)
+		log_warn("quarantine purge: %s", err);
+}
+
+/* purge_done - log, and wait for the next interval */
+static void
+purge_done(uv_work_t *w, int status)
+{
+	purge_running = false;
+	if (purged > 0)
+		log_info("quarantine: purged %lld expired item%s", purged,
+		    purged == 1 ? "" : "s");
+	if (!stopping)
+		purge_arm();
+}
+
+/* on_purge_timer - start a purge on the worker pool */
+static void
+on_purge_timer(uv_timer_t *t)
+{
+	if (purge_running || stopping)
+		return;
+	purge_running = true;
+	uv_queue_work(loop, &purge_req, purge_work, purge_done);
+}
+
+/* purge_arm - next purge after the configured interval */
+static void
+purge_arm(void)
+{
+	double iv = xm_chain_config(chain)->quarantine.purge_interval;
+
+	uv_timer_start(&purge_timer, on_purge_timer, (uint64_t)(iv * 1000),
+	    0);
+}
+
 static const struct session_ops daemon_session_ops = {
-	on_filter, on_cancel, on_hello,
+	on_filter, on_cancel, on_hello, on_release, on_released,
 };
 
 /* ---- connections ---- */
@@ -320,6 +693,7 @@ conn_closed(uv_handle_t *h)
 		k->conn = NULL;
 		k->next = k->prev = NULL;
 	}
+	release_conn_gone(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -694,6 +1068,7 @@ on_term(uv_signal_t *h, int sig)
 		conn_flush(c);
 	}
 	uv_close((uv_handle_t *)&flush_check, NULL);
+	uv_close((uv_handle_t *)&purge_timer, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
@@ -755,10 +1130,7 @@ main(int argc, char **argv)
 	snprintf(workers, sizeof(workers), "%lld", cf->daemon.workers);
 	setenv("UV_THREADPOOL_SIZE", workers, 1);
 	signal(SIGPIPE, SIG_IGN);
-	if (cf->daemon.quarantine_dir && *cf->daemon.quarantine_dir &&
-	    mkdir(cf->daemon.quarantine_dir, 0750) < 0 && errno != EEXIST)
-		log_warn("quarantine_dir %s: %s", cf->daemon.quarantine_dir,
-		    strerror(errno));
+	qstore_get();  /* opened now if it can be; else on first use */
 
 	loop = uv_default_loop();
 	/* signals first: a SIGHUP right after the socket appears must reload,
@@ -772,6 +1144,9 @@ main(int argc, char **argv)
 	uv_signal_start(&sig_term, on_term, SIGTERM);
 	uv_signal_init(loop, &sig_int);
 	uv_signal_start(&sig_int, on_term, SIGINT);
+	uv_timer_init(loop, &purge_timer);
+	uv_unref((uv_handle_t *)&purge_timer);
+	purge_arm();
 	listen_unix(cf);
 	listen_tcp(cf);
 	if (!have_unix && !have_tcp)
@@ -784,6 +1159,7 @@ main(int argc, char **argv)
 	cf = xm_chain_config(chain);  /* a reload may have replaced it */
 	if (cf->daemon.pidfile && *cf->daemon.pidfile)
 		unlink(cf->daemon.pidfile);
+	xm_qstore_close(qstore);
 	xm_chain_unref(chain);
 	uv_loop_close(loop);
 	log_info("stopped");
