@@ -351,9 +351,9 @@ dbl(const char *s)
 	return s != NULL && xm_parse_double(s, &v) == 0 ? v : 0;
 }
 
-/* dup - heap copy, NULL stays NULL */
+/* qdup - heap copy, NULL stays NULL */
 static char *
-dup(const char *s)
+qdup(const char *s)
 {
 	return s ? xm_strdup(s) : NULL;
 }
@@ -370,13 +370,13 @@ fill(struct xm_qitem *it, int nc, const char *const *v)
 	it->expires = dbl(v[2]);
 	it->released = dbl(v[3]);
 	it->score = dbl(v[4]);
-	it->reason = dup(v[5] ? v[5] : "");
-	it->symbols = dup(v[6] ? v[6] : "");
-	it->sender = dup(v[7] ? v[7] : "");
-	it->recipient = dup(v[8] ? v[8] : "");
-	it->state = dup(v[9] ? v[9] : "");
+	it->reason = qdup(v[5] ? v[5] : "");
+	it->symbols = qdup(v[6] ? v[6] : "");
+	it->sender = qdup(v[7] ? v[7] : "");
+	it->recipient = qdup(v[8] ? v[8] : "");
+	it->state = qdup(v[9] ? v[9] : "");
 	if (nc > 10)
-		it->event = dup(v[10] ? v[10] : "");
+		it->event = qdup(v[10] ? v[10] : "");
 }
 
 /* get_cb - one row into the item */

@@ -7,6 +7,8 @@
  *   xmilter health [-s SOCKET] [-t S] ask a running xmilterd (HELLO
  *                                     healthcheck=1)
  *   xmilter config-doc                the configuration reference
+ *   xmilter quarantine ...            list, show, release, delete, purge
+ *                                     quarantined items (quarantine_cli.c)
  *
  * check uses the same chain code as the daemon (chain.c), carries state
  * from event to event and takes the clock from each event's time, so a
@@ -36,6 +38,8 @@
 #define DEFAULT_CONF SYSCONFDIR "/xmilter/xmilter.yml"
 #define MAX_INPUT (1024L * 1024 * 1024)
 
+int xm_quarantine_cli(int argc, char **argv);  /* quarantine_cli.c */
+
 /* usage - print how to call and exit 1 */
 static void XM_NORETURN
 usage(void)
@@ -44,7 +48,8 @@ usage(void)
 	    "usage: xmilter check [-c CONF] FILE...   (FILE - is stdin)\n"
 	    "       xmilter lint [-c CONF]\n"
 	    "       xmilter health [-c CONF | -s SOCKET] [-t SECONDS]\n"
-	    "       xmilter config-doc\n");
+	    "       xmilter config-doc\n"
+	    "       xmilter quarantine list|show|release|delete|purge ...\n");
 	exit(1);
 }
 
@@ -301,6 +306,8 @@ main(int argc, char **argv)
 		return cmd_lint(argc - 1, argv + 1);
 	if (strcmp(argv[1], "health") == 0)
 		return cmd_health(argc - 1, argv + 1);
+	if (strcmp(argv[1], "quarantine") == 0)
+		return xm_quarantine_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "config-doc") == 0) {
 		xm_config_doc(stdout);
 		return 0;
