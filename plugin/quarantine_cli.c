@@ -274,8 +274,8 @@ cmd_release(const char *sock, long long id, double timeout)
 				    glue ? safe(glue) : "");
 				rc = 0;
 			} else {
-				printf("%s: %s\n", result ? safe(result) : "unknown",
-				    reason ? safe(reason) : "no reason given");
+				printf("%s: ", result ? safe(result) : "unknown");
+				printf("%s\n", reason ? safe(reason) : "no reason given");
 				rc = result && (strcmp(result, "refused") == 0 ||
 				    strcmp(result, "failed") == 0) ? 2 : 3;
 			}

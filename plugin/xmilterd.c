@@ -546,12 +546,9 @@ on_release(void *ctx, struct session *s, uint64_t id)
 	r->admin = ctx;
 	r->next = releases;
 	releases = r;
-	if (release_glue() == NULL) {  /* nothing claimed: nothing to undo */
-		release_answer(r, "failed", "no glue with the release "
-		    "capability is connected");
-		release_free(r);
-		return;
-	}
+	/* claimed first even when no glue is there (it is put back then), so
+	 * the answer about an item that cannot be released is always the
+	 * store's */
 	release_queue(r, R_CLAIM);
 }
 

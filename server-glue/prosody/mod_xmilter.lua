@@ -208,6 +208,7 @@ end
 -- stream, after which the framer ignores further input.
 local valid_verbs = { HELLO = true, FILTER = true, VERDICT = true, CANCEL = true,
 	PING = true, PONG = true, BYE = true };
+valid_verbs.RELEASE, valid_verbs.RELEASED = true, true; -- quarantine release
 local function new_framer(max_frame, on_frame, on_error)
 	local rest = nil;           -- unconsumed input (a partial frame)
 	local chunks, nchunks, nbytes = nil, 0, 0; -- a large body arriving in pieces
@@ -552,6 +553,10 @@ local function on_hello(body)
 	link.status = f.status or "ok";
 	link.daemon = f.daemon;
 	link.filters = lists.filter;
+	link.can_release = false;
+	for _, c in ipairs(lists.capability or {}) do
+		if c == "release" then link.can_release = true; end
+	end
 	link.state = "ready";
 	link.backoff = nil;
 	link.down_since, link.last_error = nil, nil;
@@ -578,6 +583,8 @@ local function on_hello(body)
 		end
 	end
 end
+
+local send_notices, on_release; -- quarantine notices and release (below)
 
 -- the result of a plain accept verdict (shared: results are never changed)
 local ACCEPTED = { action = "accept" };
@@ -607,6 +614,9 @@ local function on_frame(verb, id, buf, bpos, blen)
 			res = failure(req.kind, "bad verdict");
 		else
 			stats[res.action] = stats[res.action] + 1;
+			if res.action == "quarantine" then
+				send_notices(s_sub(buf, bpos, bpos + blen - 1));
+			end
 		end
 		link.consecutive_timeouts = 0;
 		resolve(req, res);
@@ -616,6 +626,11 @@ local function on_frame(verb, id, buf, bpos, blen)
 	if verb == "HELLO" then
 		if link.state ~= "hello" then return protocol_error("unexpected HELLO"); end
 		on_hello(body);
+	elseif verb == "RELEASE" then
+		if link.state ~= "ready" or not link.can_release then
+			return protocol_error("RELEASE without the release capability");
+		end
+		on_release(id, body);
 	elseif verb == "PING" then
 		send("PONG", id, body);
 	elseif verb == "PONG" then
@@ -694,7 +709,7 @@ function connect()
 	link.framer = new_framer(cfg.max_frame,
 		function (verb, id, buf, bpos, blen) if link.gen == gen then on_frame(verb, id, buf, bpos, blen); end end,
 		function (msg) if link.gen == gen then protocol_error(msg); end end);
-	send("HELLO", 0, ("version=1\nmax-frame=%d\nmax-inflight=%d\nserver=prosody/%s\ncapability=modify\n")
+	send("HELLO", 0, ("version=1\nmax-frame=%d\nmax-inflight=%d\nserver=prosody/%s\ncapability=modify\ncapability=release\n")
 		:format(cfg.max_frame, cfg.max_inflight, tostring(prosody.version)));
 	module:add_timer(cfg.hello_timeout, function ()
 		if link.gen == gen and link.state == "hello" then
@@ -1524,6 +1539,74 @@ function module.add_host(hmodule)
 	hmodule:hook("iq/full", function (e) return on_iq(e, false); end, prio);
 	hmodule:hook("iq-get/host/urn:xmpp:http:upload:0:request", on_upload, prio);
 	hmodule:log("debug", "xmilter: filtering stanzas for %s", hmodule.host);
+end
+
+---------------------------------------------------------------------------
+-- Quarantine: notices and release (docs/QUARANTINE.md)
+---------------------------------------------------------------------------
+
+-- local_host_for - a local host to send from / post as: the host of
+-- JID when it is ours, else any local VirtualHost
+local function local_host_for(jid)
+	local h = jid and jid_host(jid);
+	if h and hosts[h] and hosts[h].type == "local" then return h; end
+	for name, host in pairs(hosts) do
+		if host.type == "local" then return name; end
+	end
+	return nil;
+end
+
+-- send_notices - the notice=JID TEXT lines of a quarantine verdict, each
+-- sent as a chat message from the server (not filtered again)
+function send_notices(body)
+	for line in body:gmatch("[^\n]+") do
+		local jid, text = line:match("^notice=(%S+) (.*)$");
+		local from = jid and local_host_for(jid);
+		if from then
+			local msg = st.message({ from = from, to = jid, type = "chat",
+				id = "xmilter-notice-" .. tostring(stats.quarantine) })
+				:tag("body"):text(text):up();
+			checked[msg] = true;
+			local ok, err = pcall(core_post_stanza, hosts[from], msg);
+			if not ok then module:log("error", "xmilter: cannot send notice to %s: %s", jid, tostring(err)); end
+		end
+	end
+end
+
+-- on_release - RELEASE id: re-inject the stored stanza as if it had passed
+-- the filter, then confirm with RELEASED (result=ok once handed to the
+-- server; failed when nothing was delivered; unknown after a Lua error)
+function on_release(id, body)
+	local _, _, text = parse_kv(body);
+	local stanza, err;
+	if text then stanza, err = xml.parse(text); else err = "no stanza in the event"; end
+	if stanza and stanza.name ~= "message" and stanza.name ~= "presence" and stanza.name ~= "iq" then
+		stanza, err = nil, "not a stanza: <" .. tostring(stanza.name) .. ">";
+	end
+	local from_host, to_host = stanza and jid_host(stanza.attr.from), stanza and jid_host(stanza.attr.to);
+	local origin = stanza and (hosts[from_host or ""] or hosts[to_host or ""]);
+	if stanza and not origin then
+		stanza, err = nil, "neither its sender's nor its recipient's domain is served here";
+	end
+	if not stanza then
+		module:log("warn", "xmilter: cannot release quarantined item %d: %s", id, tostring(err));
+		send("RELEASED", id, "result=failed\nreason=" .. clean(tostring(err)) .. "\n");
+		return;
+	end
+	if stanza.attr.xmlns == "jabber:client" or stanza.attr.xmlns == "jabber:server" then
+		stanza.attr.xmlns = nil;
+	end
+	checked[stanza] = true; -- released: it passes this module's hooks
+	local ok, perr = pcall(core_post_stanza, origin, stanza);
+	if ok then
+		stats.released = (stats.released or 0) + 1;
+		module:log("info", "xmilter: released quarantined item %d: %s from %s to %s", id,
+			stanza.name, tostring(stanza.attr.from), tostring(stanza.attr.to));
+		send("RELEASED", id, "result=ok\n");
+	else
+		module:log("error", "xmilter: error releasing item %d: %s", id, tostring(perr));
+		send("RELEASED", id, "result=unknown\nreason=glue error\n");
+	end
 end
 
 ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
  * transcript.c - drive one protocol session from a byte file, print what
  * the daemon would send
  *
- * Usage: transcript -c CONF [-b CHUNK] [-d] [-V VERSION] INPUT
+ * Usage: transcript -c CONF [-b CHUNK] [-d] [-r ID:FILE] [-V VERSION] INPUT
  *
  * Reads INPUT (the bytes a glue would send on one connection), feeds them
  * to session.c CHUNK bytes at a time (default: all at once), and answers
@@ -22,6 +22,16 @@
  * output is the same on every run. HELLO names the daemon
  * "xmilterd/VERSION" (-V, default the package version) so goldens need
  * not change with each release.
+ *
+ * Release (docs/QUARANTINE.md): -r ID:FILE makes the daemon side send
+ * RELEASE ID with FILE's bytes (an event; a relative FILE is found next to
+ * INPUT) right after the input's first frame (the HELLO) was fed, in
+ * every chunk size alike. What the session hands to the daemon's release
+ * callbacks is written as a note line starting with "## " between the
+ * frames: "## RELEASED ID: BODY" (a glue's answer, LFs as \n), "## admin
+ * RELEASE ID" (an admin's request, which the runner, having no store,
+ * answers with result=refused), "## RELEASE ID not sent" (the glue did
+ * not negotiate the capability).
  *
  * Exit status: 0 when the input was read (whatever the session did), 1 on
  * a usage, configuration or I/O error.
@@ -52,6 +62,9 @@ struct runner {
 	bool defer;
 	struct held *held;
 	size_t nheld, capheld;
+	uint64_t release_id;      /* -r: 0 for none */
+	char *release_event;
+	size_t release_len;
 };
 
 /* verdict_body - the VERDICT body for one event, as xmilterd builds it */
@@ -114,7 +127,48 @@ on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
 	xm_chain_hello(r->chain, reply, r->version);
 }
 
-static const struct session_ops runner_ops = { on_filter, on_cancel, on_hello };
+static int flush(struct session *s);
+
+/* note - a "## " line about a callback, LFs shown as \n; what the session
+ * queued before goes out first, so the order is the same in any chunking */
+static void
+note(struct session *s, const char *what, uint64_t id, const char *body,
+    size_t len)
+{
+	size_t i;
+
+	flush(s);
+	printf("## %s %llu", what, (unsigned long long)id);
+	if (body != NULL) {
+		fputs(": ", stdout);
+		for (i = 0; i < len; i++)
+			fputs(body[i] == '\n' ? "\\n" : (char[]){ body[i], '\0' },
+			    stdout);
+	}
+	putchar('\n');
+}
+
+/* on_release - an admin's RELEASE: noted, refused (no store here) */
+static void
+on_release(void *ctx, struct session *s, uint64_t id)
+{
+	static const char answer[] = "result=refused\nreason=transcript runner: "
+	    "no quarantine store\n";
+
+	note(s, "admin RELEASE", id, NULL, 0);
+	session_release_answer(s, id, answer, sizeof(answer) - 1);
+}
+
+/* on_released - a glue's answer to our RELEASE: noted */
+static void
+on_released(void *ctx, struct session *s, uint64_t id, const char *body,
+    size_t len)
+{
+	note(s, "RELEASED", id, body, len);
+}
+
+static const struct session_ops runner_ops = { on_filter, on_cancel, on_hello,
+    on_release, on_released };
 
 /* flush - write the session's output to stdout */
 static int
@@ -157,8 +211,8 @@ read_file(const char *path, size_t *len)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: transcript -c CONF [-b CHUNK] [-d] [-V VERSION] "
-	    "INPUT\n");
+	fprintf(stderr, "usage: transcript -c CONF [-b CHUNK] [-d] [-r ID:FILE] "
+	    "[-V VERSION] INPUT\n");
 	exit(1);
 }
 
@@ -174,10 +228,16 @@ main(int argc, char **argv)
 	long long chunk = 0;
 	size_t len, off, i;
 	char err[1024], *in;
+	const char *release_arg = NULL;
+	size_t split = 0;
+	bool injected = true;
 	int c, rc = 0;
 
-	while ((c = getopt(argc, argv, "b:c:dV:")) != -1) {
+	while ((c = getopt(argc, argv, "b:c:dr:V:")) != -1) {
 		switch (c) {
+		case 'r':
+			release_arg = optarg;
+			break;
 		case 'b':
 			if (xm_parse_ll(optarg, 1, 1 << 30, &chunk) < 0)
 				usage();
@@ -210,6 +270,33 @@ main(int argc, char **argv)
 		xm_chain_unref(r.chain);
 		return 1;
 	}
+	if (release_arg != NULL) {
+		const char *colon = strchr(release_arg, ':'), *slash;
+		struct proto_frame f;
+		long long id;
+		char *path, *ids;
+		int code;
+
+		ids = colon ? xm_strndup(release_arg, (size_t)(colon - release_arg)) :
+		    NULL;
+		if (ids == NULL || xm_parse_ll(ids, 1, PROTO_MAX_ID, &id) < 0)
+			usage();
+		free(ids);
+		r.release_id = (uint64_t)id;
+		slash = strrchr(argv[optind], '/');
+		path = colon[1] == '/' || slash == NULL ? xm_strdup(colon + 1) :
+		    xm_printf("%.*s/%s", (int)(slash - argv[optind]), argv[optind],
+		    colon + 1);
+		r.release_event = read_file(path, &r.release_len);
+		free(path);
+		if (r.release_event == NULL)
+			return 1;
+		/* the RELEASE goes out once the first frame was fed */
+		if (proto_parse_frame(in, len, PROTO_MAX_FRAME_LIMIT, &f, &split,
+		    &code, err, sizeof(err)) != 1)
+			split = len;
+		injected = false;
+	}
 	ccf = xm_chain_config(r.chain);
 	lim.max_frame = (size_t)ccf->daemon.max_frame;
 	lim.max_inflight = (unsigned)ccf->daemon.max_inflight;
@@ -217,8 +304,9 @@ main(int argc, char **argv)
 	s = session_new(&runner_ops, &r, &lim);
 
 	for (off = 0; off < len; ) {
-		size_t n = chunk > 0 && (size_t)chunk < len - off ? (size_t)chunk :
-		    len - off;
+		size_t end = !injected && off < split ? split : len;
+		size_t n = chunk > 0 && (size_t)chunk < end - off ? (size_t)chunk :
+		    end - off;
 		int frc = session_feed(s, in + off, n);
 
 		off += n;
@@ -226,6 +314,15 @@ main(int argc, char **argv)
 			rc = 1;
 		if (frc < 0)
 			break;
+		if (!injected && off >= split) {
+			injected = true;
+			if (!session_release(s, r.release_id, r.release_event,
+			    r.release_len))
+				printf("## RELEASE %llu not sent\n",
+				    (unsigned long long)r.release_id);
+			if (flush(s) < 0)
+				rc = 1;
+		}
 	}
 	/* held answers go out last first; those for requests that were
 	 * cancelled, or for a closed session, are dropped by the session */
@@ -238,6 +335,7 @@ main(int argc, char **argv)
 	if (flush(s) < 0 || fflush(stdout) != 0)
 		rc = 1;
 	free(r.held);
+	free(r.release_event);
 	session_free(s);
 	xm_chain_unref(r.chain);
 	free(in);

@@ -1,0 +1,237 @@
+#!/bin/bash
+# quarantine.sh - end to end: a quarantined message held in the store,
+# listed, released through the glue and delivered exactly once
+#
+# Prosody (with mod_xmilter) + xmilterd (quarantine store: SQLite in the
+# temporary directory) + the libstrophe test client, all started here on
+# loopback. The client runs in the background with a long quiet time, so
+# the receiver is online while `xmilter quarantine release` runs; every
+# message it receives is one "delivered ID BODY" line (a second delivery
+# of the same id would be a second line). Prints "ok N - name" per case
+# and a closing "N passed, M failed"; exits 77 when Prosody or the
+# programs are missing.
+#
+# Environment: as run.sh, plus XMILTER (the command; default the build's).
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+: "${XMILTER:=$top_builddir/xmilter}"
+
+for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_CLIENT" "$XMILTER"; do
+	if ! [ -x "$prog" ]; then
+		echo "# $prog not found or not executable: skipping the quarantine suite"
+		echo "0 passed, 0 failed"
+		exit 77
+	fi
+done
+
+xm_init || exit 1
+xm_dns_start
+trap 'xm_cleanup' EXIT
+trap 'echo "# interrupted"; exit 130' INT TERM HUP
+
+xm_suite_begin "${XM_SUITE_TIMEOUT:-180}"
+
+# ---- set-up ---------------------------------------------------------------
+
+DOM=a.example
+SOCK=$XM_TMP/xmilterd.sock
+QDIR=$XM_TMP/quarantine
+DLOG=$XM_TMP/xmilterd.log
+CONF=$XM_TMP/xmilterd.yml
+P_C2S=$(xm_free_port)
+
+cat >"$XM_TMP/rules.cf" <<'EOF'
+body     XM_E2E_QUARANTINE  /XMILTER-TEST-QUARANTINE/
+score    XM_E2E_QUARANTINE  12
+EOF
+xm_daemon_config "$CONF" "$SOCK" "$QDIR" "$XM_TMP/rules.cf"
+cat >>"$CONF" <<EOF
+quarantine:
+  expiry: 7d
+  notice: both
+  notice_jid: bob@$DOM
+  admin_notice_text: "ADMIN: item {id} {from} -> {to} ({reason})"
+EOF
+
+xm_prosody_config a 127.0.0.1 $DOM "$P_C2S" "socket=$SOCK"
+if ! xm_daemon_start "$CONF" "$DLOG" || ! xm_prosody_start a; then
+	echo "not ok 1 - xmilterd and prosody start"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+for u in alice bob; do
+	xm_register a "$u" $DOM pw || xm_log "could not register $u"
+done
+wait_glue_connected 0
+result "glue connects to xmilterd" $?
+
+A=(-s "127.0.0.1:$P_C2S" -p pw -P pw -T 60 -f "alice@$DOM" -t "bob@$DOM")
+
+# q ARGS... - xmilter quarantine with the suite's config, output in $OUT
+q() {
+	"$XMILTER" quarantine "$1" -c "$CONF" "${@:2}" >"$OUT" 2>&1
+}
+
+# wait_item STATE REGEX [AFTER] - wait until `list STATE` shows a matching
+# row with an id above AFTER (default 0); the newest such id in $ID
+wait_item() {
+	local n=100
+	ID=
+	while [ $n -gt 0 ]; do
+		"$XMILTER" quarantine list -c "$CONF" "$1" >"$XM_TMP/list" 2>&1
+		ID=$(grep -E -- "$2" "$XM_TMP/list" | tail -1 | awk '{print $1}')
+		[ -n "$ID" ] && [ "$ID" -gt "${3:-0}" ] && return 0
+		n=$((n - 1))
+		sleep 0.1
+	done
+	cp "$XM_TMP/list" "$OUT"
+	return 1
+}
+
+# wait_out FILE REGEX - wait until a background client printed a line
+wait_out() {
+	local n=100
+	while [ $n -gt 0 ]; do
+		grep -Eq -- "$2" "$1" && return 0
+		n=$((n - 1))
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---- release negotiated -----------------------------------------------------
+
+# with a glue connected the daemon looks the item up (and finds none)
+q release 999
+rc=$?
+[ $rc = 2 ] && has '^refused: no quarantined item 999$'
+result "release of an unknown item: refused (exit 2)" $?
+
+q list
+has '^no items$'
+result "list: an empty store" $?
+
+# ---- quarantine, notices, release exactly once --------------------------------
+
+BG=$XM_TMP/bg.out
+xm_client "${A[@]}" -q 6 -b "XMILTER-TEST-QUARANTINE hold me" message >"$BG" 2>&1 &
+bgpid=$!
+XM_PIDS+=($bgpid)
+
+wait_item held "XM_E2E_QUARANTINE +alice@$DOM/[^ ]* -> bob@$DOM"
+rc=$?
+Q1=$ID
+cp "$XM_TMP/list" "$OUT"
+[ $rc = 0 ] && has "^$Q1 +held +20[0-9-]+T"
+result "quarantined message is listed as held (item ${Q1:-?})" $?
+
+wait_out "$BG" "ADMIN: item $Q1 alice@$DOM/[^ ]+ -> bob@$DOM \\(XM_E2E_QUARANTINE\\)" &&
+	wait_out "$BG" "A message to you from alice@$DOM/[^ ]+ was held .*quarantine item $Q1\\)"
+rc=$?
+cp "$BG" "$OUT"
+[ $rc = 0 ] && hasnt '^delivered m1'
+result "notices reach the recipient and the admin JID; message not delivered" $?
+
+q show "$Q1"
+has '^state: held$' && has '^reason: XM_E2E_QUARANTINE$' && has '^symbols: XM_E2E_QUARANTINE 12.00$' &&
+	has "^to: bob@$DOM\$" && has "^<message .*XMILTER-TEST-QUARANTINE hold me"
+result "show: the item and its event" $?
+
+"$XMILTER" quarantine show -c "$CONF" -e "$Q1" | "$XMILTER" check -c "$CONF" - >"$OUT" 2>&1
+has '"action":"quarantine"' && has '"reason":"XM_E2E_QUARANTINE"'
+result "show -e: the stored event replays through xmilter check" $?
+
+q release "$Q1"
+rc=$?
+[ $rc = 0 ] && has "^released $Q1 via prosody/"
+result "release: confirmed by the glue (exit 0)" $?
+
+q release "$Q1"
+rc=$?
+[ $rc = 2 ] && has "^refused: item $Q1 is released \\(since 20[0-9-]+T[0-9:.]+Z\\), not held$"
+result "a second release is refused (exit 2)" $?
+
+wait "$bgpid"
+xm_forget_pid "$bgpid"
+cp "$BG" "$OUT"
+[ "$(grep -c '^delivered m1 ' "$BG")" = 1 ] && has '^delivered m1 XMILTER-TEST-QUARANTINE hold me$' &&
+	hasnt '^missing m1' && hasnt '^error m1'
+result "released message delivered to the recipient exactly once" $?
+
+q show "$Q1"
+has '^state: released$' && has '^released: 20[0-9-]+T'
+result "the store says released" $?
+
+# ---- delete ----------------------------------------------------------------
+
+client "${A[@]}" -q 1 -b "XMILTER-TEST-QUARANTINE to be deleted" message
+wait_item held "bob@$DOM" "$Q1"
+Q2=$ID
+q delete "$Q2"
+rc=$?
+[ $rc = 0 ] && has "^deleted $Q2\$"
+result "delete a held item" $?
+
+q release "$Q2"
+rc=$?
+[ $rc = 2 ] && has "^refused: item $Q2 is deleted"
+result "a deleted item cannot be released" $?
+
+q show "$Q2"
+has '^state: deleted$' && has '^\(content deleted\)$' && hasnt 'to be deleted'
+result "delete erases the content" $?
+
+q list released
+[ "$(grep -c '^[0-9]' "$OUT")" = 1 ] && has "^$Q1 +released "
+result "list STATE filters" $?
+
+q purge
+has '^purged 0 expired items$'
+result "purge: nothing has expired yet" $?
+
+# ---- the glue goes away before it confirms ------------------------------------
+
+client "${A[@]}" -q 1 -b "XMILTER-TEST-QUARANTINE lost glue" message
+wait_item held "bob@$DOM" "$Q2"
+Q3=$ID
+client "${A[@]}" -q 1 -b "XMILTER-TEST-QUARANTINE no glue" message
+wait_item held "bob@$DOM" "$Q3"
+Q4=$ID
+# a stopped Prosody takes the RELEASE frame but never answers; killed, it
+# never delivers: the item must stay "releasing", never go back to held
+ppid=$(cat "$XM_TMP/a/prosody.pid")
+kill -STOP "$ppid"
+q release -t 2 "$Q3"
+rc=$?
+[ $rc = 3 ] && has "^unknown: no answer from the daemon within 2s"
+result "release with a hung glue: no confirmation (exit 3)" $?
+kill -KILL "$ppid"
+xm_wait_pid "$ppid" 5
+xm_wait_log "$DLOG" "release item=$Q3 result=unknown reason=.*connection closed" 5
+q show "$Q3"
+has '^state: releasing$'
+result "glue gone before confirming: the item stays releasing" $?
+
+q release "$Q3"
+rc=$?
+[ $rc = 2 ] && has "^refused: item $Q3 is releasing"
+result "an item left releasing is not released again" $?
+
+q release "$Q4"
+rc=$?
+[ $rc = 2 ] && has '^failed: no glue with the release capability is connected$'
+result "release with no glue connected fails (exit 2)" $?
+q show "$Q4"
+has '^state: held$'
+result "... and the item stays held" $?
+
+xm_daemon_stop
+q release "$Q4"
+rc=$?
+[ $rc = 3 ] && has '^unreachable: '
+result "release with the daemon down: unreachable (exit 3)" $?
+
+xm_suite_end
