@@ -134,9 +134,6 @@ cmd_list(struct xm_qstore *q, const char *state)
 	size_t n = 0;
 	char err[1024];
 
-	if (state && strcmp(state, "held") && strcmp(state, "releasing") &&
-	    strcmp(state, "released") && strcmp(state, "deleted"))
-		qusage();
 	if (xm_qstore_list(q, state, 0, print_row, &n, err, sizeof(err)) < 0) {
 		fprintf(stderr, "xmilter: %s\n", err);
 		return 2;
@@ -325,6 +322,11 @@ xm_quarantine_cli(int argc, char **argv)
 	}
 	cf = load_conf(conf);
 	if (strcmp(cmd, "list") == 0 && argc - optind <= 1) {
+		const char *st = optind < argc ? argv[optind] : NULL;
+
+		if (st && strcmp(st, "held") && strcmp(st, "releasing") &&
+		    strcmp(st, "released") && strcmp(st, "deleted"))
+			qusage();
 		q = open_store(cf);
 		rc = cmd_list(q, optind < argc ? argv[optind] : NULL);
 	} else if (strcmp(cmd, "show") == 0 && argc - optind == 1) {

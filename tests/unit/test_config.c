@@ -776,8 +776,15 @@ Test(config, reload_ok_only_for_reloadable_settings)
 		{ "daemon:\n  socket: /run/x/y.sock\n  socket_mode: \"0600\"\n", -1,
 		    "daemon.socket_mode changed" },
 		{ "daemon:\n  socket: /run/x/y.sock\n  log_level: debug\n"
-		    "  kinds: [message]\n  log_verdicts: false\n"
-		    "  quarantine_dir: /tmp/q2\n", 0, NULL },
+		    "  kinds: [message]\n  log_verdicts: false\n", 0, NULL },
+		/* the quarantine store is opened once: where it is needs a
+		 * restart, how it is used does not */
+		{ "daemon:\n  socket: /run/x/y.sock\n  quarantine_dir: /tmp/q2\n",
+		    -1, "daemon.quarantine_dir changed" },
+		{ "daemon:\n  socket: /run/x/y.sock\nquarantine:\n"
+		    "  backend: postgresql\n", -1, "quarantine.backend changed" },
+		{ "daemon:\n  socket: /run/x/y.sock\nquarantine:\n  expiry: 2d\n"
+		    "  notice: both\n  notice_jid: admin@example.org\n", 0, NULL },
 		{ "daemon:\n  socket: /run/x/y.sock\nactions:\n  reject: 3\n"
 		    "limits:\n  max_depth: 4\nfilters:\n  guard:\n    enabled: no\n"
 		    "scopes:\n  - name: s\n    match: {origin: [s2s]}\n", 0, NULL },

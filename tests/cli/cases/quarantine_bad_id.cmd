@@ -1,0 +1,1 @@
+quarantine show -c @CASES@/xmilter.yml abc

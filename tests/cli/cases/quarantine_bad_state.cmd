@@ -1,0 +1,1 @@
+quarantine list -c @CASES@/xmilter.yml spam

@@ -1,0 +1,1 @@
+quarantine release -c @CASES@/xmilter.yml -s /nonexistent/xmilterd.sock 7
