@@ -110,17 +110,18 @@ static void task_answer(struct task *k);
 static struct xm_qstore *qstore;        /* opened lazily, kept */
 static pthread_mutex_t qstore_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* qstore_get - the store, opened on first use (any thread); NULL when it
- * cannot be opened (logged; the next call tries again) */
+/* qstore_get - the store CF names, opened on first use (any thread; the
+ * caller holds a reference to CF's chain); NULL when it cannot be opened
+ * (logged; the next call tries again) */
 static struct xm_qstore *
-qstore_get(void)
+qstore_get(const struct xm_config *cf)
 {
 	struct xm_qstore *q;
 	char err[512];
 
 	pthread_mutex_lock(&qstore_mu);
 	if (qstore == NULL) {
-		qstore = xm_qstore_open(xm_chain_config(chain), err, sizeof(err));
+		qstore = xm_qstore_open(cf, err, sizeof(err));
 		if (qstore == NULL)
 			log_warn("%s", err);
 		else
@@ -163,7 +164,7 @@ static int
 quarantine_store(struct task *k)
 {
 	const struct xm_config *cf = xm_chain_config(k->chain);
-	struct xm_qstore *q = qstore_get();
+	struct xm_qstore *q = qstore_get(cf);
 	struct xm_qitem it = { 0 };
 	struct xm_buf syms = { 0 };
 	char err[512];
@@ -382,6 +383,7 @@ struct release {
 	char glue_name[128];
 	char err[512];
 	char why[300];                /* the glue's reason on result=failed */
+	struct xm_chain *chain;       /* a reference: the store's settings */
 	uv_work_t work;
 };
 
@@ -400,6 +402,7 @@ release_free(struct release *r)
 			*pp = r->next;
 			break;
 		}
+	xm_chain_unref(r->chain);
 	free(r->event);
 	free(r);
 }
@@ -442,7 +445,7 @@ static void
 release_work(uv_work_t *w)
 {
 	struct release *r = w->data;
-	struct xm_qstore *q = qstore_get();
+	struct xm_qstore *q = qstore_get(xm_chain_config(r->chain));
 	struct xm_qitem it;
 
 	if (q == NULL) {
@@ -544,6 +547,8 @@ on_release(void *ctx, struct session *s, uint64_t id)
 
 	r->id = id;
 	r->admin = ctx;
+	r->chain = chain;
+	xm_chain_ref(chain);
 	r->next = releases;
 	releases = r;
 	/* claimed first even when no glue is there (it is put back then), so
@@ -622,6 +627,7 @@ release_conn_gone(struct conn *c)
 
 static uv_timer_t purge_timer;
 static uv_work_t purge_req;
+static struct xm_chain *purge_chain;    /* referenced while a purge runs */
 static bool purge_running;
 static long long purged;
 
@@ -631,7 +637,7 @@ static void purge_arm(void);
 static void
 purge_work(uv_work_t *w)
 {
-	struct xm_qstore *q = qstore_get();
+	struct xm_qstore *q = qstore_get(xm_chain_config(purge_chain));
 	char err[512];
 
 	purged = 0;
@@ -645,6 +651,8 @@ static void
 purge_done(uv_work_t *w, int status)
 {
 	purge_running = false;
+	xm_chain_unref(purge_chain);
+	purge_chain = NULL;
 	if (purged > 0)
 		log_info("quarantine: purged %lld expired item%s", purged,
 		    purged == 1 ? "" : "s");
@@ -659,6 +667,8 @@ on_purge_timer(uv_timer_t *t)
 	if (purge_running || stopping)
 		return;
 	purge_running = true;
+	purge_chain = chain;
+	xm_chain_ref(chain);
 	uv_queue_work(loop, &purge_req, purge_work, purge_done);
 }
 
@@ -1127,7 +1137,7 @@ main(int argc, char **argv)
 	snprintf(workers, sizeof(workers), "%lld", cf->daemon.workers);
 	setenv("UV_THREADPOOL_SIZE", workers, 1);
 	signal(SIGPIPE, SIG_IGN);
-	qstore_get();  /* opened now if it can be; else on first use */
+	qstore_get(cf);  /* opened now if it can be; else on first use */
 
 	loop = uv_default_loop();
 	/* signals first: a SIGHUP right after the socket appears must reload,
