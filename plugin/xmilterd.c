@@ -498,10 +498,16 @@ release_done(uv_work_t *w, int status)
 			release_free(r);
 			return;
 		}
-		if ((g = release_glue()) == NULL ||
-		    !session_release(g->s, r->id, r->event, strlen(r->event))) {
+		if ((g = release_glue()) == NULL) {
 			snprintf(r->why, sizeof(r->why), "no glue with the release "
 			    "capability is connected");
+			release_queue(r, R_UNCLAIM);
+			return;
+		}
+		if (!session_release(g->s, r->id, r->event, strlen(r->event))) {
+			snprintf(r->why, sizeof(r->why), "the glue cannot take it "
+			    "(%zu bytes, over the connection's max-frame)",
+			    strlen(r->event));
 			release_queue(r, R_UNCLAIM);
 			return;
 		}
