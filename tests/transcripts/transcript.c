@@ -18,8 +18,8 @@
  * and answered last first, like slow filters finishing out of order. That
  * is how CANCEL and in-flight limits become visible; in both modes the
  * output does not depend on CHUNK. Quarantine produces only the verdict
- * (no spool). The clock is the event's time, else a fixed one, so the
- * output is the same on every run. HELLO names the daemon
+ * (nothing is stored). The clock is the event's time, else a fixed one,
+ * so the output is the same on every run. HELLO names the daemon
  * "xmilterd/VERSION" (-V, default the package version) so goldens need
  * not change with each release.
  *
