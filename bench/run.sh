@@ -22,7 +22,7 @@
 # Environment: DAEMON_CPU (0) and LOAD_CPU (1) are the cores xmilterd and
 # the load generator are pinned to (taskset); CONNS (4) and WINDOW (64)
 # the max-throughput concurrency; BENCH_TMP the parent of the temporary
-# directory (default /dev/shm: the quarantine spool's fsyncs stay off
+# directory (default /dev/shm: the quarantine store's fsyncs stay off
 # the disk, see docs/PERFORMANCE.md); LOG_VERDICTS=1 turns the daemon's
 # per-verdict log line on (to a file in the temporary directory).
 #

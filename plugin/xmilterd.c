@@ -197,7 +197,7 @@ quarantine_store(struct task *k)
 	return 0;
 }
 
-/* work_cb - on a worker: slow filters, then the verdict, then the spool */
+/* work_cb - on a worker: slow filters, then the verdict, then the store */
 static void
 work_cb(uv_work_t *w)
 {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh - the main job on its embedded defaults (./quickstart run):
 # xmilterd with the shipped configuration (etc/xmilter.yml, socket and
-# spool moved into a temp dir), a throw-away Prosody on 127.0.0.1 with the
+# quarantine store moved into a temp dir), a throw-away Prosody on 127.0.0.1 with the
 # glue, two accounts, and three messages: a clean one (delivered), a worm
 # lure (delivered with a warning), and one carrying the GTUBE-style test
 # token (bounced with the filter's error). Prints what each side saw and

@@ -234,4 +234,73 @@ rc=$?
 [ $rc = 3 ] && has '^unreachable: '
 result "release with the daemon down: unreachable (exit 3)" $?
 
+# ---- the same on a PostgreSQL store ---------------------------------------------
+#
+# A private PostgreSQL on 127.0.0.1 (initdb into the temporary directory; as
+# the postgres user when we are root: the server refuses root), xmilterd
+# restarted on it, Prosody started again.
+
+pg_start() {
+	local as=() n=100
+	PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	[ -n "$PGBIN" ] && [ -x "$PGBIN/initdb" ] || { PGWHY="no PostgreSQL server (package postgresql)"; return 1; }
+	PGDIR=$XM_TMP/pg
+	P_PG=$(xm_free_port $((P_C2S + 10)))
+	mkdir -p "$PGDIR"
+	if [ "$(id -u)" = 0 ]; then
+		chown postgres "$PGDIR" || { PGWHY="no postgres user"; return 1; }
+		as=(runuser -u postgres --)
+	fi
+	"${as[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U xmtest >"$PGDIR/initdb.log" 2>&1 ||
+		{ PGWHY="initdb failed"; return 1; }
+	"${as[@]}" "$PGBIN/postgres" -D "$PGDIR/data" -k "$PGDIR" -c listen_addresses=127.0.0.1 \
+		-p "$P_PG" >"$PGDIR/server.log" 2>&1 &
+	XM_PIDS+=($!)
+	while ! "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$P_PG"; do
+		n=$((n - 1))
+		[ $n -le 0 ] && { PGWHY="postgres did not start"; return 1; }
+		sleep 0.1
+	done
+	XM_PIDS+=("$(head -1 "$PGDIR/data/postmaster.pid")")
+}
+
+if pg_start; then
+	CONF_PG=$XM_TMP/xmilterd-pg.yml
+	cp "$CONF" "$CONF_PG"
+	cat >>"$CONF_PG" <<EOF
+  backend: postgresql
+  pg_conninfo: "host=127.0.0.1 port=$P_PG dbname=postgres user=xmtest"
+EOF
+	CONF=$CONF_PG
+	connects=$(glue_log_count 'xmilter: connected to')
+	if xm_daemon_start "$CONF" "$DLOG" && xm_prosody_start a && wait_glue_connected "$connects"; then
+		xm_client "${A[@]}" -q 6 -b "XMILTER-TEST-QUARANTINE on postgresql" message >"$BG" 2>&1 &
+		bgpid=$!
+		XM_PIDS+=($bgpid)
+		wait_item held "XM_E2E_QUARANTINE +alice@$DOM/[^ ]* -> bob@$DOM"
+		rc=$?
+		P1=$ID
+		cp "$XM_TMP/list" "$OUT"
+		[ $rc = 0 ] && [ "$P1" = 1 ] && grep -q "quarantine store: postgresql" "$DLOG"
+		result "postgresql store: the quarantined message is listed (item ${P1:-?})" $?
+		q release "$P1"
+		rc=$?
+		[ $rc = 0 ] && has "^released $P1 via prosody/"
+		result "postgresql store: release confirmed" $?
+		q release "$P1"
+		rc=$?
+		[ $rc = 2 ] && has "^refused: item $P1 is released"
+		result "postgresql store: a second release is refused" $?
+		wait "$bgpid"
+		xm_forget_pid "$bgpid"
+		cp "$BG" "$OUT"
+		[ "$(grep -c '^delivered m1 ' "$BG")" = 1 ] && has '^delivered m1 XMILTER-TEST-QUARANTINE on postgresql$'
+		result "postgresql store: released message delivered exactly once" $?
+	else
+		skip "postgresql store" "xmilterd or prosody did not start again"
+	fi
+else
+	skip "postgresql store" "$PGWHY"
+fi
+
 xm_suite_end
