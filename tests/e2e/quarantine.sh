@@ -51,6 +51,7 @@ xm_daemon_config "$CONF" "$SOCK" "$QDIR" "$XM_TMP/rules.cf"
 cat >>"$CONF" <<EOF
 quarantine:
   expiry: 7d
+  purge_interval: 1s
   notice: both
   notice_jid: bob@$DOM
   admin_notice_text: "ADMIN: item {id} {from} -> {to} ({reason})"
@@ -192,6 +193,17 @@ q purge
 has '^purged 0 expired items$'
 result "purge: nothing has expired yet" $?
 
+# the daemon's own purge (every second here): item 2 made to expire by
+# hand, through SQLite itself
+sqlite3 "$QDIR/quarantine.db" "UPDATE quarantine SET expires = 0 WHERE id = $Q2" &&
+	xm_wait_log "$DLOG" "quarantine: purged 1 expired item\$" 10 &&
+	q show "$Q2"
+[ $? = 2 ] && has "no quarantined item $Q2\$"
+result "the daemon purges an expired item" $?
+q show "$Q1"
+has '^state: released$'
+result "... and keeps the others" $?
+
 # ---- the glue goes away before it confirms ------------------------------------
 
 client "${A[@]}" -q 1 -b "XMILTER-TEST-QUARANTINE lost glue" message
@@ -296,6 +308,19 @@ EOF
 		cp "$BG" "$OUT"
 		[ "$(grep -c '^delivered m1 ' "$BG")" = 1 ] && has '^delivered m1 XMILTER-TEST-QUARANTINE on postgresql$'
 		result "postgresql store: released message delivered exactly once" $?
+
+		# the store goes away: a quarantine verdict becomes a reject,
+		# never a silent drop (SIGINT: PostgreSQL's fast shutdown)
+		kill -INT "$(head -1 "$PGDIR/data/postmaster.pid")"
+		n=100
+		while "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$P_PG" && [ $n -gt 0 ]; do
+			n=$((n - 1))
+			sleep 0.1
+		done
+		client "${A[@]}" -q 2 -b "XMILTER-TEST-QUARANTINE store down" message
+		has '^error m1 internal-server-error ' && hasnt '^delivered m1' &&
+			grep -q "quarantine: request [0-9]*: postgresql: " "$DLOG"
+		result "store down: the quarantine becomes a reject (internal-server-error)" $?
 	else
 		skip "postgresql store" "xmilterd or prosody did not start again"
 	fi
