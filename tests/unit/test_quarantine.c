@@ -308,6 +308,61 @@ Test(quarantine, open_errors)
 	}
 }
 
+Test(quarantine, config_section)
+{
+	static const struct {
+		const char *yaml;
+		int backend, notice;
+		double expiry, purge;
+		const char *sqlite_path, *err;
+	} cases[] = {
+		{ "", 0, 0, 30 * DAY, 3600, "", NULL },
+		{ "quarantine:\n  backend: postgresql\n  pg_conninfo: \"host=x\"\n"
+		  "  expiry: 7d\n  purge_interval: 10m\n  notice: both\n"
+		  "  notice_jid: admin@example.org\n", 1, 3, 7 * DAY, 600, "",
+		  NULL },
+		{ "quarantine:\n  sqlite_path: q/store.db\n  notice: admin\n", 0, 2,
+		  30 * DAY, 3600, "/q/store.db", NULL },
+		{ "quarantine:\n  expiry: 10s\n", 0, 0, 0, 0, NULL, ":2: expiry" },
+		{ "quarantine:\n  notice: everyone\n", 0, 0, 0, 0, NULL,
+		  ":2: notice" },
+		{ "quarantine:\n  colour: red\n", 0, 0, 0, 0, NULL,
+		  ":2: quarantine: unknown setting \"colour\"" },
+	};
+	size_t i;
+
+	for (i = 0; i < XM_ARRAY_LEN(cases); i++) {
+		char path[PATH_MAX + 16], err[512] = "";
+		struct xm_config *cf;
+		FILE *fp;
+
+		snprintf(path, sizeof(path), "%s/x.yml", tmpdir);
+		cr_assert_not_null(fp = fopen(path, "w"));
+		fputs(cases[i].yaml, fp);
+		fclose(fp);
+		cf = xm_config_load(path, err, sizeof(err));
+		if (cases[i].err) {
+			cr_assert_null(cf, "case %zu loads", i);
+			cr_assert(strstr(err, cases[i].err) != NULL, "case %zu: %s",
+			    i, err);
+			continue;
+		}
+		cr_assert_not_null(cf, "case %zu: %s", i, err);
+		cr_expect_eq(cf->quarantine.backend, cases[i].backend, "case %zu", i);
+		cr_expect_eq(cf->quarantine.notice, cases[i].notice, "case %zu", i);
+		cr_expect_float_eq(cf->quarantine.expiry, cases[i].expiry, 1e-6);
+		cr_expect_float_eq(cf->quarantine.purge_interval, cases[i].purge,
+		    1e-6);
+		if (*cases[i].sqlite_path)  /* relative to the file's directory */
+			cr_expect(strstr(cf->quarantine.sqlite_path, tmpdir) &&
+			    strstr(cf->quarantine.sqlite_path,
+			    cases[i].sqlite_path), "%s", cf->quarantine.sqlite_path);
+		else
+			cr_expect_str_eq(cf->quarantine.sqlite_path, "");
+		xm_config_free(cf);
+	}
+}
+
 Test(quarantine, notice_template)
 {
 	static const struct { const char *tpl, *want; } cases[] = {
