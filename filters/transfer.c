@@ -651,7 +651,9 @@ tr_get(uint64_t key, double now)
 		lru_front(e);
 		return e;
 	}
-	while (tr.count >= tr.max && tr.tail != NULL)
+	/* the least recently used entries: expired ones, then over the bound */
+	while (tr.tail != NULL && (tr.count >= tr.max ||
+	    now > tr.tail->expires))
 		tr_remove(tr.tail);
 	e = xm_calloc(1, sizeof(*e));
 	e->key = key;
