@@ -75,6 +75,7 @@ static struct {
 	bool verbose, no_presence;
 	char **bodies;
 	size_t nbodies;
+	const char *hash;    /* --hash ALGO:VALUE for SI and Jingle offers */
 } opt = {
 	.server = "127.0.0.1:5222",
 	.offer = "si",
@@ -508,6 +509,8 @@ static void send_offer(struct item *it)
 		d = add_child(c, "file", "http://jabber.org/protocol/si/profile/file-transfer");
 		xmpp_stanza_set_attribute(d, "name", opt.file);
 		xmpp_stanza_set_attribute(d, "size", size);
+		if (opt.hash)  /* SI's hash attribute is an MD5 in hex */
+			xmpp_stanza_set_attribute(d, "hash", strchr(opt.hash, ':') + 1);
 		d = add_child(c, "feature", "http://jabber.org/protocol/feature-neg");
 		d = add_child(d, "x", "jabber:x:data");
 		xmpp_stanza_set_type(d, "form");
@@ -538,6 +541,16 @@ static void send_offer(struct item *it)
 		xmpp_stanza_set_text(t, size);
 		xmpp_stanza_add_child(n, t);
 		xmpp_stanza_release(t);
+		if (opt.hash) { /* XEP-0300 */
+			char algo[32];
+			snprintf(algo, sizeof algo, "%.*s", (int)(strchr(opt.hash, ':') - opt.hash), opt.hash);
+			n = add_child(d, "hash", "urn:xmpp:hashes:2");
+			xmpp_stanza_set_attribute(n, "algo", algo);
+			t = xmpp_stanza_new(ctx);
+			xmpp_stanza_set_text(t, strchr(opt.hash, ':') + 1);
+			xmpp_stanza_add_child(n, t);
+			xmpp_stanza_release(t);
+		}
 		d = add_child(c, "transport", "urn:xmpp:jingle:transports:ibb:1");
 		xmpp_stanza_set_attribute(d, "sid", "ibb1");
 		xmpp_stanza_set_attribute(d, "block-size", "4096");
@@ -707,6 +720,7 @@ static void usage(FILE *f)
 "  -i, --id-prefix P           ids are P1, P2, ... (default m)\n"
 "  -o, --offer si|jingle|ibb|oob   iq mode: the kind of file offer\n"
 "  -F, --file NAME  -Z, --size N    the offered or uploaded file\n"
+"  -H, --hash ALGO:VALUE       the offered file's hash (SI: md5 hex; Jingle: XEP-0300)\n"
 "  -U, --upload-service JID    upload mode: the http_file_share component\n"
 "  -q, --quiet SEC             wait this long for outcomes (default 2)\n"
 "  -T, --timeout SEC           global time limit (default 30)\n"
@@ -742,11 +756,12 @@ static void parse_args(int argc, char **argv)
 		{ "upload-service", 1, NULL, 'U' }, { "quiet", 1, NULL, 'q' },
 		{ "timeout", 1, NULL, 'T' }, { "no-presence", 0, NULL, 'N' },
 		{ "verbose", 0, NULL, 'v' }, { "help", 0, NULL, 'h' },
+		{ "hash", 1, NULL, 'H' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "s:S:f:p:t:P:C:k:K:b:n:r:w:y:i:o:F:Z:U:q:T:Nvh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:S:f:p:t:P:C:k:K:b:n:r:w:y:i:o:F:Z:U:q:T:NvhH:", lo, NULL)) != -1) {
 		switch (c) {
 		case 's': opt.server = optarg; break;
 		case 'S': opt.rcpt_server = optarg; break;
@@ -777,6 +792,11 @@ static void parse_args(int argc, char **argv)
 		case 'N': opt.no_presence = true; break;
 		case 'v': opt.verbose = true; break;
 		case 'h': usage(stdout); exit(0);
+		case 'H':
+			if (!strchr(optarg, ':'))
+				die("--hash wants ALGO:VALUE");
+			opt.hash = optarg;
+			break;
 		default: usage(stderr); exit(1);
 		}
 	}
