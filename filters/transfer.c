@@ -228,7 +228,7 @@ static const struct xm_setting transfer_settings[] = {
 	    16, 1e8, NULL, true,
 	    "Most (sender, file) entries remembered for repeat and fan-out "
 	    "(one table for the whole daemon, the least recently used go "
-	    "first; about 600 bytes each)" },
+	    "first; about 350 bytes each)" },
 	{ "final_symbols", XM_ST_LIST, TOFF(final_symbols),
 	    "TRANSFER_DISABLED,TRANSFER_EXECUTABLE,TRANSFER_DOUBLE_EXT,"
 	    "TRANSFER_RLO,TRANSFER_EXT_NOT_ALLOWED,TRANSFER_TOO_BIG,"
@@ -504,7 +504,7 @@ struct tr_entry {
 	unsigned long repeats; /* offers since the first block */
 	double fan_start;      /* start of the fan-out window */
 	unsigned nrcpt;
-	uint64_t rcpt[FANOUT_SLOTS];
+	uint32_t rcpt[FANOUT_SLOTS];  /* recipients' key hashes, truncated */
 	struct tr_entry *hnext;              /* bucket chain */
 	struct tr_entry *lru_prev, *lru_next; /* head: most recent */
 };
@@ -1294,7 +1294,7 @@ check_state(struct transfer_run *r, const char *sender, const char **ids,
 {
 	const struct transfer_conf *c = r->c;
 	double now = r->t->now, keep;
-	uint64_t rk = 0;
+	uint32_t rk = 0;
 	size_t i, j;
 	unsigned long rep = 0;
 	double since = 0;
@@ -1303,7 +1303,7 @@ check_state(struct transfer_run *r, const char *sender, const char **ids,
 	keep = c->repeat_window > c->fanout_window ? c->repeat_window :
 	    c->fanout_window;
 	if (rcpt != NULL)
-		rk = tr_key("r", rcpt);
+		rk = (uint32_t)tr_key("r", rcpt);
 	pthread_mutex_lock(&tr.mu);
 	for (i = 0; i < nids; i++) {
 		struct tr_entry *e = tr_get(tr_key(sender, ids[i]), now);
