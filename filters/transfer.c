@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "transfer.h"
 #include "xm.h"
 
 /* The symbols: tag, score setting name, default score, meaning. */
@@ -257,18 +258,11 @@ static const struct xm_setting transfer_settings[] = {
 
 /* ---- the bad-hash list ---- */
 
-#define HASH_MAX 64   /* bytes: sha-512 */
-
-struct transfer_hash {
-	char algo[16];        /* normalised: "md5", "sha-1", "sha-256" ... */
-	unsigned char len;
-	unsigned char b[HASH_MAX];
-};
+#define HASH_MAX TRANSFER_HASH_MAX
 
 struct transfer_state {
 	const struct transfer_conf *c;
-	struct transfer_hash *hashes;  /* sorted (hash_cmp) */
-	size_t nhashes;
+	struct transfer_hashlist bad;  /* the bad_hashes files */
 	bool final[TS_COUNT];
 };
 
@@ -423,10 +417,10 @@ hash_cmp(const void *a, const void *b)
 	return memcmp(a, b, sizeof(struct transfer_hash));
 }
 
-/* load_hashes - read one bad-hash file into ST; 0 or -1 with file:line */
+/* load_hashes - read one bad-hash file into L; 0 or -1 with file:line */
 static int
-load_hashes(struct transfer_state *st, const char *path, size_t *cap,
-    char *err, size_t errlen)
+load_hashes(struct transfer_hashlist *l, const char *path, long long max,
+    size_t *cap, char *err, size_t errlen)
 {
 	FILE *fp = fopen(path, "r");
 	char line[1024];
@@ -468,18 +462,16 @@ load_hashes(struct transfer_state *st, const char *path, size_t *cap,
 			    "base64 of a known algorithm)", path, lineno);
 			goto fail;
 		}
-		if (st->nhashes >= (size_t)st->c->max_bad_hashes) {
+		if (l->n >= (size_t)max) {
 			snprintf(err, errlen, "%s:%lu: more than max_bad_hashes "
-			    "(%lld) hashes", path, lineno,
-			    st->c->max_bad_hashes);
+			    "(%lld) hashes", path, lineno, max);
 			goto fail;
 		}
-		if (st->nhashes == *cap) {
+		if (l->n == *cap) {
 			*cap = *cap ? *cap * 2 : 64;
-			st->hashes = xm_reallocarray(st->hashes, *cap,
-			    sizeof(*st->hashes));
+			l->v = xm_reallocarray(l->v, *cap, sizeof(*l->v));
 		}
-		st->hashes[st->nhashes++] = h;
+		l->v[l->n++] = h;
 	}
 	if (ferror(fp)) {
 		snprintf(err, errlen, "transfer: %s: read error", path);
@@ -490,6 +482,56 @@ load_hashes(struct transfer_state *st, const char *path, size_t *cap,
 fail:
 	fclose(fp);
 	return -1;
+}
+
+/* transfer_hashes_load - every file of PATHS, sorted, duplicates dropped */
+int
+transfer_hashes_load(const struct xm_strlist *paths, long long max,
+    struct transfer_hashlist *l, char *err, size_t errlen)
+{
+	size_t i, j, cap = 0;
+
+	memset(l, 0, sizeof(*l));
+	for (i = 0; i < paths->n; i++) {
+		if (load_hashes(l, paths->v[i], max, &cap, err, errlen) < 0) {
+			transfer_hashes_free(l);
+			return -1;
+		}
+	}
+	if (l->n > 1) {
+		qsort(l->v, l->n, sizeof(*l->v), hash_cmp);
+		for (i = 1, j = 1; i < l->n; i++)
+			if (hash_cmp(&l->v[i], &l->v[j - 1]) != 0)
+				l->v[j++] = l->v[i];
+		l->n = j;
+	}
+	return 0;
+}
+
+/* transfer_hashes_has - a binary search for (ALGO, B) */
+bool
+transfer_hashes_has(const struct transfer_hashlist *l, const char *algo,
+    const unsigned char *b, size_t len)
+{
+	struct transfer_hash h;
+	int ai = algo_find(algo, strlen(algo));
+
+	if (l->n == 0 || ai < 0 || len == 0 || len > HASH_MAX)
+		return false;
+	memset(&h, 0, sizeof(h));
+	snprintf(h.algo, sizeof(h.algo), "%s", transfer_algos[ai].name);
+	h.len = (unsigned char)len;
+	memcpy(h.b, b, len);
+	return bsearch(&h, l->v, l->n, sizeof(h), hash_cmp) != NULL;
+}
+
+/* transfer_hashes_free - free L's array */
+void
+transfer_hashes_free(struct transfer_hashlist *l)
+{
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
 }
 
 /* ---- the shared state: repeats and fan-out ---- */
@@ -1261,7 +1303,7 @@ check_hashes(struct transfer_run *r, const struct xm_file *f)
 	size_t i;
 	struct transfer_hash h;
 
-	if (r->st->nhashes == 0)
+	if (r->st->bad.n == 0)
 		return;
 	for (i = 0; i < f->nhashes; i++) {
 		const char *v = f->hashes[i].value, *al = f->hashes[i].algo;
@@ -1269,8 +1311,8 @@ check_hashes(struct transfer_run *r, const struct xm_file *f)
 		if (v == NULL || !hash_make(&h, al, al ? strlen(al) : 0, v,
 		    strlen(v)))
 			continue;
-		if (bsearch(&h, r->st->hashes, r->st->nhashes,
-		    sizeof(h), hash_cmp) != NULL) {
+		if (bsearch(&h, r->st->bad.v, r->st->bad.n, sizeof(h),
+		    hash_cmp) != NULL) {
 			tsym(r, TS_BAD_HASH, "a known-bad file",
 			    "%s %s of %s", h.algo, log_escape(r->t->arena, v,
 			    100), f->name ? log_escape(r->t->arena, f->name,
@@ -1452,7 +1494,7 @@ transfer_init(void **state, const void *conf, char *err, size_t errlen)
 {
 	const struct transfer_conf *c = conf;
 	struct transfer_state *st = xm_calloc(1, sizeof(*st));
-	size_t i, cap = 0, k, j;
+	size_t i, k;
 
 	st->c = c;
 	for (i = 0; i < c->final_symbols.n; i++) {
@@ -1487,25 +1529,17 @@ transfer_init(void **state, const void *conf, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	for (i = 0; i < c->bad_hashes.n; i++)
-		if (load_hashes(st, c->bad_hashes.v[i], &cap, err, errlen) < 0)
-			goto fail;
-	if (st->nhashes > 1) {
-		qsort(st->hashes, st->nhashes, sizeof(*st->hashes), hash_cmp);
-		for (i = 1, j = 1; i < st->nhashes; i++)
-			if (hash_cmp(&st->hashes[i], &st->hashes[j - 1]) != 0)
-				st->hashes[j++] = st->hashes[i];
-		st->nhashes = j;
-	}
+	if (transfer_hashes_load(&c->bad_hashes, c->max_bad_hashes, &st->bad,
+	    err, errlen) < 0)
+		goto fail;
 	if (c->bad_hashes.n > 0)
-		log_debug("transfer: %zu bad hashes", st->nhashes);
+		log_debug("transfer: %zu bad hashes", st->bad.n);
 	pthread_mutex_lock(&tr.mu);
 	tr_setup((size_t)c->state_max_entries);
 	pthread_mutex_unlock(&tr.mu);
 	*state = st;
 	return 0;
 fail:
-	free(st->hashes);
 	free(st);
 	return -1;
 }
@@ -1518,7 +1552,7 @@ transfer_free(void *state)
 
 	if (st == NULL)
 		return;
-	free(st->hashes);
+	transfer_hashes_free(&st->bad);
 	free(st);
 }
 
