@@ -7,9 +7,10 @@
 # which may only use Jingle) and an HTTP upload component. libstrophe
 # clients offer files over SI, Jingle, OOB and HTTP upload: programs,
 # scripts, double extensions and right-to-left-override names are refused
-# with a policy-violation error while report.pdf passes; a re-offer is
-# counted as a repeat; a hash added to the bad-hash list is refused after
-# a SIGHUP. Prints "ok N - name" / "not ok N - name" per case and a
+# with a policy-violation error while report.pdf passes; an out-of-band
+# link named holiday.jpg to a program uploaded to Prosody is fetched
+# (oobfetch) and refused; a re-offer is counted as a repeat; a hash added
+# to the bad-hash list is refused after a SIGHUP. Prints "ok N - name" / "not ok N - name" per case and a
 # closing "N passed, M failed"; exits 77 when Prosody or the programs are
 # missing.
 #
@@ -71,6 +72,11 @@ filters:
   transfer:
     bad_hashes: [$HASHES]
     local_domains: [$DOM, "*.$DOM", $CLOSED]
+  oobfetch:
+    fetch: true
+    allow_private: true     # the files are on this loopback Prosody
+    connect_timeout: 500ms  # under the glue's 2 s: links to TEST-NET
+    timeout: 1500ms         # addresses fail before the glue gives up
 scopes:
   - name: closed-domain
     match:
@@ -89,7 +95,8 @@ scopes:
 EOF
 
 xm_prosody_config a 127.0.0.1 $DOM "$P_C2S" "component=$COMP:$P_COMP:$SECRET" \
-	"upload=$UPLOAD:$P_HTTP" "socket=$SOCK" "extra=VirtualHost \"$CLOSED\""
+	"upload=$UPLOAD:$P_HTTP" "socket=$SOCK" \
+	"extra=http_default_host = \"$UPLOAD\"" "extra=VirtualHost \"$CLOSED\""
 
 if ! xm_daemon_start "$XM_TMP/xmilterd.yml" "$DLOG"; then
 	echo "not ok 1 - xmilterd starts"
@@ -178,6 +185,42 @@ result "HTTP upload: a slot for setup.exe is refused" $?
 client "${A[@]}" -f "alice@$DOM" -t "bob@$DOM" -U "$UPLOAD" -F photo.jpg -Z 2048 upload
 has '^upload-slot m1 http'
 result "HTTP upload: a slot for photo.jpg is granted" $?
+
+# ---- behind an out-of-band link (oobfetch) ----------------------------------
+
+# put_file NAME FILE - upload FILE as NAME through a slot; prints the URL
+put_file() {
+	local size url
+	size=$(stat -c %s "$2")
+	# not client(): with XM_VERBOSE it prints, and our stdout is the URL
+	xm_client "${A[@]}" -f "alice@$DOM" -t "bob@$DOM" -U "$UPLOAD" -F "$1" -Z "$size" \
+		upload >"$OUT" 2>&1
+	url=$(sed -n 's/^upload-slot m1 //p' "$OUT")
+	[ -n "$url" ] || return 1
+	command -v curl >/dev/null || { echo "curl is missing" >>"$OUT"; return 1; }
+	local hdr=()
+	while IFS= read -r h; do hdr+=(-H "$h"); done < <(sed -n 's/^upload-header m1 //p' "$OUT")
+	curl -sS -f -X PUT -H 'Content-Type: application/octet-stream' "${hdr[@]}" \
+		--data-binary @"$2" "$url" >>"$OUT" 2>&1 || return 1
+	echo "$url"
+}
+
+printf 'MZ\x90\x00\x03\x00\x00\x00\x04\x00This program cannot be run in DOS mode.' >"$XM_TMP/fake.exe"
+printf '%%PDF-1.4\n1 0 obj << >> endobj\n%%%%EOF\n' >"$XM_TMP/real.pdf"
+if url=$(put_file holiday.jpg "$XM_TMP/fake.exe"); then
+	client "${AB[@]}" -o oob -L "$url" iq
+	refused 'a program behind the link' && grep -q 'TRANSFER_FETCHED_PROGRAM' "$DLOG"
+	result "OOB: a link named holiday.jpg to a program on a server is refused after fetching" $?
+else
+	result "OOB: a link named holiday.jpg to a program on a server is refused after fetching (upload)" 1
+fi
+if url=$(put_file minutes.pdf "$XM_TMP/real.pdf"); then
+	client "${AB[@]}" -o oob -L "$url" iq
+	passed
+	result "OOB: a link to a real PDF passes after fetching" $?
+else
+	result "OOB: a link to a real PDF passes after fetching (upload)" 1
+fi
 
 # ---- state: a re-offer of what was refused ------------------------------------
 
