@@ -200,7 +200,8 @@ static const struct xm_setting transfer_settings[] = {
 	    true, "Compare the declared media type with the name's "
 	    "extension (TRANSFER_TYPE_MISMATCH)" },
 	{ "max_size", XM_ST_SIZE, TOFF(max_size), "-1", -1, 1e18, NULL, true,
-	    "Largest declared size (TRANSFER_TOO_BIG); -1: no limit" },
+	    "Largest declared size (TRANSFER_TOO_BIG); none (or -1): no "
+	    "limit" },
 	{ "bad_hashes", XM_ST_PATHS, TOFF(bad_hashes), "", 0, 0, NULL, true,
 	    "Files of known-bad file hashes, read at start and on SIGHUP: one "
 	    "a line, \"[ALGO] VALUE\" or \"ALGO:VALUE\" (hex or base64; "
