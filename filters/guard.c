@@ -1662,5 +1662,5 @@ guard_free(void *state)
 
 const struct xm_filter_ops guard_filter = {
 	"guard", XM_FILTER_ABI, 0, sizeof(struct guard_conf), guard_settings,
-	guard_init, guard_check, guard_free
+	guard_init, guard_check, guard_free, NULL
 };

@@ -2594,5 +2594,5 @@ rules_check(void *state, struct xm_task *t)
 
 const struct xm_filter_ops rules_filter = {
 	"rules", XM_FILTER_ABI, 0, sizeof(struct rules_conf), rules_settings,
-	rules_init, rules_check, rules_free
+	rules_init, rules_check, rules_free, NULL
 };

@@ -10,6 +10,7 @@
  *   iq         iq-delivered ID | iq-result ID | iq-error ID COND TEXT | iq-missing ID
  *   subscribe  subscribe-delivered ID | subscribe-error ID COND TEXT | subscribe-missing ID
  *   upload     upload-slot ID PUT-URL | upload-error ID COND TEXT | upload-missing ID
+ *              (after a slot, "upload-header ID NAME: VALUE" per PUT header)
  *
  * and a closing "summary sent=.. delivered=.. errors=.. missing=.. ..." line.
  * TEXT is "-" when the error has none; newlines in BODY and TEXT print as
@@ -75,6 +76,8 @@ static struct {
 	bool verbose, no_presence;
 	char **bodies;
 	size_t nbodies;
+	const char *hash;    /* --hash ALGO:VALUE for SI and Jingle offers */
+	const char *url;     /* --url: the OOB offer's whole URL */
 } opt = {
 	.server = "127.0.0.1:5222",
 	.offer = "si",
@@ -311,6 +314,16 @@ static int on_iq(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 			xmpp_stanza_t *put = slot ? xmpp_stanza_get_child_by_name(slot, "put") : NULL;
 			const char *url = put ? xmpp_stanza_get_attribute(put, "url") : NULL;
 			printf("upload-slot %s %s\n", id, url ? url : "-");
+			/* the PUT's headers (Authorization...), one line each */
+			for (xmpp_stanza_t *h = put ? xmpp_stanza_get_children(put) : NULL; h;
+			    h = xmpp_stanza_get_next(h)) {
+				const char *hn = xmpp_stanza_get_name(h) ? xmpp_stanza_get_attribute(h, "name") : NULL;
+				char *hv = hn ? xmpp_stanza_get_text(h) : NULL;
+				if (hn && hv && !strpbrk(hn, " \r\n") && !strpbrk(hv, "\r\n"))
+					printf("upload-header %s %s: %s\n", id, hn, hv);
+				if (hv)
+					xmpp_free(ctx, hv);
+			}
 		} else {
 			printf("iq-result %s\n", id);
 		}
@@ -508,6 +521,8 @@ static void send_offer(struct item *it)
 		d = add_child(c, "file", "http://jabber.org/protocol/si/profile/file-transfer");
 		xmpp_stanza_set_attribute(d, "name", opt.file);
 		xmpp_stanza_set_attribute(d, "size", size);
+		if (opt.hash)  /* SI's hash attribute is an MD5 in hex */
+			xmpp_stanza_set_attribute(d, "hash", strchr(opt.hash, ':') + 1);
 		d = add_child(c, "feature", "http://jabber.org/protocol/feature-neg");
 		d = add_child(d, "x", "jabber:x:data");
 		xmpp_stanza_set_type(d, "form");
@@ -538,6 +553,16 @@ static void send_offer(struct item *it)
 		xmpp_stanza_set_text(t, size);
 		xmpp_stanza_add_child(n, t);
 		xmpp_stanza_release(t);
+		if (opt.hash) { /* XEP-0300 */
+			char algo[32];
+			snprintf(algo, sizeof algo, "%.*s", (int)(strchr(opt.hash, ':') - opt.hash), opt.hash);
+			n = add_child(d, "hash", "urn:xmpp:hashes:2");
+			xmpp_stanza_set_attribute(n, "algo", algo);
+			t = xmpp_stanza_new(ctx);
+			xmpp_stanza_set_text(t, strchr(opt.hash, ':') + 1);
+			xmpp_stanza_add_child(n, t);
+			xmpp_stanza_release(t);
+		}
 		d = add_child(c, "transport", "urn:xmpp:jingle:transports:ibb:1");
 		xmpp_stanza_set_attribute(d, "sid", "ibb1");
 		xmpp_stanza_set_attribute(d, "block-size", "4096");
@@ -551,6 +576,8 @@ static void send_offer(struct item *it)
 		c = add_child(iq, "query", "jabber:iq:oob");
 		d = add_child(c, "url", NULL);
 		snprintf(url, sizeof url, "http://198.51.100.7:8080/%s", opt.file);
+		if (opt.url)
+			snprintf(url, sizeof url, "%s", opt.url);
 		xmpp_stanza_t *t = xmpp_stanza_new(ctx);
 		xmpp_stanza_set_text(t, url);
 		xmpp_stanza_add_child(d, t);
@@ -707,6 +734,8 @@ static void usage(FILE *f)
 "  -i, --id-prefix P           ids are P1, P2, ... (default m)\n"
 "  -o, --offer si|jingle|ibb|oob   iq mode: the kind of file offer\n"
 "  -F, --file NAME  -Z, --size N    the offered or uploaded file\n"
+"  -H, --hash ALGO:VALUE       the offered file's hash (SI: md5 hex; Jingle: XEP-0300)\n"
+"  -L, --url URL               oob: the whole URL (default http://198.51.100.7:8080/FILE)\n"
 "  -U, --upload-service JID    upload mode: the http_file_share component\n"
 "  -q, --quiet SEC             wait this long for outcomes (default 2)\n"
 "  -T, --timeout SEC           global time limit (default 30)\n"
@@ -742,11 +771,12 @@ static void parse_args(int argc, char **argv)
 		{ "upload-service", 1, NULL, 'U' }, { "quiet", 1, NULL, 'q' },
 		{ "timeout", 1, NULL, 'T' }, { "no-presence", 0, NULL, 'N' },
 		{ "verbose", 0, NULL, 'v' }, { "help", 0, NULL, 'h' },
+		{ "hash", 1, NULL, 'H' }, { "url", 1, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "s:S:f:p:t:P:C:k:K:b:n:r:w:y:i:o:F:Z:U:q:T:Nvh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:S:f:p:t:P:C:k:K:b:n:r:w:y:i:o:F:Z:U:q:T:NvhH:L:", lo, NULL)) != -1) {
 		switch (c) {
 		case 's': opt.server = optarg; break;
 		case 'S': opt.rcpt_server = optarg; break;
@@ -777,6 +807,12 @@ static void parse_args(int argc, char **argv)
 		case 'N': opt.no_presence = true; break;
 		case 'v': opt.verbose = true; break;
 		case 'h': usage(stdout); exit(0);
+		case 'H':
+			if (!strchr(optarg, ':'))
+				die("--hash wants ALGO:VALUE");
+			opt.hash = optarg;
+			break;
+		case 'L': opt.url = optarg; break;
 		default: usage(stderr); exit(1);
 		}
 	}

@@ -1,0 +1,1 @@
+check -c @CASES@/transfer.yml @SRC@/tests/fixtures/transfer/transfer-scopes.events
