@@ -180,7 +180,7 @@ struct holder {
 	uint64_t tag;                /* cache key part of this engine */
 	uint64_t dirsig;             /* database files when it was built */
 	unsigned sigs;
-	char status[300];            /* why degraded, "" when fine */
+	char status[400];            /* why degraded, "" when fine */
 	double next_check;           /* monotonic */
 	bool building;
 	/* copies of what a build needs (the config may go first) */
@@ -693,15 +693,15 @@ ibb_event(struct av_state *s, struct xm_task *t, const struct xm_file *f)
 		return;
 	}
 	memset(&snap, 0, sizeof(snap));
+	if (is_degraded(s)) {  /* nothing is kept: it could not be scanned */
+		judge(s, t, NULL, 0, "ibb", NULL, 0);
+		return;
+	}
 	switch (f->method) {
 	case XM_FT_IBB_OPEN:
 		st = ibb_open(key, t->now, &s->lim);
 		break;
 	case XM_FT_IBB_DATA:
-		if (is_degraded(s)) {
-			judge(s, t, NULL, 0, "ibb", NULL, 0);
-			return;
-		}
 		st = ibb_data(key, f->seq, f->data ? f->data : "", t->now, &s->lim,
 		    &snap);
 		break;

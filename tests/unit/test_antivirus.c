@@ -33,7 +33,7 @@ extern const struct xm_filter_ops antivirus_filter;
 static char eicar[80];
 static const char worm[] = "MZ\x90\x00 xmilter test worm: send me to all "
     "your contacts as lovely-photo.jpg.exe 0123456789";
-static char dbdir[PATH_MAX];
+static char dbdir[PATH_MAX + 64];
 
 /* make_eicar - the EICAR test string from its two halves */
 static void
@@ -57,7 +57,7 @@ hex(char *out, const unsigned char *p, size_t n)
 static void
 write_file(const char *dir, const char *name, const void *p, size_t n)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 64];
 	FILE *fp;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -396,7 +396,7 @@ static void
 upload_bytes(struct av *a, struct run *r, const char *name, const void *p,
     size_t n, const char *url)
 {
-	char path[PATH_MAX], *ev;
+	char path[PATH_MAX + 64], *ev;
 
 	write_file(tmpdir, name, p, n);
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
@@ -488,30 +488,30 @@ static struct ucase ucases[] = {
 	{ "EICAR by hash", P_EICAR, NULL, "AV_VIRUS", "Xm.Test.Eicar.Hash", true,
 	  "eicar.hsb" },
 	{ "EICAR by body pattern", P_EICAR_INSIDE, NULL, "AV_VIRUS",
-	  "Xm.Test.Eicar.Body", true },
+	  "Xm.Test.Eicar.Body", true, NULL },
 	{ "EICAR inside other bytes: not by hash", P_EICAR_INSIDE, NULL, NULL,
 	  NULL, false, "eicar.hsb" },
-	{ "worm by MD5", P_WORM, NULL, "AV_VIRUS", "Xm.Test.Worm", true },
-	{ "clean file", P_CLEAN, NULL, NULL, NULL, false },
-	{ "empty file", P_EMPTY, NULL, NULL, NULL, false },
+	{ "worm by MD5", P_WORM, NULL, "AV_VIRUS", "Xm.Test.Worm", true, NULL },
+	{ "clean file", P_CLEAN, NULL, NULL, NULL, false, NULL },
+	{ "empty file", P_EMPTY, NULL, NULL, NULL, false, NULL },
 	{ "EICAR inside a zip", P_ZIP_EICAR, NULL, "AV_VIRUS", "Xm.Test.Eicar",
-	  true },
+	  true, NULL },
 	{ "EICAR in a zip in a zip", P_ZIP_NESTED, NULL, "AV_VIRUS",
-	  "Xm.Test.Eicar", true },
+	  "Xm.Test.Eicar", true, NULL },
 	{ "a name inside an archive", P_ZIP_NAME, NULL, "AV_VIRUS",
-	  "Xm.Test.ZipName", true },
+	  "Xm.Test.ZipName", true, NULL },
 	{ "a name in a zip in a zip", P_ZIP_NESTED_NAME, NULL, "AV_VIRUS",
-	  "Xm.Test.ZipName", true },
+	  "Xm.Test.ZipName", true, NULL },
 	{ "archives not unpacked", P_ZIP_NAME, "scan_archives=false", NULL,
-	  NULL, false },
+	  NULL, false, NULL },
 	{ "too large: reject", P_CLEAN, "max_file_size=1k", "AV_LIMITS",
-	  "upload of", true },
+	  "upload of", true, NULL },
 	{ "too large: score", P_CLEAN, "max_file_size=1k;on_limits=score",
-	  "AV_LIMITS", "upload of", false },
+	  "AV_LIMITS", "upload of", false, NULL },
 	{ "nesting past max_recursion", P_ZIP_NESTED_NAME, "max_recursion=1",
-	  "AV_LIMITS", "upload", true },
+	  "AV_LIMITS", "upload", true, NULL },
 	{ "virus discarded", P_EICAR, "virus_action=discard", "AV_VIRUS",
-	  "Xm.Test.Eicar", true },
+	  "Xm.Test.Eicar", true, NULL },
 };
 
 /* payload - the bytes of P (heap) */
@@ -589,7 +589,7 @@ ParameterizedTest(size_t *i, antivirus, uploads)
 	size_t n = payload(c->p, &p);
 	struct run r;
 	struct av a;
-	char only[PATH_MAX], src[PATH_MAX], line[512];
+	char only[PATH_MAX + 64], src[sizeof(dbdir) + 64], line[512];
 	FILE *fp;
 
 	if (c->only) {
@@ -631,7 +631,7 @@ Test(antivirus, clamav_testfiles)
 		"clam.tar.gz", "clam.exe.bz2", "clam.cab", "clam.arj",
 		"clam-upx.exe", "clam.ole.doc", "clam.pdf", "clam.exe.rtf",
 		"clam.mail", "clam.exe.mbox.base64", "clam.bz2.zip" };
-	char path[PATH_MAX], *ev;
+	char path[PATH_MAX + 64], *ev;
 	struct run r;
 	struct av a;
 	size_t i;
@@ -661,7 +661,7 @@ Test(antivirus, clamav_testfiles)
 
 Test(antivirus, missing_database_is_a_startup_error)
 {
-	char empty[PATH_MAX];
+	char empty[PATH_MAX + 64];
 	struct av a;
 
 	av_new(&a, "/nonexistent/clamav", NULL);
@@ -706,7 +706,7 @@ Test(antivirus, degraded_mode_says_so)
 
 Test(antivirus, database_change_builds_a_new_engine)
 {
-	char path[PATH_MAX];
+	char path[sizeof(dbdir) + 16];
 	struct run r;
 	struct av a;
 	int tries;
@@ -1012,7 +1012,7 @@ Test(antivirus, message_sharing_an_infected_upload_is_blocked)
 
 Test(antivirus, upload_dirs_and_symlinks)
 {
-	char path[PATH_MAX], link[PATH_MAX], set[PATH_MAX + 20], *ev;
+	char path[PATH_MAX + 64], link[PATH_MAX + 64], set[PATH_MAX + 128], *ev;
 	struct run r;
 	struct av a;
 

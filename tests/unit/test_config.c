@@ -375,8 +375,8 @@ Test(config, errors_name_file_and_line)
 		    "daemon: expected a mapping of settings" },
 		{ "top level not a mapping", "- a\n- b\n", 1,
 		    "the configuration must be a mapping" },
-		{ "unknown filter", "filters:\n  guard: {}\n  antivirus:\n"
-		    "    enabled: true\n", 3, "filters: unknown filter \"antivirus\"" },
+		{ "unknown filter", "filters:\n  guard: {}\n  no_such_filter:\n"
+		    "    enabled: true\n", 3, "filters: unknown filter \"no_such_filter\"" },
 		{ "unknown filter setting", "filters:\n  rules:\n    filez: [a]\n",
 		    3, "filters.rules: unknown setting \"filez\"" },
 		{ "filter block not a mapping", "filters:\n  rules: yes\n", 2,
