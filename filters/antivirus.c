@@ -183,6 +183,7 @@ struct holder {
 	char status[400];            /* why degraded, "" when fine */
 	double next_check;           /* monotonic */
 	bool building;
+	struct holder *reg_next;     /* the registry of live holders */
 	/* copies of what a build needs (the config may go first) */
 	char *dbdir, *tmp;
 	uint64_t setsig;
@@ -195,6 +196,14 @@ struct av_state {
 	struct holder *h;
 	struct ibb_limits lim;
 };
+
+/*
+ * Live holders, so that scopes (and reloads) with the same database and
+ * scan settings share one engine - a real ClamAV database takes seconds
+ * to load and hundreds of megabytes - as long as its files are unchanged.
+ */
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct holder *registry;
 
 static pthread_once_t cl_once = PTHREAD_ONCE_INIT;
 static int cl_init_rc;
@@ -289,8 +298,17 @@ rm_private(const char *dir)
 static void
 holder_unref(struct holder *h)
 {
+	struct holder **pp;
+
 	if (h == NULL || atomic_fetch_sub(&h->refs, 1) != 1)
 		return;
+	pthread_mutex_lock(&reg_mu);
+	for (pp = &registry; *pp != NULL; pp = &(*pp)->reg_next)
+		if (*pp == h) {
+			*pp = h->reg_next;
+			break;
+		}
+	pthread_mutex_unlock(&reg_mu);
 	if (h->eng)
 		cl_engine_free(h->eng);
 	if (h->tmp) {
@@ -427,12 +445,79 @@ maybe_rebuild(struct av_state *s)
 	pthread_mutex_unlock(&h->mu);
 }
 
+/* shared_holder - a live holder with settings SETSIG whose engine was
+ * built from the database files as they are now (a reference), or NULL */
+static struct holder *
+shared_holder(uint64_t setsig, const char *dbdir)
+{
+	uint64_t sig = dir_signature(dbdir);
+	struct holder *h;
+
+	pthread_mutex_lock(&reg_mu);
+	for (h = registry; h != NULL; h = h->reg_next) {
+		int r = atomic_load(&h->refs);
+		bool live;
+
+		if (h->setsig != setsig || strcmp(h->dbdir, dbdir) != 0)
+			continue;
+		pthread_mutex_lock(&h->mu);
+		live = h->eng != NULL && h->dirsig == sig && !h->building;
+		pthread_mutex_unlock(&h->mu);
+		/* a holder whose count reached 0 is being freed: not that one */
+		while (live && r > 0 &&
+		    !atomic_compare_exchange_weak(&h->refs, &r, r + 1))
+			;
+		if (live && r > 0)
+			break;
+	}
+	pthread_mutex_unlock(&reg_mu);
+	return h;
+}
+
+/* settings_sig - what makes two engines the same */
+static uint64_t
+settings_sig(const struct av_conf *cf, const char *base)
+{
+	unsigned long long mf = (unsigned long long)cf->max_file_size,
+	    ms = (unsigned long long)cf->max_scan_size;
+	unsigned mr = (unsigned)cf->max_recursion, mx = (unsigned)cf->max_files,
+	    mt = (unsigned)(cf->max_scan_time * 1000 + 0.5);
+	uint64_t h = mix(1469598103934665603ULL, cf->database_dir,
+	    strlen(cf->database_dir) + 1);
+
+	h = mix(h, base, strlen(base) + 1);
+	h = mix(h, &mf, sizeof(mf));
+	h = mix(h, &ms, sizeof(ms));
+	h = mix(h, &mr, sizeof(mr));
+	h = mix(h, &mx, sizeof(mx));
+	h = mix(h, &mt, sizeof(mt));
+	h = mix(h, &cf->scan_archives, sizeof(cf->scan_archives));
+	return mix(h, &cf->heuristics, sizeof(cf->heuristics));
+}
+
+/* new_state - the filter state around holder H */
+static struct av_state *
+new_state(const struct av_conf *cf, struct holder *h)
+{
+	struct av_state *s = xm_calloc(1, sizeof(*s));
+
+	avstate_configure((size_t)cf->cache_entries, cf->cache_ttl,
+	    (size_t)cf->infected_urls, cf->infected_url_ttl);
+	s->cf = cf;
+	s->h = h;
+	s->lim.max_stream = (size_t)cf->ibb_max_stream;
+	s->lim.max_total = (size_t)cf->ibb_max_total;
+	s->lim.max_streams = (size_t)cf->ibb_max_streams;
+	s->lim.idle = cf->ibb_idle_timeout;
+	s->lim.step = (size_t)cf->ibb_scan_step;
+	return s;
+}
+
 /* antivirus_init - the engine, or degraded mode */
 static int
 antivirus_init(void **state, const void *conf, char *err, size_t errlen)
 {
 	const struct av_conf *cf = conf;
-	struct av_state *s;
 	struct holder *h;
 	struct cl_engine *e;
 	unsigned sigs = 0;
@@ -448,6 +533,11 @@ antivirus_init(void **state, const void *conf, char *err, size_t errlen)
 	base = cf->tmpdir && *cf->tmpdir ? cf->tmpdir : getenv("TMPDIR");
 	if (base == NULL || *base == '\0')
 		base = "/tmp";
+	if ((h = shared_holder(settings_sig(cf, base), cf->database_dir)) != NULL) {
+		log_debug("antivirus: sharing the engine of %s", h->dbdir);
+		*state = new_state(cf, h);
+		return 0;
+	}
 	if ((size_t)snprintf(tmpl, sizeof(tmpl), "%s/xmilter-av-XXXXXX", base) >=
 	    sizeof(tmpl) || mkdtemp(tmpl) == NULL) {
 		snprintf(err, errlen, "tmpdir %s: cannot make a private directory: "
@@ -464,13 +554,7 @@ antivirus_init(void **state, const void *conf, char *err, size_t errlen)
 	h->max_rec = (unsigned)cf->max_recursion;
 	h->max_files = (unsigned)cf->max_files;
 	h->max_time_ms = (unsigned)(cf->max_scan_time * 1000 + 0.5);
-	h->setsig = mix(1469598103934665603ULL, h->dbdir, strlen(h->dbdir));
-	h->setsig = mix(h->setsig, &h->max_file, sizeof(h->max_file));
-	h->setsig = mix(h->setsig, &h->max_scan, sizeof(h->max_scan));
-	h->setsig = mix(h->setsig, &h->max_rec, sizeof(h->max_rec));
-	h->setsig = mix(h->setsig, &h->max_files, sizeof(h->max_files));
-	h->setsig = mix(h->setsig, &cf->scan_archives, sizeof(cf->scan_archives));
-	h->setsig = mix(h->setsig, &cf->heuristics, sizeof(cf->heuristics));
+	h->setsig = settings_sig(cf, base);
 	h->next_check = xm_monotonic() + cf->db_check_interval;
 	if ((e = build(h, &sigs, &dirsig, berr, sizeof(berr))) == NULL) {
 		if (cf->on_missing_database == 0) {
@@ -489,17 +573,13 @@ antivirus_init(void **state, const void *conf, char *err, size_t errlen)
 		log_info("antivirus: engine ready: %u signatures from %s", sigs,
 		    h->dbdir);
 	}
-	avstate_configure((size_t)cf->cache_entries, cf->cache_ttl,
-	    (size_t)cf->infected_urls, cf->infected_url_ttl);
-	s = xm_calloc(1, sizeof(*s));
-	s->cf = cf;
-	s->h = h;
-	s->lim.max_stream = (size_t)cf->ibb_max_stream;
-	s->lim.max_total = (size_t)cf->ibb_max_total;
-	s->lim.max_streams = (size_t)cf->ibb_max_streams;
-	s->lim.idle = cf->ibb_idle_timeout;
-	s->lim.step = (size_t)cf->ibb_scan_step;
-	*state = s;
+	if (h->eng != NULL) {  /* shareable */
+		pthread_mutex_lock(&reg_mu);
+		h->reg_next = registry;
+		registry = h;
+		pthread_mutex_unlock(&reg_mu);
+	}
+	*state = new_state(cf, h);
 	return 0;
 }
 

@@ -1046,3 +1046,35 @@ Test(antivirus, settings_are_documented)
 	cr_expect(antivirus_filter.flags & XM_FILTER_OPTIN);
 	cr_expect_not_null(antivirus_filter.wants);
 }
+
+/* scopes and reloads with the same settings share one engine while the
+ * database is unchanged; a changed database gets a new one */
+Test(antivirus, engines_shared_while_the_database_is_unchanged)
+{
+	char path[sizeof(dbdir) + 16];
+	struct run r;
+	struct av a, b, c;
+
+	snprintf(path, sizeof(path), "%s/worm.hdb", dbdir);
+	cr_assert_eq(unlink(path), 0);
+	av_new(&a, NULL, "cache_entries=0");
+	cr_assert_eq(a.rc, 0, "%s", a.err);
+	av_new(&b, NULL, "cache_entries=0");
+	cr_assert_eq(b.rc, 0, "%s", b.err);
+	av_free(&a);  /* b keeps the shared engine alive */
+	upload_bytes(&b, &r, "e.bin", eicar, strlen(eicar), NULL);
+	cr_expect_not_null(symbol(&r, "AV_VIRUS"));
+	xm_arena_free(r.arena);
+	upload_bytes(&b, &r, "w.bin", worm, sizeof(worm) - 1, NULL);
+	cr_expect_null(symbol(&r, "AV_VIRUS"));
+	xm_arena_free(r.arena);
+	add_worm_sig();
+	av_new(&c, NULL, "cache_entries=0;db_check_interval=0");
+	cr_assert_eq(c.rc, 0, "%s", c.err);
+	upload_bytes(&c, &r, "w.bin", worm, sizeof(worm) - 1, NULL);
+	cr_expect_not_null(symbol(&r, "AV_VIRUS"), "a changed database is "
+	    "loaded anew, not shared");
+	xm_arena_free(r.arena);
+	av_free(&b);
+	av_free(&c);
+}
