@@ -82,7 +82,7 @@ daemon:
   socket: $T/xmilterd.sock
   quarantine_dir: $T/q
   workers: $WORKERS
-  log_level: warning
+  log_level: ${LOG_LEVEL:-warning}
   max_inflight: 4096
 filters:
   guard:
@@ -110,33 +110,48 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
 echo
 echo "== scan throughput: xmilterd (upload events, cache off) vs a bare libclamav loop, $WORKERS threads each"
-start_daemon 0
+# a fresh daemon per round: libclamav keeps its own cache of clean files
+# per engine, which the bare loop (a new engine each run) never benefits
+# from; a daemon scanning the same files again would
 : >"$T/base" ; : >"$T/daem"
 for r in $(seq "$REPS"); do
 	"$AVSCAN" baseline -d "$T/db" -t "$WORKERS" "$T"/files/* | tee -a "$T/base"
-	"$AVSCAN" daemon -s "$T/xmilterd.sock" -w 32 "$T"/files/* | tee -a "$T/daem"
+	start_daemon 0
+	"$AVSCAN" daemon -s "$T/xmilterd.sock" -w 32 -p "$DPID" "$T"/files/* | tee -a "$T/daem"
+	stop_daemon
 done
-stop_daemon
 b=$(field mb_per_s <"$T/base" | median)
 d=$(field mb_per_s <"$T/daem" | median)
 bf=$(field files_per_s <"$T/base" | median)
 df=$(field files_per_s <"$T/daem" | median)
-echo "median: baseline $b MB/s ($bf files/s), xmilterd $d MB/s ($df files/s): ratio $(awk -v a="$d" -v b="$b" 'BEGIN{printf "%.1f%%", 100*a/b}') (target >= 90%)"
+bc=$(field mb_per_cpu_s <"$T/base" | median)
+dc=$(field mb_per_cpu_s <"$T/daem" | median)
+echo "median wall clock: baseline $b MB/s ($bf files/s), xmilterd $d MB/s ($df files/s): ratio $(awk -v a="$d" -v b="$b" 'BEGIN{printf "%.1f%%", 100*a/b}') (target >= 90%)"
+echo "median per CPU second: baseline $bc MB, xmilterd $dc MB: ratio $(awk -v a="$dc" -v b="$bc" 'BEGIN{printf "%.1f%%", 100*a/b}') (the daemon's CPU time covers the protocol, parsing, hashing and reading too)"
 
 echo
 echo "== 50 recipients: one file to 50 contacts as in-band streams (256 KB in 4 KB chunks)"
 head -c 262144 /dev/urandom >"$T/one.bin"
 { cat "$T/eicar.com"; head -c 262000 /dev/zero; } >"$T/one-infected.bin"
-start_daemon 10000
-"$AVSCAN" fanout -s "$T/xmilterd.sock" -n 50 "$T/one.bin" | tee "$T/fan-cache"
-"$AVSCAN" fanout -s "$T/xmilterd.sock" -n 50 "$T/one-infected.bin" | tee "$T/fan-inf"
+scans() { grep -c 'bytes scanned in' "$T/xmilterd.log"; }
+hits() { grep -c 'cache hit' "$T/xmilterd.log"; }
+for cache in 10000 0; do
+	: >"$T/xmilterd.log"
+	LOG_LEVEL=debug start_daemon $cache
+	"$AVSCAN" fanout -s "$T/xmilterd.sock" -n 1 "$T/one.bin" >"$T/fan1"
+	s1=$(scans)
+	"$AVSCAN" fanout -s "$T/xmilterd.sock" -n 50 -c 4096 "$T/one.bin" | sed 's/^/   /' | tee "$T/fan-$cache"
+	stop_daemon
+	echo "   cache_entries $cache: the first stream took $s1 libclamav scans (its first chunk and checkpoints; at close the whole stream hits the cache or is scanned again);" \
+		"50 more streams of the same file took $(( $(scans) - s1 )) scans and $(hits) cache hits"
+done
+echo "   (libclamav also remembers clean files per engine, so without our cache repeated clean scans are cheap too;"
+echo "    ours also keeps infected and limits results, and survives reloads and engine rebuilds)"
+: >"$T/xmilterd.log"
+LOG_LEVEL=debug start_daemon 10000
+"$AVSCAN" fanout -s "$T/xmilterd.sock" -n 50 "$T/one-infected.bin" | sed 's/^/   /'
 stop_daemon
-start_daemon 0
-"$AVSCAN" fanout -s "$T/xmilterd.sock" -n 50 "$T/one.bin" | tee "$T/fan-nocache"
-stop_daemon
-c=$(field seconds <"$T/fan-cache"); n=$(field seconds <"$T/fan-nocache")
-echo "clean file: $c s with the cache, $n s without ($(awk -v a="$c" -v b="$n" 'BEGIN{printf "%.1fx", b/a}') faster);" \
-	"infected file: $(field rejected <"$T/fan-inf") of 50 refused, $(field cached <"$T/fan-inf") from the cache"
+echo "   infected file to 50: $(scans) libclamav scan(s), $(hits) cache hits; every stream refused at its first chunk (rejected counts every refused chunk)"
 
 echo
 echo "== memory: 100 in-band streams open at once, 1 MB each, chunks interleaved"

@@ -22,7 +22,7 @@
  *
  * Usage
  *	avscan baseline -d DBDIR [-t THREADS] [-r ROUNDS] FILE...
- *	avscan daemon -s SOCKET [-w WINDOW] [-r ROUNDS] FILE...
+ *	avscan daemon -s SOCKET [-w WINDOW] [-r ROUNDS] [-p PID] FILE...
  *	avscan fanout -s SOCKET [-n STREAMS] [-c CHUNK] FILE
  *	avscan streams -s SOCKET [-n STREAMS] [-z BYTES] [-c CHUNK] [-p PID]
  *
@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -85,6 +86,39 @@ total_bytes(void)
 	return t;
 }
 
+/* self_cpu - user + system seconds of this process */
+static double
+self_cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* pid_cpu - user + system seconds of process PID (-1 unknown) */
+static double
+pid_cpu(long pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	FILE *fp;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if ((fp = fopen(path, "r")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+	    &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* ---- baseline: a bare libclamav loop ---- */
 
 static struct cl_engine *engine;
@@ -109,7 +143,21 @@ scan_thread(void *arg)
 			atomic_fetch_add(&nerr, 1);
 			continue;
 		}
-		rc = cl_scandesc(fd, NULL, &vn, &sc, engine, &o);
+		if (getenv("AVSCAN_MEMORY")) {
+			struct stat sb;
+			unsigned char *b;
+			cl_fmap_t *m;
+
+			fstat(fd, &sb);
+			b = xm_malloc((size_t)sb.st_size + 1);
+			if (read(fd, b, (size_t)sb.st_size) != sb.st_size)
+				atomic_fetch_add(&nerr, 1);
+			m = cl_fmap_open_memory(b, (size_t)sb.st_size);
+			rc = cl_scanmap_callback(m, NULL, &vn, &sc, engine, &o, NULL);
+			cl_fmap_close(m);
+			free(b);
+		} else
+			rc = cl_scandesc(fd, NULL, &vn, &sc, engine, &o);
 		close(fd);
 		if (rc == CL_VIRUS)
 			atomic_fetch_add(&nvirus, 1);
@@ -127,7 +175,7 @@ baseline(void)
 	char tmpl[] = "/tmp/avscan-XXXXXX";
 	pthread_t th[64];
 	unsigned sigs = 0;
-	double t0, t;
+	double t0, t, cpu;
 	long i;
 	int rc;
 
@@ -149,16 +197,20 @@ baseline(void)
 	    (rc = cl_engine_compile(engine)) != CL_SUCCESS)
 		fatalx("%s: %s", opt.db, cl_strerror(rc));
 	t0 = now();
+	cpu = self_cpu();
 	for (i = 0; i < opt.threads; i++)
 		pthread_create(&th[i], NULL, scan_thread, NULL);
 	for (i = 0; i < opt.threads; i++)
 		pthread_join(th[i], NULL);
 	t = now() - t0;
+	cpu = self_cpu() - cpu;
 	printf("avscan baseline threads=%ld files=%zu bytes=%lld seconds=%.3f "
-	    "files_per_s=%.1f mb_per_s=%.2f virus=%ld clean=%ld errors=%ld "
-	    "signatures=%u\n", opt.threads, nfiles * (size_t)opt.rounds,
-	    total_bytes() * opt.rounds, t, (double)nfiles * opt.rounds / t,
-	    (double)total_bytes() * opt.rounds / t / 1e6, (long)nvirus,
+	    "files_per_s=%.1f mb_per_s=%.2f cpu_s=%.3f mb_per_cpu_s=%.2f "
+	    "virus=%ld clean=%ld errors=%ld signatures=%u\n", opt.threads,
+	    nfiles * (size_t)opt.rounds, total_bytes() * opt.rounds, t,
+	    (double)nfiles * opt.rounds / t,
+	    (double)total_bytes() * opt.rounds / t / 1e6, cpu,
+	    (double)total_bytes() * opt.rounds / cpu / 1e6, (long)nvirus,
 	    (long)nclean, (long)nerr, sigs);
 	cl_engine_free(engine);
 	rmdir(tmpl);
@@ -291,13 +343,14 @@ daemon_mode(void)
 	struct xm_buf keep = { 0 };
 	struct proto_frame f;
 	long total = (long)nfiles * opt.rounds, sent = 0, got = 0;
-	double t0, t, *lat = xm_calloc((size_t)total, sizeof(*lat));
+	double t0, t, cpu, *lat = xm_calloc((size_t)total, sizeof(*lat));
 	double *start = xm_calloc((size_t)total + 1, sizeof(*start));
 	char path[PATH_MAX], ev[PATH_MAX + 512];
 
 	conn_open();
 	hello();
 	t0 = now();
+	cpu = opt.pid > 0 ? pid_cpu(opt.pid) : -1;
 	while (got < total) {
 		while (sent < total && sent - got < opt.window) {
 			if (realpath(files[sent % (long)nfiles], path) == NULL)
@@ -319,12 +372,16 @@ daemon_mode(void)
 		count(&c, &f);
 	}
 	t = now() - t0;
+	if (cpu >= 0)
+		cpu = pid_cpu(opt.pid) - cpu;
 	qsort(lat, (size_t)total, sizeof(*lat), cmp_double);
 	printf("avscan daemon window=%ld files=%ld bytes=%lld seconds=%.3f "
-	    "files_per_s=%.1f mb_per_s=%.2f p50_ms=%.2f p99_ms=%.2f virus=%ld "
+	    "files_per_s=%.1f mb_per_s=%.2f cpu_s=%.3f mb_per_cpu_s=%.2f "
+	    "p50_ms=%.2f p99_ms=%.2f virus=%ld "
 	    "limits=%ld accept=%ld cached=%ld\n", opt.window, total,
 	    total_bytes() * opt.rounds, t, total / t,
-	    (double)total_bytes() * opt.rounds / t / 1e6,
+	    (double)total_bytes() * opt.rounds / t / 1e6, cpu,
+	    cpu > 0 ? (double)total_bytes() * opt.rounds / cpu / 1e6 : -1,
 	    lat[total / 2] * 1000, lat[(total * 99) / 100] * 1000, c.virus,
 	    c.limits, c.accept, c.cached);
 	free(lat);

@@ -640,6 +640,7 @@ scan(struct av_state *s, const unsigned char *p, size_t n, double now,
 	cl_fmap_t *map;
 	uint64_t tag;
 	cl_error_t rc;
+	double t0;
 
 	*cached = false;
 	memset(r, 0, sizeof(*r));
@@ -664,6 +665,7 @@ scan(struct av_state *s, const unsigned char *p, size_t n, double now,
 	if (avstate_cache_get(sha, tag, now, r)) {
 		cl_engine_free(e);
 		*cached = true;
+		log_debug("antivirus: %zu bytes: cache hit", n);
 		return 0;
 	}
 	if ((map = cl_fmap_open_memory(p, n)) == NULL) {
@@ -677,8 +679,12 @@ scan(struct av_state *s, const unsigned char *p, size_t n, double now,
 	if (!s->cf->scan_archives)
 		opts.parse &= ~(unsigned)CL_SCAN_PARSE_ARCHIVE;
 	opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
+	t0 = xm_monotonic();
 	rc = cl_scanmap_callback(map, NULL, &vname, &scanned, e, &opts, NULL);
 	avstate_count_scan();
+	log_debug("antivirus: %zu bytes scanned in %.3f ms: %s", n,
+	    (xm_monotonic() - t0) * 1000, rc == CL_VIRUS && vname ? vname :
+	    cl_strerror(rc));
 	cl_fmap_close(map);
 	switch (rc) {
 	case CL_CLEAN:
