@@ -1043,7 +1043,7 @@ local function replace_children(stanza, text)
 	return true;
 end
 
-local ibb_teardown; -- forward (antivirus: IBB streams, below)
+local ibb_teardown, ibb_hold; -- forward (antivirus: IBB streams, below)
 
 -- apply - carry out RES on the event; true means "stop processing"
 local function apply(res, event, kind)
@@ -1057,6 +1057,7 @@ local function apply(res, event, kind)
 		action = res.action;
 	end
 	if action == "accept" then
+		if ibb_hold and ibb_hold(event) then return true; end -- store and forward
 		return nil;
 	end
 	local is_request = stanza.name == "iq" and (stanza.attr.type == "get" or stanza.attr.type == "set");
@@ -1517,14 +1518,92 @@ end
 local NS_IBB = "http://jabber.org/protocol/ibb";
 local teardown_n = 0;
 
--- ibb_teardown (declared above apply) - a refused IBB open or data
--- chunk closes the stream at the receiver too (the sender gets the error
--- reply); the close is marked checked so it passes straight through
+-- Store and forward (xmilter_ibb_store_and_forward = true): accepted IBB
+-- data is not delivered but held here, per stream, and acknowledged to
+-- the sender on the receiver's behalf; when the close is accepted (the
+-- daemon scanned the whole stream) the held chunks go out, then the
+-- close. A refused chunk or close drops what is held. Bounded per stream
+-- (xmilter_ibb_hold_max bytes of base64) and in time
+-- (xmilter_ibb_hold_timeout seconds without data).
+local sf_streams, sf_n, sf_swept = {}, 0, 0;
+
+-- sf_key - the held-stream key of an IBB stanza (sender, receiver, sid)
+local function sf_key(from, to, sid)
+	return from .. "\0" .. to .. "\0" .. sid;
+end
+
+-- sf_sweep - forget streams idle too long (at most every 10 s)
+local function sf_sweep(now)
+	if now - sf_swept < 10 then return; end
+	sf_swept = now;
+	local timeout = module:get_option_number("xmilter_ibb_hold_timeout", 120);
+	for key, q in pairs(sf_streams) do
+		if now - q.last > timeout then
+			sf_streams[key] = nil;
+			module:log("info", "xmilter: dropped a held in-band stream idle for %ds", m_floor(now - q.last));
+		end
+	end
+end
+
+-- ibb_hold (declared above apply) - true when EVENT, an accepted IBB data
+-- chunk, was held (and acknowledged); flushes the held chunks of a
+-- stream whose close was accepted
+function ibb_hold(event)
+	if not module:get_option_boolean("xmilter_ibb_store_and_forward", false) then return nil; end
+	local stanza = event.stanza;
+	if stanza.name ~= "iq" or stanza.attr.type ~= "set" then return nil; end
+	local c = stanza.tags[1];
+	if not c or c.attr.xmlns ~= NS_IBB then return nil; end
+	local from, to, sid = stanza.attr.from, stanza.attr.to, c.attr.sid;
+	if not (from and to and sid) then return nil; end
+	local now = time_now();
+	sf_sweep(now);
+	if c.name == "data" then
+		local key = sf_key(from, to, sid);
+		local q = sf_streams[key] or { bytes = 0, n = 0, last = now };
+		local text = c:get_text() or "";
+		if q.bytes + #text > module:get_option_number("xmilter_ibb_hold_max", 16 * 1024 * 1024) then
+			sf_streams[key] = nil;
+			bounce(event.origin, stanza, "resource-constraint", "The stream is too large to be held for scanning");
+			pcall(ibb_teardown, stanza);
+			return true;
+		end
+		q.n, q.bytes, q.last = q.n + 1, q.bytes + #text, now;
+		q[q.n] = stanza;
+		sf_streams[key] = q;
+		local ack = st.reply(stanza);
+		if event.origin and event.origin.send then event.origin.send(ack); else prosody.core_route_stanza(nil, ack); end
+		return true;
+	elseif c.name == "close" then
+		local key = sf_key(from, to, sid);
+		local q = sf_streams[key];
+		if not q then key = sf_key(to, from, sid); q = sf_streams[key]; end
+		if not q then return nil; end
+		sf_streams[key] = nil;
+		for i = 1, q.n do
+			local d = q[i];
+			sf_n = sf_n + 1;
+			d.attr.id = "xmilter-sf-" .. sf_n; -- its answer is ours, not the sender's
+			checked[d] = true;
+			prosody.core_route_stanza(nil, d);
+		end
+		module:log("debug", "xmilter: released a held in-band stream (%d chunks)", q.n);
+		return nil; -- the close goes on, after the data
+	end
+	return nil;
+end
+
+-- ibb_teardown (declared above apply) - a refused IBB open, data chunk or
+-- close closes the stream at the receiver too (the sender gets the error
+-- reply) and drops what store and forward held; the close is marked
+-- checked so it passes straight through
 function ibb_teardown(stanza)
 	local c = stanza.tags[1];
-	if not c or c.attr.xmlns ~= NS_IBB or (c.name ~= "data" and c.name ~= "open") then return; end
+	if not c or c.attr.xmlns ~= NS_IBB or (c.name ~= "data" and c.name ~= "open" and c.name ~= "close") then return; end
 	local from, to, sid = stanza.attr.from, stanza.attr.to, c.attr.sid;
 	if not (from and to and sid) then return; end
+	sf_streams[sf_key(from, to, sid)] = nil;
+	sf_streams[sf_key(to, from, sid)] = nil;
 	teardown_n = teardown_n + 1;
 	local close = st.iq({ type = "set", from = from, to = to, id = "xmilter-ibb-close-" .. teardown_n })
 		:tag("close", { xmlns = NS_IBB, sid = sid }):up();
@@ -1668,6 +1747,16 @@ local function upload_hooks(hmodule)
 	hmodule:log("debug", "xmilter: scanning uploads at %s%s", host, app_path);
 end
 
+-- ibb_hooks - answers to released store-and-forward chunks are the glue's
+-- (it acknowledged them already): they stop here
+local function ibb_hooks(hmodule)
+	hmodule:hook("iq/full", function (event)
+		local s = event.stanza;
+		local id, t = s.attr.id, s.attr.type;
+		if (t == "result" or t == "error") and id and s_sub(id, 1, 11) == "xmilter-sf-" then return true; end
+	end, 1000);
+end
+
 -- add_host - hook one host (VirtualHost or Component) of this server
 function module.add_host(hmodule)
 	local prio = cfg.priority;
@@ -1686,6 +1775,7 @@ function module.add_host(hmodule)
 	hmodule:hook("iq/full", function (e) return on_iq(e, false); end, prio);
 	hmodule:hook("iq-get/host/urn:xmpp:http:upload:0:request", on_upload, prio);
 	upload_hooks(hmodule);
+	ibb_hooks(hmodule);
 	hmodule:log("debug", "xmilter: filtering stanzas for %s", hmodule.host);
 end
 

@@ -57,12 +57,16 @@ head -c 20000 /dev/urandom >"$FILES/clean.bin"
 { cat "$FILES/eicar.com"; head -c 12000 /dev/zero | tr '\0' 'z'; } >"$FILES/eicar-big.txt"
 # a "worm" that only a signature added later knows
 printf 'MZ xmilter e2e worm %s\n' "$$" >"$FILES/worm.exe"
+# a bigger one known only by its hash: caught only when the whole stream
+# is there (at close)
+{ head -c 10000 /dev/urandom; printf 'MZ xmilter e2e big worm\n'; } >"$FILES/bigworm.exe"
 
 # the database: EICAR by SHA-256 and by body pattern (sigtool makes the
 # lines, as an operator would)
 (cd "$FILES" && sigtool --sha256 eicar.com) | sed 's/:eicar.com$/:Xm.E2E.Eicar.Hash/' >"$DB/eicar.hsb"
 echo "Xm.E2E.Eicar.Body:0:*:$(printf 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' | od -An -tx1 | tr -d ' \n')" \
 	>"$DB/eicar.ndb"
+(cd "$FILES" && sigtool --md5 bigworm.exe) | sed 's/:bigworm.exe$/:Xm.E2E.BigWorm/' >"$DB/bigworm.hdb"
 
 cat >"$XM_TMP/xmilterd.yml" <<EOF
 daemon:
@@ -94,7 +98,7 @@ for u in alice bob; do
 	xm_register a "$u" $DOM pw || xm_log "could not register $u"
 done
 wait_glue_connected 0
-grep -q 'antivirus: engine ready: 2 signatures' "$DLOG"
+grep -q 'antivirus: engine ready: 3 signatures' "$DLOG"
 result "xmilterd loads the test database; the glue connects" $?
 
 AV=(-s "127.0.0.1:$P_C2S" -f "alice@$DOM" -p pw -t "bob@$DOM" -P pw -T 20)
@@ -122,6 +126,25 @@ result "IBB: the rest of an infected stream is refused" $?
 av "${AV[@]}" -i s-clean -D "$FILES/clean.bin" ibb
 has '^open result$' && has '^close result$' && has 'errors=0 recv_chunks=5 recv_bytes=20000 recv_close=yes'
 result "IBB carrying a clean file: all 20000 bytes delivered" $?
+
+av "${AV[@]}" -i s-bigworm -D "$FILES/bigworm.exe" ibb
+has '^recv-data 0 4096$' && has '^close error not-acceptable$' && has '^recv-close s-bigworm$'
+result "IBB: a file known only by its hash is refused at close (chunks already delivered)" $?
+
+# store and forward: the glue holds the stream until the daemon has seen
+# all of it
+sed -i 's/^xmilter_socket = .*/&\nxmilter_ibb_store_and_forward = true/' "${XM_PROSODY_CFG[a]}"
+prosody_reload a
+av "${AV[@]}" -i s-sf-worm -D "$FILES/bigworm.exe" ibb
+has '^data 2 result$' && has '^close error not-acceptable$' && hasnt '^recv-data' &&
+	has '^recv-close s-sf-worm$'
+result "IBB store and forward: a file caught at close never reaches the receiver" $?
+
+av "${AV[@]}" -i s-sf-clean -D "$FILES/clean.bin" ibb
+has '^close result$' && has 'errors=0 recv_chunks=5 recv_bytes=20000 recv_close=yes'
+result "IBB store and forward: a clean stream arrives whole, after its close was scanned" $?
+sed -i '/^xmilter_ibb_store_and_forward/d' "${XM_PROSODY_CFG[a]}"
+prosody_reload a
 
 # ---- HTTP upload --------------------------------------------------------------
 
