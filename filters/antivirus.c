@@ -419,6 +419,7 @@ maybe_rebuild(struct av_state *s)
 	double now = xm_monotonic();
 	uint64_t sig;
 	pthread_t th;
+	bool changed;
 
 	if (s->cf->db_check_interval <= 0)
 		return;
@@ -431,7 +432,10 @@ maybe_rebuild(struct av_state *s)
 	h->building = true;  /* claims the check */
 	pthread_mutex_unlock(&h->mu);
 	sig = dir_signature(h->dbdir);
-	if (sig != h->dirsig) {
+	pthread_mutex_lock(&h->mu);
+	changed = sig != h->dirsig;
+	pthread_mutex_unlock(&h->mu);
+	if (changed) {
 		atomic_fetch_add(&h->refs, 1);
 		if (pthread_create(&th, NULL, builder, h) == 0) {
 			pthread_detach(th);

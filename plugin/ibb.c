@@ -31,7 +31,7 @@ struct stream {
 	size_t scanned;      /* the largest checkpoint scanned */
 	long long next_seq;  /* -1: not known yet */
 	double last;
-	bool infected, too_big;
+	bool infected, too_big, broken;  /* tombstones: the rest is refused */
 	char virus[128];
 };
 
@@ -153,7 +153,7 @@ ibb_open(const char *key, double now, const struct ibb_limits *l)
 			drop_buf(s);
 			s->scanned = 0;
 			s->next_seq = 0;
-			s->too_big = false;
+			s->too_big = s->broken = false;
 			s->last = now;
 		}
 	} else if (nstreams >= l->max_streams)
@@ -272,11 +272,15 @@ ibb_data(const char *key, long long seq, const char *b64, double now,
 		rc = IBB_TOO_BIG;
 		goto out;
 	}
+	if (s->broken) {
+		rc = IBB_BAD_SEQ;
+		goto out;
+	}
 	if (seq >= 0 && s->next_seq >= 0 && seq != s->next_seq) {
 		if (seq == ((s->next_seq + 65535) & 0xffff))
 			goto out;  /* a resent chunk: already have it */
-		find(key, &pp);
-		drop(pp, s);
+		drop_buf(s);  /* a tombstone: no later chunk starts it again */
+		s->broken = true;
 		rc = IBB_BAD_SEQ;
 		goto out;
 	}
@@ -289,8 +293,8 @@ ibb_data(const char *key, long long seq, const char *b64, double now,
 		goto out;
 	}
 	if (!reserve(s, (size_t)n, l)) {
-		find(key, &pp);
-		drop(pp, s);
+		drop_buf(s);  /* cannot be scanned whole: the rest is refused */
+		s->too_big = true;
 		rc = IBB_NO_MEMORY;
 		goto out;
 	}
@@ -339,6 +343,8 @@ ibb_close(const char *key, double now, struct ibb_snap *snap)
 		rc = IBB_INFECTED;
 	} else if (s->too_big)
 		rc = IBB_TOO_BIG;
+	else if (s->broken)
+		rc = IBB_BAD_SEQ;
 	else {
 		snap->data = s->buf;
 		snap->len = s->len;

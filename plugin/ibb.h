@@ -15,8 +15,9 @@
  * Bounds: bytes per stream, bytes in all streams, number of streams;
  * streams idle longer than the idle time are dropped (their memory
  * freed). All are passed with every call, so a reload that changes them
- * applies at once. A stream found infected keeps a small tombstone until
- * it expires, so the rest of it is refused.
+ * applies at once. A stream found infected, past a limit or out of
+ * sequence keeps a small tombstone (its buffer freed) until it expires,
+ * so the rest of it is refused rather than scanned as a new stream.
  *
  * Thread safety: one mutex around the table; snapshots are copies the
  * caller frees, so scans run without the lock.
@@ -41,7 +42,7 @@ enum ibb_status {
 	IBB_INFECTED,      /* the stream was found infected: refuse */
 	IBB_TOO_BIG,       /* the stream passed max_stream: cannot be scanned */
 	IBB_NO_MEMORY,     /* max_total or max_streams reached */
-	IBB_BAD_SEQ,       /* a chunk out of order: the stream is dropped */
+	IBB_BAD_SEQ,       /* a chunk out of order: the stream is broken */
 	IBB_UNKNOWN,       /* close of a stream never seen */
 	IBB_BAD_DATA,      /* data that is not base64 */
 };

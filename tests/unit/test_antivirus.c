@@ -1078,3 +1078,36 @@ Test(antivirus, engines_shared_while_the_database_is_unchanged)
 	av_free(&b);
 	av_free(&c);
 }
+
+/* a stream past a limit or out of sequence is not started again by its
+ * next chunk: the rest is refused until it expires */
+Test(antivirus, ibb_tombstones)
+{
+	struct ibb_limits l = { 1 << 20, 8192, 100, 60, 0 };
+	unsigned char big[6000];
+	struct ibb_snap snap;
+	struct ibb_stats st;
+	char *d4 = NULL, *d6;
+
+	memset(big, 'q', sizeof(big));
+	d4 = b64(big, 4000);
+	d6 = b64(big, 6000);
+	cr_expect_eq(ibb_data("a|b|1", 0, d4, 10, &l, &snap), IBB_OK);
+	cr_expect_eq(ibb_data("a|b|1", 1, d6, 11, &l, &snap), IBB_NO_MEMORY);
+	cr_expect_eq(ibb_data("a|b|1", 2, "aGVsbG8=", 12, &l, &snap),
+	    IBB_TOO_BIG);
+	cr_expect_eq(ibb_close("a|b|1", 13, &snap), IBB_TOO_BIG);
+	cr_expect_eq(ibb_data("a|b|2", 0, "aGVsbG8=", 14, &l, &snap), IBB_OK);
+	cr_expect_eq(ibb_data("a|b|2", 5, "aGVsbG8=", 15, &l, &snap),
+	    IBB_BAD_SEQ);
+	cr_expect_eq(ibb_data("a|b|2", 6, "aGVsbG8=", 16, &l, &snap),
+	    IBB_BAD_SEQ);
+	ibb_get_stats(&st);
+	cr_expect_eq(st.bytes, 0, "tombstones hold no buffer: %zu", st.bytes);
+	cr_expect_eq(st.streams, 1);
+	cr_expect_eq(ibb_close("a|b|2", 17, &snap), IBB_BAD_SEQ);
+	ibb_get_stats(&st);
+	cr_expect_eq(st.streams, 0);
+	free(d4);
+	free(d6);
+}
