@@ -1615,7 +1615,6 @@ end
 -- uploads: the slots whose file was refused, and those being scanned
 local upload_blocked = require "util.cache".new(module:get_option_number("xmilter_upload_blocked_max", 10000));
 local upload_pending = {};
-local upload_quarantine_dir = module:get_option_string("xmilter_upload_quarantine_dir", nil);
 local http_server = require "net.http.server";
 local have_lfs, lfs = pcall(require, "lfs");
 local b64_decode = require "util.encodings".base64.decode;
@@ -1636,6 +1635,7 @@ end
 -- FILE: refuse means delete (or quarantine) and block its slot
 local function upload_done(res, slot, file, name)
 	upload_pending[slot] = nil;
+	local upload_quarantine_dir = module:get_option_string("xmilter_upload_quarantine_dir", nil);
 	if res.action == "accept" or res.action == "modify" then return true; end
 	upload_blocked:set(slot, res.reason or res.action);
 	local ok, err;

@@ -162,6 +162,27 @@ if has '^slot http' && has '^put 403 ' && has '^get (403|404|410) ' && has '^sha
 fi
 result "an upload of EICAR is refused and deleted before download; sharing its URL is refused" $rc
 
+# quarantine: the daemon's verdict for viruses becomes quarantine; the glue
+# moves the file into its quarantine directory instead of deleting it
+mkdir -p "$XM_TMP/upq"
+sed -i 's/^    enabled: true$/&\n    virus_action: quarantine/' "$XM_TMP/xmilterd.yml"
+before=$(grep -c 'reloaded$' "$DLOG")
+kill -HUP "$XM_DAEMON_PID"
+for _ in $(seq 100); do [ "$(grep -c 'reloaded$' "$DLOG")" -gt "$before" ] && break; sleep 0.05; done
+sed -i "s|^xmilter_socket = .*|&\nxmilter_upload_quarantine_dir = \"$XM_TMP/upq\"|" "${XM_PROSODY_CFG[a]}"
+prosody_reload a
+av "${UP[@]}" -D "$FILES/eicar.com" upload
+rc=1
+if has '^put 403 ' && has '^get (403|404|410) '; then
+	n=$(grep -l 'EICAR-STANDARD' "$XM_TMP"/upq/* 2>/dev/null | wc -l)
+	[ "$n" = 1 ] && [ -z "$(grep -rl 'EICAR-STANDARD' "$XM_TMP/a/data" 2>/dev/null)" ] &&
+		ls "$XM_TMP/quarantine" | grep -q '\.event$' && rc=0
+	echo "files in the upload quarantine: $n" >>"$OUT"
+fi
+result "a quarantine verdict moves an infected upload into the quarantine directory" $rc
+sed -i '/virus_action: quarantine/d' "$XM_TMP/xmilterd.yml"
+kill -HUP "$XM_DAEMON_PID"
+
 # ---- reload: engines swapped while scans run ----------------------------------
 
 av "${AV[@]}" -i s-worm0 -D "$FILES/worm.exe" ibb
