@@ -8,7 +8,11 @@
 --   subscription  presence subscribe/subscribed/unsubscribe/unsubscribed
 --   transfer      iq set offering or carrying a file (SI, Jingle file
 --                 transfer session-initiate, IBB open/data/close, OOB)
---   upload        XEP-0363 slot requests on an http_file_share component
+--   upload        XEP-0363 slot requests on an http_file_share component,
+--                 and each stored upload before it is answered or served
+--                 (the antivirus glue near the end: it also tears refused
+--                 in-band streams down at both ends and can hold streams
+--                 until they are scanned)
 --
 -- Only the kinds the daemon asked for in its HELLO are sent. The wire
 -- protocol is docs/PROTOCOL.md (frames "VERB SP id SP length LF body").

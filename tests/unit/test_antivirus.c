@@ -1111,3 +1111,81 @@ Test(antivirus, ibb_tombstones)
 	free(d4);
 	free(d6);
 }
+
+/* through the chain, as the daemon runs it: plain chat and offers never
+ * need the worker pool, file bytes do; HELLO says when it is degraded */
+#include "chain.h"
+
+/* chain_from - a chain from YAML TEXT written to tmpdir */
+static struct xm_chain *
+chain_from(const char *text)
+{
+	char path[PATH_MAX + 64], err[512];
+	struct xm_config *cf;
+	struct xm_chain *c;
+
+	snprintf(path, sizeof(path), "%s/xm.yml", tmpdir);
+	write_file(tmpdir, "xm.yml", text, strlen(text));
+	cr_assert_not_null(cf = xm_config_load(path, err, sizeof(err)), "%s", err);
+	cr_assert_not_null(c = xm_chain_new(cf, err, sizeof(err)), "%s", err);
+	return c;
+}
+
+Test(antivirus, chain_sends_only_file_bytes_to_the_workers)
+{
+	static const struct { const char *ev; bool slow; } cases[] = {
+		{ ENV "<message to='bob@example.org' type='chat'><body>hello"
+		  "</body></message>", false },
+		{ ENV "<presence to='bob@example.org' type='subscribe'/>", false },
+		{ IQ("<si xmlns='http://jabber.org/protocol/si' id='s1' "
+		  "profile='http://jabber.org/protocol/si/profile/file-transfer'>"
+		  "<file xmlns='http://jabber.org/protocol/si/profile/file-transfer'"
+		  " name='a.exe' size='10'/></si>"), false },
+		{ IQ("<data " IBB_NS " sid='c' seq='0'>aGVsbG8=</data>"), true },
+	};
+	char *yml = xm_printf("filters:\n  antivirus:\n    enabled: true\n"
+	    "    database_dir: %s\n    tmpdir: %s\n", dbdir, tmpdir);
+	struct xm_chain *c = chain_from(yml);
+	struct xm_buf hello = { 0 };
+	size_t i;
+
+	for (i = 0; i < XM_ARRAY_LEN(cases); i++) {
+		struct xm_arena *a = xm_arena_new();
+		struct xm_event *ev;
+		struct xm_task t;
+		char err[256];
+
+		cr_assert_eq(xm_chain_event(c, a, cases[i].ev, strlen(cases[i].ev),
+		    &ev, err, sizeof(err)), 0, "%s", err);
+		xm_task_init(&t, c, a, ev, 1000);
+		xm_chain_run_stage(c, &t, false);
+		cr_expect_eq(xm_chain_task_slow(c, &t), cases[i].slow, "case %zu", i);
+		xm_arena_free(a);
+	}
+	xm_chain_hello(c, &hello, "test");
+	cr_expect(memmem(hello.data, hello.len, "filter=antivirus\n", 17) != NULL);
+	cr_expect(memmem(hello.data, hello.len, "status=ok\n", 10) != NULL);
+	xm_buf_free(&hello);
+	xm_chain_unref(c);
+	free(yml);
+}
+
+Test(antivirus, hello_says_degraded)
+{
+	char *yml = xm_printf("filters:\n  antivirus:\n    enabled: true\n"
+	    "    database_dir: /nonexistent/db\n    on_missing_database: degraded\n"
+	    "    tmpdir: %s\n", tmpdir);
+	struct xm_chain *c = chain_from(yml);
+	struct xm_buf hello = { 0 };
+
+	xm_chain_hello(c, &hello, "test");
+	xm_buf_puts(&hello, "");
+	cr_expect(memmem(hello.data, hello.len, "status=degraded\n", 16) != NULL,
+	    "%.*s", (int)hello.len, hello.data);
+	cr_expect(memmem(hello.data, hello.len, "reason=antivirus degraded: ",
+	    27) != NULL, "%.*s", (int)hello.len, hello.data);
+	cr_expect(memmem(hello.data, hello.len, "status=ok", 9) == NULL);
+	xm_buf_free(&hello);
+	xm_chain_unref(c);
+	free(yml);
+}
