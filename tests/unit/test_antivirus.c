@@ -1189,3 +1189,62 @@ Test(antivirus, hello_says_degraded)
 	xm_chain_unref(c);
 	free(yml);
 }
+
+/* ---- the process-wide tables ---- */
+
+Test(antivirus, cache_is_bounded_lru_with_ttl)
+{
+	unsigned char sha[32];
+	struct av_result r = { .kind = AV_VIRUS }, out;
+	struct avstate_stats st;
+	int i;
+
+	avstate_configure(3, 100, 10, 100);
+	for (i = 0; i < 5; i++) {
+		memset(sha, i, sizeof(sha));
+		snprintf(r.name, sizeof(r.name), "v%d", i);
+		avstate_cache_put(sha, 7, 1000, &r);
+	}
+	avstate_get_stats(&st);
+	cr_expect_eq(st.cache_entries, 3);
+	memset(sha, 0, sizeof(sha));
+	cr_expect(!avstate_cache_get(sha, 7, 1000, &out), "oldest evicted");
+	memset(sha, 4, sizeof(sha));
+	cr_expect(avstate_cache_get(sha, 7, 1000, &out));
+	cr_expect_str_eq(out.name, "v4");
+	cr_expect(!avstate_cache_get(sha, 8, 1000, &out), "another engine tag");
+	cr_expect(!avstate_cache_get(sha, 7, 1101, &out), "past the TTL");
+	avstate_configure(0, 100, 10, 100);
+	avstate_cache_put(sha, 7, 1000, &r);
+	cr_expect(!avstate_cache_get(sha, 7, 1000, &out), "cache off");
+}
+
+Test(antivirus, url_keys)
+{
+	static const struct { const char *url, *key; } cases[] = {
+		{ "http://Upload.Example.ORG:5280/share/AbC/x.exe",
+		  "upload.example.org:5280/share/AbC/x.exe" },
+		{ "https://h.example/a/b?token=1#frag", "h.example/a/b" },
+		{ "HTTP://H.example/A", "h.example/A" },
+		{ "aesgcm://h.example/a/b#key", NULL },
+		{ "ftp://h.example/a", NULL },
+		{ "http://", NULL },
+	};
+	char key[256];
+	size_t i;
+
+	for (i = 0; i < XM_ARRAY_LEN(cases); i++) {
+		bool ok = avstate_url_key(cases[i].url, strlen(cases[i].url), key,
+		    sizeof(key));
+
+		cr_expect_eq(ok, cases[i].key != NULL, "%s", cases[i].url);
+		if (ok && cases[i].key)
+			cr_expect_str_eq(key, cases[i].key);
+	}
+	avstate_url_add("http://h.example/s/1/x.exe", "V", 10);
+	cr_expect(avstate_url_find("HTTP://H.EXAMPLE/s/1/x.exe?a", 28, 11, key,
+	    sizeof(key)));
+	cr_expect_str_eq(key, "V");
+	cr_expect(!avstate_url_find("http://h.example/s/1/X.exe", 26, 11, NULL, 0),
+	    "paths are case-sensitive");
+}
