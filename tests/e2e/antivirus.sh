@@ -23,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${XMTEST_AV:=$top_builddir/tests/e2e/xmtest-av}"
 : "${XMILTER:=$top_builddir/xmilter}"
 
-for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_AV" "$XMILTER"; do
+for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_AV" "$XMILTER" "$(command -v sigtool)"; do
 	if ! [ -x "$prog" ]; then
 		echo "# $prog not found or not executable: skipping the antivirus suite"
 		echo "0 passed, 0 failed"
