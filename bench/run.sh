@@ -18,6 +18,8 @@
 #   --keep            keep the temporary directory (config, daemon log)
 #   --quiet-wait S    before each measurement wait up to S seconds (60)
 #                     for other processes to leave the CPUs alone
+#   --av [ARGS]       run the antivirus benchmark instead (bench/av.sh,
+#                     its own options follow)
 #
 # Environment: DAEMON_CPU (0) and LOAD_CPU (1) are the cores xmilterd and
 # the load generator are pinned to (taskset); CONNS (4) and WINDOW (64)
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
 	--breakdown) BREAKDOWN=1 ;;
 	--keep) KEEP=1 ;;
 	--quiet-wait) QUIET_WAIT=$2; shift ;;
+	--av) shift; exec "$(dirname "$0")/av.sh" "$@" ;;  # the antivirus benchmark
 	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac

@@ -1661,6 +1661,12 @@ guard_free(void *state)
 }
 
 const struct xm_filter_ops guard_filter = {
-	"guard", XM_FILTER_ABI, 0, sizeof(struct guard_conf), guard_settings,
-	guard_init, guard_check, guard_free, NULL
+	.name = "guard",
+	.abi = XM_FILTER_ABI,
+	.flags = 0,
+	.conf_size = sizeof(struct guard_conf),
+	.settings = guard_settings,
+	.init = guard_init,
+	.check = guard_check,
+	.free = guard_free,
 };

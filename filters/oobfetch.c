@@ -599,7 +599,13 @@ oobfetch_free(void *state)
 }
 
 const struct xm_filter_ops oobfetch_filter = {
-	"oobfetch", XM_FILTER_ABI, XM_FILTER_SLOW,
-	sizeof(struct oobfetch_conf), oobfetch_settings, oobfetch_init,
-	oobfetch_check, oobfetch_free, oobfetch_wants
+	.name = "oobfetch",
+	.abi = XM_FILTER_ABI,
+	.flags = XM_FILTER_SLOW,
+	.conf_size = sizeof(struct oobfetch_conf),
+	.settings = oobfetch_settings,
+	.init = oobfetch_init,
+	.check = oobfetch_check,
+	.free = oobfetch_free,
+	.wants = oobfetch_wants,
 };

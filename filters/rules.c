@@ -2593,6 +2593,12 @@ rules_check(void *state, struct xm_task *t)
 }
 
 const struct xm_filter_ops rules_filter = {
-	"rules", XM_FILTER_ABI, 0, sizeof(struct rules_conf), rules_settings,
-	rules_init, rules_check, rules_free, NULL
+	.name = "rules",
+	.abi = XM_FILTER_ABI,
+	.flags = 0,
+	.conf_size = sizeof(struct rules_conf),
+	.settings = rules_settings,
+	.init = rules_init,
+	.check = rules_check,
+	.free = rules_free,
 };

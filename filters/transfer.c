@@ -1558,7 +1558,12 @@ transfer_free(void *state)
 }
 
 const struct xm_filter_ops transfer_filter = {
-	"transfer", XM_FILTER_ABI, 0, sizeof(struct transfer_conf),
-	transfer_settings, transfer_init, transfer_check, transfer_free,
-	NULL
+	.name = "transfer",
+	.abi = XM_FILTER_ABI,
+	.flags = 0,
+	.conf_size = sizeof(struct transfer_conf),
+	.settings = transfer_settings,
+	.init = transfer_init,
+	.check = transfer_check,
+	.free = transfer_free,
 };

@@ -187,7 +187,20 @@ xm_chain_hello(const struct xm_chain *c, struct xm_buf *reply,
 			xm_buf_printf(reply, "filter=%s%s\n",
 			    cf->global.filters[i].ops->name,
 			    cf->global.filters[i].shadow ? " shadow" : "");
-	xm_buf_puts(reply, "status=ok\n");
+	/* filters that run degraded say why (additive: reason= lines) */
+	{
+		const struct chain_scope *cs = &c->scopes[0];
+		bool degraded = false;
+		char why[512];
+
+		for (i = 0; i < cs->n; i++)
+			if (cs->f[i].ops->status != NULL &&
+			    cs->f[i].ops->status(cs->f[i].state, why, sizeof(why))) {
+				xm_buf_printf(reply, "reason=%s\n", why);
+				degraded = true;
+			}
+		xm_buf_puts(reply, degraded ? "status=degraded\n" : "status=ok\n");
+	}
 }
 
 /* xm_chain_has_slow - any SLOW filter enabled */

@@ -680,6 +680,8 @@ scope_init_global(struct xm_scope *sc, const char *base)
 		sc->filters[i].ops = xm_filters[i];
 		xm_settings_defaults(filter_common, &sc->filters[i], base, err,
 		    sizeof(err));
+		if (xm_filters[i]->flags & XM_FILTER_OPTIN)
+			sc->filters[i].enabled = false;
 		sc->filters[i].conf = xm_calloc(1, xm_filters[i]->conf_size ?
 		    xm_filters[i]->conf_size : 1);
 		xm_settings_defaults(xm_filters[i]->settings, sc->filters[i].conf,

@@ -11,11 +11,13 @@ extern const struct xm_filter_ops rules_filter;
 /* issue 3: file-transfer policy */
 extern const struct xm_filter_ops transfer_filter;
 extern const struct xm_filter_ops oobfetch_filter;
+extern const struct xm_filter_ops antivirus_filter;
 
 const struct xm_filter_ops *const xm_filters[] = {
 	&guard_filter,
 	&rules_filter,
 	&transfer_filter,
 	&oobfetch_filter,
+	&antivirus_filter,
 };
 const size_t xm_nfilters = XM_ARRAY_LEN(xm_filters);

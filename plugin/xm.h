@@ -230,6 +230,9 @@ bool xm_task_has_symbol(const struct xm_task *t, const char *name);
 /* ---- the filter interface ---- */
 
 #define XM_FILTER_SLOW 0x1  /* runs on the worker pool, never on the loop */
+#define XM_FILTER_OPTIN 0x2 /* off unless the config enables it (it needs
+                               something the machine may lack, e.g. a
+                               signature database) */
 
 struct xm_setting;  /* config.h */
 
@@ -251,6 +254,10 @@ struct xm_filter_ops {
 	 * on the event loop instead of queueing the event for a worker. NULL:
 	 * every event. Called on the loop after the fast stage; must not block. */
 	bool (*wants)(void *state, const struct xm_task *t);
+	/* status - optional: true when the filter runs degraded (say, no
+	 * signature database), with a short reason in BUF; HELLO then says
+	 * status=degraded with a reason= line. Called on the loop. */
+	bool (*status)(void *state, char *buf, size_t len);
 };
 
 #endif

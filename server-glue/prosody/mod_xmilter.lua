@@ -8,7 +8,11 @@
 --   subscription  presence subscribe/subscribed/unsubscribe/unsubscribed
 --   transfer      iq set offering or carrying a file (SI, Jingle file
 --                 transfer session-initiate, IBB open/data/close, OOB)
---   upload        XEP-0363 slot requests on an http_file_share component
+--   upload        XEP-0363 slot requests on an http_file_share component,
+--                 and each stored upload before it is answered or served
+--                 (the antivirus glue near the end: it also tears refused
+--                 in-band streams down at both ends and can hold streams
+--                 until they are scanned)
 --
 -- Only the kinds the daemon asked for in its HELLO are sent. The wire
 -- protocol is docs/PROTOCOL.md (frames "VERB SP id SP length LF body").
@@ -1058,6 +1062,8 @@ local function replace_children(stanza, text)
 	return true;
 end
 
+local ibb_teardown, ibb_hold; -- forward (antivirus: IBB streams, below)
+
 -- apply - carry out RES on the event; true means "stop processing"
 local function apply(res, event, kind)
 	local stanza, origin = event.stanza, event.origin;
@@ -1070,9 +1076,11 @@ local function apply(res, event, kind)
 		action = res.action;
 	end
 	if action == "accept" then
+		if ibb_hold and ibb_hold(event) then return true; end -- store and forward
 		return nil;
 	end
 	local is_request = stanza.name == "iq" and (stanza.attr.type == "get" or stanza.attr.type == "set");
+	if ibb_teardown then pcall(ibb_teardown, stanza); end
 	if action == "reject" then
 		bounce(origin, stanza, res.condition or "policy-violation", res.text);
 	elseif is_request then -- discard, quarantine: XMPP still wants an answer
@@ -1521,6 +1529,253 @@ local function on_upload(event)
 	return guarded(event, "upload", false);
 end
 
+---------------------------------------------------------------------------
+-- Antivirus glue: in-band streams and HTTP uploads (docs/PROSODY.md,
+-- "Antivirus: in-band streams and uploads")
+---------------------------------------------------------------------------
+
+local NS_IBB = "http://jabber.org/protocol/ibb";
+local teardown_n = 0;
+
+-- Store and forward (xmilter_ibb_store_and_forward = true): accepted IBB
+-- data is not delivered but held here, per stream, and acknowledged to
+-- the sender on the receiver's behalf; when the close is accepted (the
+-- daemon scanned the whole stream) the held chunks go out, then the
+-- close. A refused chunk or close drops what is held. Bounded per stream
+-- (xmilter_ibb_hold_max bytes of base64) and in time
+-- (xmilter_ibb_hold_timeout seconds without data).
+local sf_streams, sf_n, sf_swept = {}, 0, 0;
+
+-- sf_key - the held-stream key of an IBB stanza (sender, receiver, sid)
+local function sf_key(from, to, sid)
+	return from .. "\0" .. to .. "\0" .. sid;
+end
+
+-- sf_sweep - forget streams idle too long (at most every 10 s)
+local function sf_sweep(now)
+	if now - sf_swept < 10 then return; end
+	sf_swept = now;
+	local timeout = module:get_option_number("xmilter_ibb_hold_timeout", 120);
+	for key, q in pairs(sf_streams) do
+		if now - q.last > timeout then
+			sf_streams[key] = nil;
+			module:log("info", "xmilter: dropped a held in-band stream idle for %ds", m_floor(now - q.last));
+		end
+	end
+end
+
+-- ibb_hold (declared above apply) - true when EVENT, an accepted IBB data
+-- chunk, was held (and acknowledged); flushes the held chunks of a
+-- stream whose close was accepted
+function ibb_hold(event)
+	if not module:get_option_boolean("xmilter_ibb_store_and_forward", false) then return nil; end
+	local stanza = event.stanza;
+	if stanza.name ~= "iq" or stanza.attr.type ~= "set" then return nil; end
+	local c = stanza.tags[1];
+	if not c or c.attr.xmlns ~= NS_IBB then return nil; end
+	local from, to, sid = stanza.attr.from, stanza.attr.to, c.attr.sid;
+	if not (from and to and sid) then return nil; end
+	local now = time_now();
+	sf_sweep(now);
+	if c.name == "data" then
+		local key = sf_key(from, to, sid);
+		local q = sf_streams[key] or { bytes = 0, n = 0, last = now };
+		local text = c:get_text() or "";
+		if q.bytes + #text > module:get_option_number("xmilter_ibb_hold_max", 16 * 1024 * 1024) then
+			sf_streams[key] = nil;
+			bounce(event.origin, stanza, "resource-constraint", "The stream is too large to be held for scanning");
+			pcall(ibb_teardown, stanza);
+			return true;
+		end
+		q.n, q.bytes, q.last = q.n + 1, q.bytes + #text, now;
+		q[q.n] = stanza;
+		sf_streams[key] = q;
+		local ack = st.reply(stanza);
+		if event.origin and event.origin.send then event.origin.send(ack); else prosody.core_route_stanza(nil, ack); end
+		return true;
+	elseif c.name == "close" then
+		local key = sf_key(from, to, sid);
+		local q = sf_streams[key];
+		if not q then key = sf_key(to, from, sid); q = sf_streams[key]; end
+		if not q then return nil; end
+		sf_streams[key] = nil;
+		for i = 1, q.n do
+			local d = q[i];
+			sf_n = sf_n + 1;
+			d.attr.id = "xmilter-sf-" .. sf_n; -- its answer is ours, not the sender's
+			checked[d] = true;
+			prosody.core_route_stanza(nil, d);
+		end
+		module:log("debug", "xmilter: released a held in-band stream (%d chunks)", q.n);
+		return nil; -- the close goes on, after the data
+	end
+	return nil;
+end
+
+-- ibb_teardown (declared above apply) - a refused IBB open, data chunk or
+-- close closes the stream at the receiver too (the sender gets the error
+-- reply) and drops what store and forward held; the close is marked
+-- checked so it passes straight through
+function ibb_teardown(stanza)
+	local c = stanza.tags[1];
+	if not c or c.attr.xmlns ~= NS_IBB or (c.name ~= "data" and c.name ~= "open" and c.name ~= "close") then return; end
+	local from, to, sid = stanza.attr.from, stanza.attr.to, c.attr.sid;
+	if not (from and to and sid) then return; end
+	sf_streams[sf_key(from, to, sid)] = nil;
+	sf_streams[sf_key(to, from, sid)] = nil;
+	teardown_n = teardown_n + 1;
+	local close = st.iq({ type = "set", from = from, to = to, id = "xmilter-ibb-close-" .. teardown_n })
+		:tag("close", { xmlns = NS_IBB, sid = sid }):up();
+	checked[close] = true;
+	module:log("info", "xmilter: closing in-band stream %s from %s to %s (refused)", sid, from, to);
+	prosody.core_route_stanza(nil, close);
+end
+
+-- uploads: the slots whose file was refused, and those being scanned
+local upload_blocked = require "util.cache".new(module:get_option_number("xmilter_upload_blocked_max", 10000));
+local upload_pending = {};
+local http_server = require "net.http.server";
+local have_lfs, lfs = pcall(require, "lfs");
+local b64_decode = require "util.encodings".base64.decode;
+local json_decode = require "util.json".decode;
+
+-- jwt_claims - the claims of the upload's bearer token (already verified
+-- by mod_http_file_share when it answers 201), or {}
+local function jwt_claims(authz)
+	local p = authz and s_match(authz, "^Bearer [^.]+%.([^.]+)%.");
+	if not p then return {}; end
+	p = s_gsub(s_gsub(p, "-", "+"), "_", "/");
+	p = p .. string.rep("=", (4 - #p % 4) % 4);
+	local ok, t = pcall(json_decode, b64_decode(p) or "");
+	return ok and type(t) == "table" and t or {};
+end
+
+-- upload_done - act on the daemon's verdict RES for an upload stored in
+-- FILE: refuse means delete (or quarantine) and block its slot
+local function upload_done(res, slot, file, name)
+	upload_pending[slot] = nil;
+	local upload_quarantine_dir = module:get_option_string("xmilter_upload_quarantine_dir", nil);
+	if res.action == "accept" or res.action == "modify" then return true; end
+	upload_blocked:set(slot, res.reason or res.action);
+	local ok, err;
+	if upload_quarantine_dir and res.action == "quarantine" then
+		ok, err = os.rename(file, upload_quarantine_dir .. "/" .. slot .. "-" .. s_gsub(name or "file", "[/%z]", "_"));
+	else
+		ok, err = os.remove(file);
+	end
+	module:log("warn", "xmilter: upload %s refused (%s, %s): file %s%s", slot, res.action,
+		tostring(res.reason), upload_quarantine_dir and res.action == "quarantine" and "quarantined" or "deleted",
+		ok and "" or (" - FAILED: " .. tostring(err)));
+	return false;
+end
+
+-- upload_check - ask the daemon about the file just stored for SLOT;
+-- CB(allowed, res) now or later
+local function upload_check(hmodule, event, slot, app_path, cb)
+	local request = event.request;
+	local file = require "core.storagemanager".olddm.getpath(slot, hmodule.host, "http_file_share", "bin");
+	if file:sub(1, 1) ~= "/" and have_lfs then file = lfs.currentdir() .. "/" .. file; end
+	local claims = jwt_claims(request.headers.authorization);
+	-- the download URL as the slot gave it: the file share's base URL
+	-- (http_file_share_base_url, else its http_url) and the slot path
+	local base = hmodule:get_option_string("http_file_share_base_url", nil);
+	if not base then
+		local ok, u = pcall(function () return hmodule:http_url("file_share", "/file_share"); end);
+		base = ok and u or ((request.secure and "https://" or "http://") .. (request.headers.host or hmodule.host) .. app_path);
+	end
+	local url = s_gsub(base, "/+$", "") .. s_sub(s_match(request.path, "^[^?]*"), #app_path + 1);
+	local e = { "origin=c2s\n" };
+	if type(claims.sub) == "string" then e[#e + 1] = "auth=" .. clean(jid_bare(claims.sub) or claims.sub) .. "\n"; end
+	if request.ip then e[#e + 1] = "ip=" .. clean(request.ip) .. "\n"; end
+	e[#e + 1] = request.secure and "tls=yes\n" or "tls=no\n";
+	e[#e + 1] = "upload=stored\nfile-path=" .. clean(file) .. "\n";
+	if claims.filesize then e[#e + 1] = "file-size=" .. clean(claims.filesize) .. "\n"; end
+	if claims.filename then e[#e + 1] = "file-name=" .. clean(claims.filename) .. "\n"; end
+	if claims.filetype then e[#e + 1] = "file-type=" .. clean(claims.filetype) .. "\n"; end
+	e[#e + 1] = "file-url=" .. clean(url) .. "\n";
+	local info = { otype = "c2s", head = t_concat(e) };
+	local stanza = st.iq({ type = "set", from = type(claims.sub) == "string" and claims.sub or nil,
+			to = hmodule.host, id = "xmilter-upload-" .. slot })
+		:tag("request", { xmlns = "urn:xmpp:http:upload:0", filename = claims.filename and tostring(claims.filename) or nil,
+			size = claims.filesize and tostring(claims.filesize) or nil,
+			["content-type"] = claims.filetype and tostring(claims.filetype) or nil }):up();
+	upload_pending[slot] = true;
+	local function decide(res)
+		local ok, err = pcall(upload_done, res, slot, file, claims.filename);
+		if not ok then
+			module:log("error", "xmilter: upload verdict: %s", tostring(err));
+			upload_pending[slot] = nil;
+		end
+		cb(not ok or err, res);
+	end
+	local now_res = submit("upload", info, {}, stanza, decide);
+	if now_res then decide(now_res); end
+end
+
+-- upload_slot - the slot id in an upload URL path under APP_PATH
+local function upload_slot(path, app_path)
+	local rest = path:sub(#app_path + 1);
+	return s_match(rest, "^/([^/?]+)");
+end
+
+-- upload_hooks - on a host with mod_http_file_share: scan each upload
+-- before the 201 goes out (the uploader then gets 403 for a refused
+-- file), and answer downloads of refused or not-yet-scanned slots
+local function upload_hooks(hmodule)
+	if not module:get_option_boolean("xmilter_upload_scan", true) then return; end
+	local host = hmodule:get_option_string("http_host", hmodule.host);
+	local paths = hmodule:get_option("http_paths", {});
+	local app_path = type(paths) == "table" and paths.file_share or "/file_share";
+	app_path = s_gsub(app_path, "/+$", "");
+	hmodule:hook_object_event(http_server, "PUT " .. host .. app_path .. "/*", function (event)
+		if not wants.upload then return; end
+		local response = event.response;
+		if rawget(response, "xmilter_send") then return; end
+		local slot = upload_slot(event.request.path, app_path);
+		if not slot then return; end
+		local orig_send = response.send;
+		response.xmilter_send = orig_send;
+		response.send = function (self, body)
+			if self.status_code ~= 201 then return orig_send(self, body); end
+			if async.ready() then
+				local wait, done = async.waiter();
+				local allowed, res;
+				upload_check(hmodule, event, slot, app_path, function (a, r) allowed, res = a, r; done(); end);
+				if allowed == nil then wait(); end
+				if not allowed then
+					self.status_code = 403;
+					return orig_send(self, (res and res.text or "Refused by the server's content filter") .. "\n");
+				end
+				return orig_send(self, body);
+			end
+			-- no runner to wait in: answer now, keep downloads off until scanned
+			local r = orig_send(self, body);
+			upload_check(hmodule, event, slot, app_path, function () end);
+			return r;
+		end
+	end, 10);
+	hmodule:hook_object_event(http_server, "GET " .. host .. app_path .. "/*", function (event)
+		local slot = upload_slot(event.request.path, app_path);
+		if not slot then return; end
+		if upload_blocked:get(slot) then return 403; end
+		if upload_pending[slot] then
+			event.response.headers.retry_after = "2";
+			return 503;
+		end
+	end, 10);
+	hmodule:log("debug", "xmilter: scanning uploads at %s%s", host, app_path);
+end
+
+-- ibb_hooks - answers to released store-and-forward chunks are the glue's
+-- (it acknowledged them already): they stop here
+local function ibb_hooks(hmodule)
+	hmodule:hook("iq/full", function (event)
+		local s = event.stanza;
+		local id, t = s.attr.id, s.attr.type;
+		if (t == "result" or t == "error") and id and s_sub(id, 1, 11) == "xmilter-sf-" then return true; end
+	end, 1000);
+end
+
 -- add_host - hook one host (VirtualHost or Component) of this server
 function module.add_host(hmodule)
 	local prio = cfg.priority;
@@ -1538,6 +1793,8 @@ function module.add_host(hmodule)
 	hmodule:hook("pre-iq/full", function (e) return on_iq(e, true); end, prio);
 	hmodule:hook("iq/full", function (e) return on_iq(e, false); end, prio);
 	hmodule:hook("iq-get/host/urn:xmpp:http:upload:0:request", on_upload, prio);
+	upload_hooks(hmodule);
+	ibb_hooks(hmodule);
 	hmodule:log("debug", "xmilter: filtering stanzas for %s", hmodule.host);
 end
 

@@ -48,7 +48,9 @@ expand() {
 # normalise - the source tree's path written @SRC@ (stdin to stdout)
 src_re=$(printf '%s\n' "$srcdir" | sed 's/[][\.*^$|]/\\&/g')
 normalise() {
-	sed "s|$src_re|@SRC@|g"
+	# log lines carry a time and a pid: written TIME and PID
+	sed -e "s|$src_re|@SRC@|g" \
+	    -e 's/^[0-9]\{4\}-[0-9T:.-]*Z xmilter\[[0-9]*\]/TIME xmilter[PID]/'
 }
 
 if [ $# -gt 0 ]; then

@@ -154,7 +154,10 @@ Test(config, built_in_defaults)
 	cr_expect_eq(c->nscopes, 0);
 	cr_assert_eq(c->global.nfilters, xm_nfilters);
 	for (i = 0; i < c->global.nfilters; i++) {
-		cr_expect(c->global.filters[i].enabled);
+		/* on by default, but for opt-in filters (XM_FILTER_OPTIN) */
+		cr_expect_eq(c->global.filters[i].enabled,
+		    (xm_filters[i]->flags & XM_FILTER_OPTIN) == 0, "%s",
+		    xm_filters[i]->name);
 		cr_expect_not(c->global.filters[i].shadow);
 		cr_expect_eq(c->global.filters[i].ops, xm_filters[i]);
 		cr_expect_not_null(c->global.filters[i].conf);
@@ -375,8 +378,8 @@ Test(config, errors_name_file_and_line)
 		    "daemon: expected a mapping of settings" },
 		{ "top level not a mapping", "- a\n- b\n", 1,
 		    "the configuration must be a mapping" },
-		{ "unknown filter", "filters:\n  guard: {}\n  antivirus:\n"
-		    "    enabled: true\n", 3, "filters: unknown filter \"antivirus\"" },
+		{ "unknown filter", "filters:\n  guard: {}\n  no_such_filter:\n"
+		    "    enabled: true\n", 3, "filters: unknown filter \"no_such_filter\"" },
 		{ "unknown filter setting", "filters:\n  rules:\n    filez: [a]\n",
 		    3, "filters.rules: unknown setting \"filez\"" },
 		{ "filter block not a mapping", "filters:\n  rules: yes\n", 2,

@@ -1,0 +1,1 @@
+check -c @CASES@/antivirus.yml @FIX@/antivirus.events

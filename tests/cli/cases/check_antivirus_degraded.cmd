@@ -1,0 +1,1 @@
+check -c @CASES@/antivirus-degraded.yml @FIX@/antivirus.events

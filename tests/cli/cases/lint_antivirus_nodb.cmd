@@ -1,0 +1,1 @@
+lint -c @CASES@/antivirus-nodb.yml
