@@ -251,6 +251,11 @@ struct xm_filter_ops {
 	 * on the event loop instead of queueing the event for a worker. NULL:
 	 * every event. Called on the loop after the fast stage; must not block. */
 	bool (*wants)(void *state, const struct xm_task *t);
+	/* is_slow - optional: whether this instance must run on the worker
+	 * pool, overriding XM_FILTER_SLOW in flags (say, because its state
+	 * is remote and a call may block). Called once, after init. NULL:
+	 * flags decide. */
+	bool (*is_slow)(void *state);
 };
 
 #endif

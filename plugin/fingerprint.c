@@ -1,0 +1,315 @@
+/*
+ * fingerprint.c - folded text and link-set fingerprints (fingerprint.h)
+ *
+ * Folding, word by word (a word is a run of letters and digits; any other
+ * character separates words and is dropped):
+ *   - letters to lower case (ASCII, Latin-1, Latin Extended-A pairs,
+ *     Greek and Cyrillic capitals),
+ *   - a word of digits only becomes "#", other digit runs "#" inside the
+ *     word ("mp3" -> "mp#"),
+ *   - a random-looking token becomes "*": letters and digits mixed in four
+ *     or more characters ("x7k9p", "a1b2c3"), six or more letters with
+ *     hardly any vowel ("xkqzvbt"), or 25 or more letters,
+ *   - a link (http://, https://, www.) becomes "<url>" and goes to the
+ *     link set.
+ * Only real words (not "#", "*" or "<url>") count towards min_words.
+ *
+ * Ownership: results live in the caller's arena. Failure: none; invalid
+ * UTF-8 bytes are separators.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fingerprint.h"
+#include "state.h"
+
+/* lower - a lower-case form of code point C (the common scripts) */
+static long
+lower(long c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c + 32;
+	if (c < 0x80)
+		return c;
+	if ((c >= 0xc0 && c <= 0xde && c != 0xd7))
+		return c + 0x20;
+	if (c >= 0x100 && c <= 0x17f && c != 0x130 && c != 0x131 &&
+	    c != 0x138 && c != 0x149)
+		return (c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e) ?
+		    ((c & 1) ? c + 1 : c) : (c | 1);
+	if (c >= 0x391 && c <= 0x3ab && c != 0x3a2)
+		return c + 0x20;
+	if (c >= 0x410 && c <= 0x42f)
+		return c + 0x20;
+	if (c >= 0x400 && c <= 0x40f)
+		return c + 0x50;
+	return c;
+}
+
+/* word_char - does code point C belong to a word */
+static bool
+word_char(long c)
+{
+	if (c < 0)
+		return false;
+	if (c < 0x80)
+		return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9');
+	if (c < 0xc0)                      /* Latin-1 punctuation, symbols */
+		return c == 0xaa || c == 0xb5 || c == 0xba;
+	if (c == 0xd7 || c == 0xf7)
+		return false;
+	if (c >= 0x2000 && c <= 0x2bff)    /* punctuation, symbols, arrows */
+		return false;
+	if (c >= 0x3000 && c <= 0x303f)    /* CJK punctuation */
+		return false;
+	if (c >= 0xfe00 && c <= 0xfe0f)    /* variation selectors */
+		return false;
+	if (c >= 0xff00 && c <= 0xff0f)
+		return false;
+	if (c >= 0x1f000)                  /* emoji and friends */
+		return false;
+	return true;
+}
+
+/* put_cp - append code point C as UTF-8 */
+static void
+put_cp(struct xm_buf *b, long c)
+{
+	char u[4];
+	size_t n;
+
+	if (c < 0x80) {
+		u[0] = (char)c;
+		n = 1;
+	} else if (c < 0x800) {
+		u[0] = (char)(0xc0 | (c >> 6));
+		u[1] = (char)(0x80 | (c & 0x3f));
+		n = 2;
+	} else if (c < 0x10000) {
+		u[0] = (char)(0xe0 | (c >> 12));
+		u[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (c & 0x3f));
+		n = 3;
+	} else {
+		u[0] = (char)(0xf0 | (c >> 18));
+		u[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+		u[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+		u[3] = (char)(0x80 | (c & 0x3f));
+		n = 4;
+	}
+	xm_buf_append(b, u, n);
+}
+
+/* url_start - length of the link that starts at P (0: none) */
+static size_t
+url_start(const char *p, const char *end)
+{
+	size_t n = (size_t)(end - p), len = 0;
+
+	if ((n >= 7 && strncasecmp(p, "http://", 7) == 0) ||
+	    (n >= 8 && strncasecmp(p, "https://", 8) == 0) ||
+	    (n >= 4 && strncasecmp(p, "www.", 4) == 0 && n > 4 &&
+	    p[4] != ' ')) {
+		while (len < n && (unsigned char)p[len] > ' ' && p[len] != '<' &&
+		    p[len] != '>' && p[len] != '"' && p[len] != '\'')
+			len++;
+		while (len > 0 && strchr(".,;:!?)]}", p[len - 1]) != NULL)
+			len--;
+	}
+	return len;
+}
+
+/* xm_fp_url_key - scheme://host[:port]/path, lower-case scheme and host */
+char *
+xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
+{
+	struct xm_buf b = { 0 };
+	const char *p = url, *end = url + n, *host;
+	char *r;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if ((size_t)(end - p) >= 4 && strncasecmp(p, "www.", 4) == 0)
+		xm_buf_puts(&b, "http://");
+	else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		if (colon == NULL || colon == p || (size_t)(end - colon) < 3 ||
+		    colon[1] != '/' || colon[2] != '/')
+			return NULL;
+		for (; p < colon; p++) {
+			char c = *p;
+
+			xm_buf_append(&b, &(char){ (char)(c >= 'A' && c <= 'Z' ?
+			    c + 32 : c) }, 1);
+		}
+		xm_buf_puts(&b, "://");
+		p = colon + 3;
+	}
+	host = p;
+	while (p < end && *p != '/' && *p != '?' && *p != '#') {
+		char c = *p++;
+
+		if (c == '@') {            /* userinfo: drop it */
+			b.len -= (size_t)(p - 1 - host);
+			host = p;
+			continue;
+		}
+		xm_buf_append(&b, &(char){ (char)(c >= 'A' && c <= 'Z' ? c + 32 :
+		    c) }, 1);
+	}
+	if (p == host) {
+		xm_buf_free(&b);
+		return NULL;
+	}
+	if (p < end && *p == '/')
+		while (p < end && *p != '?' && *p != '#')
+			xm_buf_append(&b, p++, 1);
+	else
+		xm_buf_puts(&b, "/");
+	r = xm_arena_strndup(a, b.data, b.len);
+	xm_buf_free(&b);
+	return r;
+}
+
+/* normalise - fold TEXT into OUT (space-separated words); links to URLS */
+static unsigned
+normalise(struct xm_arena *a, const char *text, size_t n, struct xm_buf *out,
+    const char **urls, unsigned *nurls)
+{
+	const char *p = text, *end = text + n;
+	struct xm_buf w = { 0 };
+	unsigned words = 0;
+
+	while (p < end) {
+		const char *q = p;
+		long c = xm_utf8_next(&q, end);
+		size_t ul;
+		unsigned letters = 0, digits = 0, vowels = 0, ascii = 0;
+		bool prev_digit = false;
+
+		if (!word_char(c)) {
+			p = q > p ? q : p + 1;
+			continue;
+		}
+		if ((ul = url_start(p, end)) > 0) {
+			if (urls != NULL && *nurls < XM_FP_MAX_URLS)
+				urls[(*nurls)++] = xm_arena_strndup(a, p, ul);
+			if (out->len)
+				xm_buf_puts(out, " ");
+			xm_buf_puts(out, "<url>");
+			p += ul;
+			continue;
+		}
+		xm_buf_reset(&w);
+		while (p < end) {
+			q = p;
+			c = xm_utf8_next(&q, end);
+			if (!word_char(c))
+				break;
+			p = q;
+			c = lower(c);
+			if (c >= '0' && c <= '9') {
+				digits++;
+				if (!prev_digit)
+					xm_buf_puts(&w, "#");
+				prev_digit = true;
+				continue;
+			}
+			prev_digit = false;
+			letters++;
+			if (c < 0x80) {
+				ascii++;
+				if (strchr("aeiouy", (int)c))
+					vowels++;
+			}
+			put_cp(&w, c);
+		}
+		if (out->len)
+			xm_buf_puts(out, " ");
+		if (letters == 0)
+			xm_buf_puts(out, "#");
+		else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
+		    (ascii == letters && letters >= 6 && vowels * 6 < letters) ||
+		    letters >= 25)
+			xm_buf_puts(out, "*");
+		else {
+			xm_buf_append(out, w.data, w.len);
+			words++;
+		}
+	}
+	xm_buf_free(&w);
+	return words;
+}
+
+/* xm_fp_normalise - the folded text, in arena */
+char *
+xm_fp_normalise(struct xm_arena *a, const char *text, size_t n,
+    unsigned *words)
+{
+	struct xm_buf b = { 0 };
+	unsigned wc;
+	char *r;
+
+	wc = normalise(a, text, n, &b, NULL, NULL);
+	if (words)
+		*words = wc;
+	r = xm_arena_strndup(a, b.data ? b.data : "", b.len);
+	xm_buf_free(&b);
+	return r;
+}
+
+/* cmp_str - qsort order of strings */
+static int
+cmp_str(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* xm_fp_compute - text and link-set fingerprints */
+void
+xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
+    const char *const *extra_urls, size_t n_extra, unsigned min_words,
+    size_t min_chars, struct xm_fp *out)
+{
+	const char *urls[XM_FP_MAX_URLS];
+	char *keys[XM_FP_MAX_URLS];
+	unsigned nurls = 0, nkeys = 0, i;
+	struct xm_buf b = { 0 };
+	uint64_t h;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < ntexts; i++)
+		if (texts[i] != NULL)
+			out->words += normalise(a, texts[i], strlen(texts[i]), &b,
+			    urls, &nurls);
+	out->chars = b.len;
+	if (out->words >= min_words && out->words > 0 && b.len >= min_chars) {
+		out->has_text = true;
+		out->text = xm_hash64(b.data, b.len, 0x7465787400ULL);
+	}
+	for (i = 0; i < n_extra && nurls < XM_FP_MAX_URLS; i++)
+		if (extra_urls[i] != NULL)
+			urls[nurls++] = extra_urls[i];
+	for (i = 0; i < nurls; i++) {
+		char *k = xm_fp_url_key(a, urls[i], strlen(urls[i]));
+
+		if (k != NULL)
+			keys[nkeys++] = k;
+	}
+	xm_buf_free(&b);
+	if (nkeys == 0)
+		return;
+	qsort(keys, nkeys, sizeof(*keys), cmp_str);
+	h = 0x75726c7300ULL;
+	for (i = 0; i < nkeys; i++) {
+		if (i > 0 && strcmp(keys[i], keys[i - 1]) == 0)
+			continue;
+		h = xm_hash64(keys[i], strlen(keys[i]) + 1, h);
+		out->nurls++;
+	}
+	out->has_urls = true;
+	out->urls = h;
+}

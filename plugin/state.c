@@ -1,0 +1,286 @@
+/*
+ * state.c - the process-global state: memory table, Redis, fallback
+ *
+ * Purpose: one state for the whole daemon, whichever chain is running.
+ * Filters call xm_state_configure from their init (with the same settings
+ * every time unless the operator changed them) and xm_state_exec from
+ * check. The memory table is created once and kept across reloads (its
+ * bound follows the configuration); a Redis backend is created when a URL
+ * is configured and replaced when the URL changes.
+ *
+ * Fallback: when a Redis call fails, the backend is marked down (logged
+ * once, counted), the batch runs in the memory table, and so do the
+ * following ones until redis_retry seconds have passed; then the next
+ * call tries Redis again (one thread at a time), and on success the state
+ * says so in the log and goes back to Redis. Health (xm_state_status)
+ * shows the backend, its counters, and "degraded" while Redis is down.
+ *
+ * Thread safety: configuration happens under a mutex and swaps pointers
+ * that stay valid until process exit or xm_state_reset (an old Redis
+ * backend is kept, not freed, because a worker may still be using it);
+ * counters are atomics.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "state.h"
+
+#define DEFAULT_MEMORY (64LL * 1024 * 1024)
+
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct xm_memstore *mem;
+static long long mem_bytes;
+static _Atomic(struct xm_redis *) redis;
+static char *redis_url, *redis_prefix_s;
+static double redis_timeout_s, redis_retry_s;
+static struct xm_redis **retired;     /* replaced backends, freed at reset */
+static size_t nretired;
+
+static atomic_bool redis_down;
+static _Atomic double redis_retry_at;   /* monotonic seconds */
+static atomic_flag probing = ATOMIC_FLAG_INIT;
+static atomic_ullong n_redis_ops, n_redis_errors, n_fallback_ops;
+
+/* xm_hash64 - FNV-1a over the bytes, then a 64-bit finaliser (fmix64) */
+uint64_t
+xm_hash64(const void *p, size_t n, uint64_t seed)
+{
+	const unsigned char *s = p;
+	uint64_t h = UINT64_C(0xcbf29ce484222325) ^ seed;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	h ^= h >> 33;
+	h *= UINT64_C(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	h *= UINT64_C(0xc4ceb9fe1a85ec53);
+	h ^= h >> 33;
+	return h;
+}
+
+/* xm_state_key - hash of TAG, a NUL, and S[0..n) */
+uint64_t
+xm_state_key(const char *tag, const char *s, size_t n)
+{
+	uint64_t h = xm_hash64(tag, strlen(tag) + 1, 0);
+
+	h = xm_hash64(s, n, h);
+	return h ? h : 1;
+}
+
+/* xm_state_key2 - hash of TAG, A, NUL, B */
+uint64_t
+xm_state_key2(const char *tag, const char *a, const char *b)
+{
+	uint64_t h = xm_hash64(tag, strlen(tag) + 1, 0);
+
+	h = xm_hash64(a, strlen(a) + 1, h);
+	h = xm_hash64(b, strlen(b), h);
+	return h ? h : 1;
+}
+
+/* same_str - both empty/NULL, or equal */
+static bool
+same_str(const char *a, const char *b)
+{
+	if (a == NULL || *a == '\0')
+		return b == NULL || *b == '\0';
+	return b != NULL && strcmp(a, b) == 0;
+}
+
+/* xm_state_configure - the memory table (bound), and Redis if a URL is set */
+int
+xm_state_configure(const struct xm_state_conf *c, char *err, size_t errlen)
+{
+	long long bytes = c->memory > 0 ? c->memory : DEFAULT_MEMORY;
+	struct xm_redis *r = NULL, *old;
+	int rc = 0;
+
+	pthread_mutex_lock(&state_lock);
+	if (mem == NULL) {
+		mem = xm_memstore_new((size_t)bytes);
+		mem_bytes = bytes;
+	} else if (bytes != mem_bytes) {
+		xm_memstore_set_max(mem, (size_t)bytes);
+		mem_bytes = bytes;
+		log_info("state: memory bound now %lld bytes", bytes);
+	}
+	old = atomic_load(&redis);
+	if (same_str(c->redis, redis_url) && same_str(c->redis_prefix,
+	    redis_prefix_s) && c->redis_timeout == redis_timeout_s) {
+		redis_retry_s = c->redis_retry;
+		goto out;
+	}
+	if (c->redis != NULL && *c->redis != '\0') {
+		r = xm_redis_new(c->redis, c->redis_timeout,
+		    c->redis_prefix ? c->redis_prefix : "xm:", err, errlen);
+		if (r == NULL) {
+			rc = -1;
+			goto out;
+		}
+	}
+	if (old != NULL) {
+		retired = xm_reallocarray(retired, nretired + 1,
+		    sizeof(*retired));
+		retired[nretired++] = old;
+	}
+	free(redis_url);
+	free(redis_prefix_s);
+	redis_url = c->redis && *c->redis ? xm_strdup(c->redis) : NULL;
+	redis_prefix_s = c->redis_prefix ? xm_strdup(c->redis_prefix) : NULL;
+	redis_timeout_s = c->redis_timeout;
+	redis_retry_s = c->redis_retry;
+	atomic_store(&redis_down, false);
+	atomic_store(&redis, r);
+	if (r != NULL)
+		log_info("state: counters in Redis at %s (memory fallback "
+		    "bounded by %lld bytes)", redis_url, bytes);
+out:
+	pthread_mutex_unlock(&state_lock);
+	return rc;
+}
+
+/* xm_state_remote - Redis configured */
+bool
+xm_state_remote(void)
+{
+	return atomic_load(&redis) != NULL;
+}
+
+/* ensure_mem - the memory table exists even if nobody configured it */
+static struct xm_memstore *
+ensure_mem(void)
+{
+	struct xm_memstore *m;
+
+	pthread_mutex_lock(&state_lock);
+	if (mem == NULL) {
+		mem = xm_memstore_new((size_t)DEFAULT_MEMORY);
+		mem_bytes = DEFAULT_MEMORY;
+	}
+	m = mem;
+	pthread_mutex_unlock(&state_lock);
+	return m;
+}
+
+/* xm_state_exec - Redis when configured and up, else memory */
+void
+xm_state_exec(struct xm_state_op *ops, size_t n, double now)
+{
+	struct xm_redis *r = atomic_load(&redis);
+	char err[256];
+
+	if (n == 0)
+		return;
+	if (r != NULL) {
+		bool down = atomic_load(&redis_down);
+		bool try = !down;
+
+		if (down && xm_monotonic() >= atomic_load(&redis_retry_at) &&
+		    !atomic_flag_test_and_set(&probing))
+			try = true;
+		if (try) {
+			int rc = xm_redis_exec(r, ops, n, now, err, sizeof(err));
+
+			if (down)
+				atomic_flag_clear(&probing);
+			if (rc == 0) {
+				atomic_fetch_add(&n_redis_ops, 1);
+				if (down) {
+					atomic_store(&redis_down, false);
+					log_warn("state: Redis %s is back; counters "
+					    "shared again", redis_url ? redis_url :
+					    "");
+				}
+				return;
+			}
+			atomic_fetch_add(&n_redis_errors, 1);
+			atomic_store(&redis_retry_at, xm_monotonic() +
+			    redis_retry_s);
+			if (!down) {
+				atomic_store(&redis_down, true);
+				log_warn("state: Redis %s failed (%s): counting in "
+				    "local memory until it answers again",
+				    redis_url ? redis_url : "", err);
+			}
+		}
+		atomic_fetch_add(&n_fallback_ops, 1);
+	}
+	xm_memstore_exec(mem ? mem : ensure_mem(), ops, n, now);
+}
+
+/* xm_state_stats - counters for health and benchmarks */
+void
+xm_state_stats(struct xm_state_stats *s)
+{
+	struct xm_memstore *m = mem ? mem : ensure_mem();
+
+	memset(s, 0, sizeof(*s));
+	s->redis_configured = atomic_load(&redis) != NULL;
+	s->redis_up = s->redis_configured && !atomic_load(&redis_down);
+	s->redis_ops = atomic_load(&n_redis_ops);
+	s->redis_errors = atomic_load(&n_redis_errors);
+	s->fallback_ops = atomic_load(&n_fallback_ops);
+	xm_memstore_stats(m, &s->mem);
+}
+
+/* xm_state_status - health lines; false when degraded */
+bool
+xm_state_status(struct xm_buf *out)
+{
+	struct xm_state_stats s;
+
+	/* memory only: nothing to report (HELLO stays as it was) */
+	if (atomic_load(&redis) == NULL)
+		return true;
+	xm_state_stats(&s);
+	xm_buf_printf(out, "state=%s\n", s.redis_up ? "redis" :
+	    "memory-fallback");
+	xm_buf_printf(out, "state-keys=%zu\nstate-bytes=%zu\n"
+	    "state-evictions=%llu\n", s.mem.keys, s.mem.bytes,
+	    s.mem.evictions);
+	xm_buf_printf(out, "state-redis-ops=%llu\n"
+	    "state-redis-errors=%llu\nstate-fallback-ops=%llu\n",
+	    s.redis_ops, s.redis_errors, s.fallback_ops);
+	if (!s.redis_up) {
+		xm_buf_printf(out, "reason=redis %s unreachable: counting in "
+		    "local memory\n", redis_url ? redis_url : "");
+		return false;
+	}
+	return true;
+}
+
+/* xm_state_reset - back to nothing (tests) */
+void
+xm_state_reset(void)
+{
+	struct xm_redis *r;
+	size_t i;
+
+	pthread_mutex_lock(&state_lock);
+	xm_memstore_free(mem);
+	mem = NULL;
+	mem_bytes = 0;
+	r = atomic_exchange(&redis, NULL);
+	xm_redis_free(r);
+	for (i = 0; i < nretired; i++)
+		xm_redis_free(retired[i]);
+	free(retired);
+	retired = NULL;
+	nretired = 0;
+	free(redis_url);
+	free(redis_prefix_s);
+	redis_url = redis_prefix_s = NULL;
+	redis_timeout_s = redis_retry_s = 0;
+	atomic_store(&redis_down, false);
+	atomic_store(&n_redis_ops, 0);
+	atomic_store(&n_redis_errors, 0);
+	atomic_store(&n_fallback_ops, 0);
+	pthread_mutex_unlock(&state_lock);
+}

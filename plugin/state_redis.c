@@ -1,0 +1,474 @@
+/*
+ * state_redis.c - the Redis backend of state.h (hiredis, one script per
+ * event)
+ *
+ * Purpose: let several xmilterd instances (one per XMPP server node) share
+ * their counters. Every batch of operations for one event becomes one
+ * EVALSHA of the script below: the operations run atomically inside Redis
+ * and cost one round trip. Every key the script writes gets an expiry
+ * (PX/PEXPIRE), so Redis never fills with dead counters. The clock is
+ * the caller's (the event's time), passed as the first argument, so every
+ * node agrees on the arithmetic whatever Redis's own clock says.
+ *
+ * Keys: PREFIX + b|d|i|v + ':' + 16 hex digits of the state key (a hash:
+ * no JID or address is stored in Redis). Buckets are strings holding the
+ * GCRA arrival time, DISTINCT sets are Redis sets of member hashes (never
+ * more than CAP members), counters are INCR strings, values are strings.
+ *
+ * Connections: blocking hiredis with connect and command timeouts, one
+ * connection per calling thread (workers run the filter, never the event
+ * loop). A failure drops the connection and bumps an epoch so every
+ * thread reconnects before its next use; the caller (state.c) decides
+ * about fallback. The script is loaded with SCRIPT LOAD on each new
+ * connection, and again when Redis answers NOSCRIPT (after a restart).
+ *
+ * Ownership: struct xm_redis owns its URL parts and every connection
+ * (tracked so xm_redis_free can close them). Failure: -1 with a message;
+ * nothing here logs.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "state.h"
+
+/* ARGV[1] = now; then per key: an op letter and its arguments */
+static const char script[] =
+    "local now = tonumber(ARGV[1])\n"
+    "local res = {}\n"
+    "local a = 2\n"
+    "local function ttl(k, ms)\n"
+    "  if redis.call('PTTL', k) < 0 then\n"
+    "    redis.call('PEXPIRE', k, math.max(1, math.ceil(ms)))\n"
+    "  end\n"
+    "end\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  local op = ARGV[a]\n"
+    "  if op == 'B' then\n"
+    "    local rate, burst, cost = tonumber(ARGV[a+1]), "
+    "tonumber(ARGV[a+2]), tonumber(ARGV[a+3])\n"
+    "    a = a + 4\n"
+    "    local T = 1 / rate\n"
+    "    local tau = burst * T\n"
+    "    local tat = tonumber(redis.call('GET', k) or now) or now\n"
+    "    if tat < now then tat = now end\n"
+    "    local ntat = tat + cost * T\n"
+    "    if ntat - now > tau + 1e-9 then\n"
+    "      local left = (tau - (tat - now)) / T\n"
+    "      if left < 0 then left = 0 end\n"
+    "      res[i] = '0 ' .. left\n"
+    "    else\n"
+    "      redis.call('SET', k, string.format('%.6f', ntat), 'PX', "
+    "math.max(1, math.ceil((ntat - now) * 1000)))\n"
+    "      res[i] = '1 ' .. ((tau - (ntat - now)) / T)\n"
+    "    end\n"
+    "  elseif op == 'D' then\n"
+    "    local member, ms, cap = ARGV[a+1], tonumber(ARGV[a+2]), "
+    "tonumber(ARGV[a+3])\n"
+    "    a = a + 4\n"
+    "    local n = redis.call('SCARD', k)\n"
+    "    if cap <= 0 or n < cap then\n"
+    "      n = n + redis.call('SADD', k, member)\n"
+    "      ttl(k, ms)\n"
+    "    end\n"
+    "    res[i] = '1 ' .. n\n"
+    "  elseif op == 'I' then\n"
+    "    local ms = tonumber(ARGV[a+1])\n"
+    "    a = a + 2\n"
+    "    local n = redis.call('INCR', k)\n"
+    "    ttl(k, ms)\n"
+    "    res[i] = '1 ' .. n\n"
+    "  elseif op == 'G' then\n"
+    "    a = a + 1\n"
+    "    res[i] = '1 ' .. (redis.call('GET', k) or '0')\n"
+    "  elseif op == 'S' then\n"
+    "    local v, ms = ARGV[a+1], tonumber(ARGV[a+2])\n"
+    "    a = a + 3\n"
+    "    redis.call('SET', k, v, 'PX', math.max(1, math.ceil(ms)))\n"
+    "    res[i] = '1 ' .. v\n"
+    "  else\n"
+    "    return redis.error_reply('xmilter: bad op')\n"
+    "  end\n"
+    "end\n"
+    "return res\n";
+
+struct conn {
+	struct conn *next;
+	redisContext *ctx;
+	unsigned epoch;
+	char sha[48];
+};
+
+struct xm_redis {
+	char *host;            /* NULL for a Unix socket */
+	char *path;
+	int port;
+	long long db;
+	double timeout;
+	char *prefix;
+	pthread_key_t tkey;
+	pthread_mutex_t lock;  /* the list of connections */
+	struct conn *conns;
+	atomic_uint epoch;
+};
+
+/* xm_redis_new - parse URL; no connection yet */
+struct xm_redis *
+xm_redis_new(const char *url, double timeout, const char *prefix, char *err,
+    size_t errlen)
+{
+	struct xm_redis *r = xm_calloc(1, sizeof(*r));
+	const char *p, *colon, *slash, *q;
+	long long port = 6379;
+
+	if (strncmp(url, "redis://", 8) == 0) {
+		p = url + 8;
+		if ((q = strchr(p, '@')) != NULL)  /* no auth support: refuse */
+			goto bad;
+		slash = strchr(p, '/');
+		colon = strrchr(p, ':');
+		if (colon != NULL && slash != NULL && colon > slash)
+			colon = NULL;
+		if (colon != NULL) {
+			char num[16];
+			size_t n = (size_t)((slash ? slash : p + strlen(p)) -
+			    (colon + 1));
+
+			if (n == 0 || n >= sizeof(num))
+				goto bad;
+			memcpy(num, colon + 1, n);
+			num[n] = '\0';
+			if (xm_parse_ll(num, 1, 65535, &port) < 0)
+				goto bad;
+		}
+		r->host = xm_strndup(p, (size_t)((colon ? colon : slash ? slash :
+		    p + strlen(p)) - p));
+		if (*r->host == '\0')
+			goto bad;
+		if (slash != NULL && slash[1] != '\0' &&
+		    xm_parse_ll(slash + 1, 0, 1000000, &r->db) < 0)
+			goto bad;
+	} else if (strncmp(url, "unix:", 5) == 0 && url[5] == '/') {
+		q = strstr(url, "?db=");
+		r->path = xm_strndup(url + 5, q ? (size_t)(q - url - 5) :
+		    strlen(url + 5));
+		if (q != NULL && xm_parse_ll(q + 4, 0, 1000000, &r->db) < 0)
+			goto bad;
+	} else
+		goto bad;
+	r->port = (int)port;
+	r->timeout = timeout > 0 ? timeout : 0.2;
+	r->prefix = xm_strdup(prefix);
+	pthread_key_create(&r->tkey, NULL);
+	pthread_mutex_init(&r->lock, NULL);
+	atomic_init(&r->epoch, 1);
+	return r;
+bad:
+	snprintf(err, errlen, "redis: \"%s\" is not redis://HOST[:PORT][/DB] "
+	    "or unix:/PATH[?db=N]", url);
+	free(r->host);
+	free(r->path);
+	free(r);
+	return NULL;
+}
+
+/* xm_redis_free - close every connection (no thread may be using R) */
+void
+xm_redis_free(struct xm_redis *r)
+{
+	struct conn *c, *next;
+
+	if (r == NULL)
+		return;
+	for (c = r->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->ctx)
+			redisFree(c->ctx);
+		free(c);
+	}
+	pthread_key_delete(r->tkey);
+	pthread_mutex_destroy(&r->lock);
+	free(r->host);
+	free(r->path);
+	free(r->prefix);
+	free(r);
+}
+
+/* tv - seconds as a timeval */
+static struct timeval
+tv(double s)
+{
+	struct timeval t;
+
+	t.tv_sec = (time_t)s;
+	t.tv_usec = (suseconds_t)((s - (double)t.tv_sec) * 1e6);
+	return t;
+}
+
+/* conn_fail - drop C's connection, make every thread reconnect */
+static int
+conn_fail(struct xm_redis *r, struct conn *c, char *err, size_t errlen,
+    const char *what)
+{
+	snprintf(err, errlen, "%s", what);
+	if (c->ctx) {
+		redisFree(c->ctx);
+		c->ctx = NULL;
+	}
+	atomic_fetch_add(&r->epoch, 1);
+	return -1;
+}
+
+/* load_script - SCRIPT LOAD on C, remembering the sha */
+static int
+load_script(struct xm_redis *r, struct conn *c, char *err, size_t errlen)
+{
+	redisReply *rep = redisCommand(c->ctx, "SCRIPT LOAD %s", script);
+	int rc = 0;
+
+	if (rep == NULL)
+		return conn_fail(r, c, err, errlen, c->ctx->errstr);
+	if (rep->type != REDIS_REPLY_STRING || rep->len >= sizeof(c->sha)) {
+		snprintf(err, errlen, "SCRIPT LOAD: %s", rep->type ==
+		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+		rc = -1;
+	} else
+		memcpy(c->sha, rep->str, rep->len + 1);
+	freeReplyObject(rep);
+	return rc;
+}
+
+/* get_conn - this thread's connection, connected and current */
+static struct conn *
+get_conn(struct xm_redis *r, char *err, size_t errlen)
+{
+	struct conn *c = pthread_getspecific(r->tkey);
+	unsigned ep = atomic_load(&r->epoch);
+
+	if (c == NULL) {
+		c = xm_calloc(1, sizeof(*c));
+		pthread_mutex_lock(&r->lock);
+		c->next = r->conns;
+		r->conns = c;
+		pthread_mutex_unlock(&r->lock);
+		pthread_setspecific(r->tkey, c);
+	}
+	if (c->ctx != NULL && c->epoch == ep)
+		return c;
+	if (c->ctx != NULL) {
+		redisFree(c->ctx);
+		c->ctx = NULL;
+	}
+	c->ctx = r->path ? redisConnectUnixWithTimeout(r->path, tv(r->timeout)) :
+	    redisConnectWithTimeout(r->host, r->port, tv(r->timeout));
+	if (c->ctx == NULL) {
+		snprintf(err, errlen, "cannot allocate a Redis context");
+		return NULL;
+	}
+	if (c->ctx->err) {
+		snprintf(err, errlen, "connect: %s", c->ctx->errstr);
+		redisFree(c->ctx);
+		c->ctx = NULL;
+		return NULL;
+	}
+	redisSetTimeout(c->ctx, tv(r->timeout));
+	c->epoch = ep;
+	if (r->db != 0) {
+		redisReply *rep = redisCommand(c->ctx, "SELECT %lld", r->db);
+
+		if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+			snprintf(err, errlen, "SELECT %lld failed", r->db);
+			if (rep)
+				freeReplyObject(rep);
+			redisFree(c->ctx);
+			c->ctx = NULL;
+			return NULL;
+		}
+		freeReplyObject(rep);
+	}
+	if (load_script(r, c, err, errlen) < 0) {
+		if (c->ctx) {
+			redisFree(c->ctx);
+			c->ctx = NULL;
+		}
+		return NULL;
+	}
+	return c;
+}
+
+/* xm_redis_ping - connect and PING */
+int
+xm_redis_ping(struct xm_redis *r, char *err, size_t errlen)
+{
+	struct conn *c = get_conn(r, err, errlen);
+	redisReply *rep;
+	int rc = 0;
+
+	if (c == NULL)
+		return -1;
+	if ((rep = redisCommand(c->ctx, "PING")) == NULL)
+		return conn_fail(r, c, err, errlen, c->ctx->errstr);
+	if (rep->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "PING: %s", rep->str);
+		rc = -1;
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+/* letter - the key kind of OP */
+static char
+letter(enum xm_sop op)
+{
+	switch (op) {
+	case XM_SOP_BUCKET: return 'b';
+	case XM_SOP_DISTINCT: return 'd';
+	case XM_SOP_INCR: return 'i';
+	default: return 'v';
+	}
+}
+
+/*
+ * The arguments of one call live in one buffer of fixed-size cells, so a
+ * batch costs one allocation.
+ */
+#define CELL 64
+
+/* xm_redis_exec - one EVALSHA for the batch, results parsed back */
+int
+xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
+    double now, char *err, size_t errlen)
+{
+	struct conn *c;
+	redisReply *rep = NULL;
+	size_t argc, i, k, plen = strlen(r->prefix), nargs;
+	const char **argv;
+	size_t *argvlen;
+	char *cells;
+	int attempt, rc = -1;
+
+	if (n == 0)
+		return 0;
+	if ((c = get_conn(r, err, errlen)) == NULL) {
+		atomic_fetch_add(&r->epoch, 1);
+		return -1;
+	}
+	if (plen > CELL - 24) {
+		snprintf(err, errlen, "redis_prefix too long");
+		return -1;
+	}
+	/* EVALSHA sha numkeys keys... now ops(<= 4 args each)... */
+	nargs = 4 + n + 1 + 4 * n;
+	argv = xm_calloc(nargs, sizeof(*argv));
+	argvlen = xm_calloc(nargs, sizeof(*argvlen));
+	cells = xm_malloc(nargs * CELL);
+	argc = 0;
+#define ARG(...) do { \
+		char *cell_ = cells + argc * CELL; \
+		int len_ = snprintf(cell_, CELL, __VA_ARGS__); \
+		argv[argc] = cell_; \
+		argvlen[argc++] = (size_t)(len_ < CELL ? len_ : CELL - 1); \
+	} while (0)
+	argv[argc] = "EVALSHA";
+	argvlen[argc++] = 7;
+	argc++;   /* the sha, filled per attempt */
+	ARG("%zu", n);
+	for (i = 0; i < n; i++)
+		ARG("%s%c:%016" PRIx64, r->prefix, letter(ops[i].op), ops[i].key);
+	ARG("%.6f", now);
+	for (i = 0; i < n; i++) {
+		const struct xm_state_op *op = &ops[i];
+
+		switch (op->op) {
+		case XM_SOP_BUCKET:
+			ARG("B");
+			ARG("%.9g", op->rate > 0 ? op->rate : 1e9);
+			ARG("%.9g", op->rate > 0 ? op->burst : 1e18);
+			ARG("%.9g", op->cost);
+			break;
+		case XM_SOP_DISTINCT:
+			ARG("D");
+			ARG("%016" PRIx64, op->member);
+			ARG("%.0f", op->ttl * 1000);
+			ARG("%lld", op->cap);
+			break;
+		case XM_SOP_INCR:
+			ARG("I");
+			ARG("%.0f", op->ttl * 1000);
+			break;
+		case XM_SOP_GET:
+			ARG("G");
+			break;
+		case XM_SOP_SET:
+			ARG("S");
+			ARG("%.9g", op->value);
+			ARG("%.0f", op->ttl * 1000);
+			break;
+		}
+	}
+#undef ARG
+	for (attempt = 0; attempt < 2; attempt++) {
+		argv[1] = c->sha;
+		argvlen[1] = strlen(c->sha);
+		rep = redisCommandArgv(c->ctx, (int)argc, argv, argvlen);
+		if (rep == NULL) {
+			conn_fail(r, c, err, errlen, c->ctx->errstr);
+			goto out;
+		}
+		if (rep->type == REDIS_REPLY_ERROR &&
+		    strncmp(rep->str, "NOSCRIPT", 8) == 0 && attempt == 0) {
+			freeReplyObject(rep);
+			rep = NULL;
+			if (load_script(r, c, err, errlen) < 0) {
+				if (c->ctx) {
+					char why[256];
+
+					snprintf(why, sizeof(why), "%s", err);
+					conn_fail(r, c, err, errlen, why);
+				}
+				goto out;
+			}
+			continue;
+		}
+		break;
+	}
+	if (rep == NULL)
+		goto out;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+		snprintf(err, errlen, "script: %s", rep->type ==
+		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+		goto out;
+	}
+	for (k = 0; k < n; k++) {
+		redisReply *e = rep->element[k];
+		char *end;
+
+		if (e->type != REDIS_REPLY_STRING || e->len < 3) {
+			snprintf(err, errlen, "script: bad result %zu", k);
+			goto out;
+		}
+		ops[k].ok = e->str[0] == '1';
+		errno = 0;
+		ops[k].result = strtod(e->str + 2, &end);
+		if (errno != 0 || end == e->str + 2) {
+			snprintf(err, errlen, "script: bad number in result %zu",
+			    k);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rep)
+		freeReplyObject(rep);
+	free(argv);
+	free(argvlen);
+	free(cells);
+	return rc;
+}
