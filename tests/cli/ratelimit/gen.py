@@ -2,6 +2,8 @@
 """gen.py - timed event sequences for the ratelimit CLI tests
 
 usage: gen.py SCENARIO > FILE
+       gen.py summary < CHECK-OUTPUT    (one line per verdict: id, sender,
+                                         action, symbols)
 
 Scenarios (each prints events in time order, the clock in time=):
   spammer      a 2-hour-old account sends one line to 100 strangers, one
@@ -111,8 +113,19 @@ def worm():
     return ''.join(out)
 
 
+def summary():
+    import json
+    for line in sys.stdin:
+        o = json.loads(line)
+        syms = ','.join(s['name'] for s in o['symbols']) or '-'
+        sys.stdout.write('%s %s %s %s\n' % (o.get('id', '-'),
+                         o.get('from', '-').split('/')[0], o['action'], syms))
+    return ''
+
+
 if __name__ == '__main__':
-    if len(sys.argv) != 2 or sys.argv[1] not in ('spammer', 'campaign', 'worm'):
+    if len(sys.argv) != 2 or sys.argv[1] not in ('spammer', 'campaign', 'worm',
+                                                  'summary'):
         sys.stderr.write(__doc__)
         sys.exit(2)
     sys.stdout.write(globals()[sys.argv[1]]())
