@@ -129,6 +129,9 @@ filters:
   rules:
     enabled: $3
     files: [$RULES]
+  # measured on its own by bench/ratelimit-bench.sh
+  ratelimit:
+    enabled: false
 EOF
 }
 

@@ -9,11 +9,13 @@
  * is configured and replaced when the URL changes.
  *
  * Fallback: when a Redis call fails, the backend is marked down (logged
- * once, counted), the batch runs in the memory table, and so do the
- * following ones until redis_retry seconds have passed; then the next
- * call tries Redis again (one thread at a time), and on success the state
- * says so in the log and goes back to Redis. Health (xm_state_status)
- * shows the backend, its counters, and "degraded" while Redis is down.
+ * once, counted) and the batch runs in the memory table, like every batch
+ * after it while Redis is down. A monitor thread PINGs Redis every
+ * redis_retry seconds on its own connection: it marks Redis down when it
+ * stops answering (so health is right even without traffic) and up again
+ * when it answers (logged), and events go back to Redis. Health
+ * (xm_state_status) shows the backend, its counters, and "degraded" while
+ * Redis is down.
  *
  * Thread safety: configuration happens under a mutex and swaps pointers
  * that stay valid until process exit or xm_state_reset (an old Redis
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "state.h"
 
@@ -40,8 +43,10 @@ static struct xm_redis **retired;     /* replaced backends, freed at reset */
 static size_t nretired;
 
 static atomic_bool redis_down;
-static _Atomic double redis_retry_at;   /* monotonic seconds */
-static atomic_flag probing = ATOMIC_FLAG_INIT;
+static pthread_t monitor_thread;        /* see monitor() */
+static bool monitor_running;
+static atomic_bool monitor_stop;
+static void *monitor(void *arg);
 static atomic_ullong n_redis_ops, n_redis_errors, n_fallback_ops;
 
 /* xm_hash64 - FNV-1a over the bytes, then a 64-bit finaliser (fmix64) */
@@ -138,9 +143,18 @@ xm_state_configure(const struct xm_state_conf *c, char *err, size_t errlen)
 	redis_retry_s = c->redis_retry;
 	atomic_store(&redis_down, false);
 	atomic_store(&redis, r);
-	if (r != NULL)
+	if (r != NULL) {
 		log_info("state: counters in Redis at %s (memory fallback "
 		    "bounded by %lld bytes)", redis_url, bytes);
+		if (!monitor_running) {
+			atomic_store(&monitor_stop, false);
+			if (pthread_create(&monitor_thread, NULL, monitor,
+			    NULL) == 0)
+				monitor_running = true;
+			else
+				log_warn("state: cannot start the Redis monitor");
+		}
+	}
 out:
 	pthread_mutex_unlock(&state_lock);
 	return rc;
@@ -169,6 +183,51 @@ ensure_mem(void)
 	return m;
 }
 
+/* mark_down - Redis failed: say so once, count it */
+static void
+mark_down(const char *why)
+{
+	atomic_fetch_add(&n_redis_errors, 1);
+	if (!atomic_exchange(&redis_down, true))
+		log_warn("state: Redis %s failed (%s): counting in local memory "
+		    "until it answers again", redis_url ? redis_url : "", why);
+}
+
+/*
+ * The monitor: one thread that PINGs Redis every redis_retry seconds, so
+ * that health tells the truth without traffic and the daemon goes back
+ * to Redis when it returns (events never wait for a probe).
+ */
+
+/* monitor - PING loop (its own connection) */
+static void *
+monitor(void *arg)
+{
+	char err[256];
+
+	while (!atomic_load(&monitor_stop)) {
+		struct xm_redis *r = atomic_load(&redis);
+		double wait = redis_retry_s > 0 ? redis_retry_s : 1, slept = 0;
+
+		if (r != NULL) {
+			if (xm_redis_ping(r, err, sizeof(err)) == 0) {
+				if (atomic_exchange(&redis_down, false))
+					log_warn("state: Redis %s is back; counters "
+					    "shared again", redis_url ? redis_url :
+					    "");
+			} else
+				mark_down(err);
+		}
+		while (slept < wait && !atomic_load(&monitor_stop)) {
+			struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+			slept += 0.05;
+		}
+	}
+	return NULL;
+}
+
 /* xm_state_exec - Redis when configured and up, else memory */
 void
 xm_state_exec(struct xm_state_op *ops, size_t n, double now)
@@ -179,36 +238,12 @@ xm_state_exec(struct xm_state_op *ops, size_t n, double now)
 	if (n == 0)
 		return;
 	if (r != NULL) {
-		bool down = atomic_load(&redis_down);
-		bool try = !down;
-
-		if (down && xm_monotonic() >= atomic_load(&redis_retry_at) &&
-		    !atomic_flag_test_and_set(&probing))
-			try = true;
-		if (try) {
-			int rc = xm_redis_exec(r, ops, n, now, err, sizeof(err));
-
-			if (down)
-				atomic_flag_clear(&probing);
-			if (rc == 0) {
+		if (!atomic_load(&redis_down)) {
+			if (xm_redis_exec(r, ops, n, now, err, sizeof(err)) == 0) {
 				atomic_fetch_add(&n_redis_ops, 1);
-				if (down) {
-					atomic_store(&redis_down, false);
-					log_warn("state: Redis %s is back; counters "
-					    "shared again", redis_url ? redis_url :
-					    "");
-				}
 				return;
 			}
-			atomic_fetch_add(&n_redis_errors, 1);
-			atomic_store(&redis_retry_at, xm_monotonic() +
-			    redis_retry_s);
-			if (!down) {
-				atomic_store(&redis_down, true);
-				log_warn("state: Redis %s failed (%s): counting in "
-				    "local memory until it answers again",
-				    redis_url ? redis_url : "", err);
-			}
+			mark_down(err);
 		}
 		atomic_fetch_add(&n_fallback_ops, 1);
 	}
@@ -263,6 +298,11 @@ xm_state_reset(void)
 	struct xm_redis *r;
 	size_t i;
 
+	if (monitor_running) {
+		atomic_store(&monitor_stop, true);
+		pthread_join(monitor_thread, NULL);
+		monitor_running = false;
+	}
 	pthread_mutex_lock(&state_lock);
 	xm_memstore_free(mem);
 	mem = NULL;
