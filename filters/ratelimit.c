@@ -561,10 +561,19 @@ rl_check(void *state, struct xm_task *t)
 	add_bucket(c, b, RL_INVITE, w.sender, w.invites);
 	add_bucket(c, b, RL_FILE, w.sender, w.files);
 	if (w.message && w.sender && w.rcpt) {
-		if (c->fanout_max >= 0)
+		/* one set of recipients; strangers among them are a count
+		 * kept beside it (one record per recipient, not two). Once
+		 * the set is full the sender is over fanout_max anyway. */
+		if (c->fanout_max >= 0) {
+			long long cap = c->fanout_max > c->fanout_stranger_max ?
+			    c->fanout_max : c->fanout_stranger_max;
+
 			b->fanout = add_distinct(b, "fo", w.sender, w.rcpt,
-			    t->now, c->fanout_window, c->fanout_max + 1);
-		if (w.stranger && c->fanout_stranger_max >= 0)
+			    t->now, c->fanout_window, cap + 1);
+			if (c->fanout_stranger_max >= 0 && w.stranger)
+				b->op[b->fanout].key2 = win_key("fos", w.sender,
+				    t->now, c->fanout_window);
+		} else if (c->fanout_stranger_max >= 0 && w.stranger)
 			b->fanout_stranger = add_distinct(b, "fos", w.sender,
 			    w.rcpt, t->now, c->fanout_window,
 			    c->fanout_stranger_max + 1);
@@ -614,13 +623,16 @@ rl_check(void *state, struct xm_task *t)
 		else if (i != RL_DOMAIN && i != RL_NETWORK)
 			over_sender = true;
 	}
-	if (b->fanout >= 0 && b->op[b->fanout].result > (double)c->fanout_max) {
+	if (b->fanout >= 0 && c->fanout_max >= 0 &&
+	    b->op[b->fanout].result > (double)c->fanout_max) {
 		rl_sym(c, t, RS_FANOUT, 1, "more than %lld recipients in %.0fs",
 		    c->fanout_max, c->fanout_window);
 		over_sender = true;
 	}
-	if (b->fanout_stranger >= 0 && b->op[b->fanout_stranger].result >
-	    (double)c->fanout_stranger_max) {
+	if ((b->fanout >= 0 && b->op[b->fanout].key2 != 0 &&
+	    b->op[b->fanout].result2 > (double)c->fanout_stranger_max) ||
+	    (b->fanout_stranger >= 0 && b->op[b->fanout_stranger].result >
+	    (double)c->fanout_stranger_max)) {
 		rl_sym(c, t, RS_FANOUT_STRANGER, 1, "more than %lld strangers in "
 		    "%.0fs", c->fanout_stranger_max, c->fanout_window);
 		over_sender = true;

@@ -12,7 +12,10 @@
  *             Kept as GCRA (one "theoretical arrival time" per key).
  *   DISTINCT  add MEMBER to the set KEY (exact, until it holds CAP
  *             members); result = members now. Expires TTL after creation
- *             (callers put the window's number in the key).
+ *             (callers put the window's number in the key). With KEY2
+ *             set, a member new to KEY is also counted in the counter
+ *             KEY2 (a subset kept as a count only: strangers among all
+ *             recipients); result2 = that count.
  *   INCR      counter KEY += 1; result = new value; expires TTL after
  *             creation.
  *   GET       result = the value SET stored (0: none or expired).
@@ -57,6 +60,8 @@ struct xm_state_op {
 	enum xm_sop op;
 	uint64_t key;          /* xm_state_key() */
 	uint64_t member;       /* DISTINCT: the member's hash */
+	uint64_t key2;         /* DISTINCT: also count new members here (0:
+	                          none) */
 	double rate, burst;    /* BUCKET: tokens per second, bucket size */
 	double cost;           /* BUCKET: tokens to take */
 	double ttl;            /* DISTINCT, INCR, SET: seconds */
@@ -66,6 +71,7 @@ struct xm_state_op {
 	bool ok;               /* BUCKET: the tokens were there */
 	double result;         /* BUCKET: tokens left; DISTINCT/INCR: count;
 	                          GET: value */
+	double result2;        /* DISTINCT with key2: its count */
 };
 
 /* xm_hash64 - 64-bit hash of N bytes at P continuing from SEED */

@@ -348,6 +348,11 @@ op_distinct(struct xm_memstore *m, struct xm_state_op *op, double now,
 	uint64_t exp = ci != (size_t)-1 ? m->s[ci].v >> 32 : exp32(now, op->ttl);
 	uint32_t count = ci != (size_t)-1 ? (uint32_t)m->s[ci].v : 0;
 
+	if (op->key2 != 0) {
+		size_t k2 = live(m, mkkey(op->key2, XM_SK_COUNT), now32);
+
+		op->result2 = k2 != (size_t)-1 ? (uint32_t)m->s[k2].v : 0;
+	}
 	if (op->cap > 0 && count >= (unsigned long long)op->cap) {
 		op->result = count;
 		return;
@@ -359,6 +364,9 @@ op_distinct(struct xm_memstore *m, struct xm_state_op *op, double now,
 	}
 	insert(m, mkey, exp << 32, now32);
 	op->result = counter_bump(m, ckey, exp, now32);
+	if (op->key2 != 0)
+		op->result2 = counter_bump(m, mkkey(op->key2, XM_SK_COUNT), exp,
+		    now32);
 }
 
 /* op_get - the VALUE record, 0 when none */
@@ -412,7 +420,7 @@ xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops, size_t n,
 		struct xm_state_op *op = &ops[k];
 
 		op->ok = true;
-		op->result = 0;
+		op->result = op->result2 = 0;
 		switch (op->op) {
 		case XM_SOP_BUCKET:
 			op_bucket(m, op, now, now32);

@@ -39,17 +39,23 @@
 
 #include "state.h"
 
-/* ARGV[1] = now; then per key: an op letter and its arguments */
+/* ARGV[1] = now, ARGV[2] = the number of ops; then per op an op letter
+ * and its arguments. Ops take their keys from KEYS in order (one each; a
+ * DISTINCT with a second counter, 'E', takes two). */
 static const char script[] =
     "local now = tonumber(ARGV[1])\n"
     "local res = {}\n"
-    "local a = 2\n"
+    "local nops = tonumber(ARGV[2])\n"
+    "local a = 3\n"
+    "local ki = 1\n"
     "local function ttl(k, ms)\n"
     "  if redis.call('PTTL', k) < 0 then\n"
     "    redis.call('PEXPIRE', k, math.max(1, math.ceil(ms)))\n"
     "  end\n"
     "end\n"
-    "for i, k in ipairs(KEYS) do\n"
+    "for i = 1, nops do\n"
+    "  local k = KEYS[ki]\n"
+    "  ki = ki + 1\n"
     "  local op = ARGV[a]\n"
     "  if op == 'B' then\n"
     "    local rate, burst, cost = tonumber(ARGV[a+1]), "
@@ -69,16 +75,28 @@ static const char script[] =
     "math.max(1, math.ceil((ntat - now) * 1000)))\n"
     "      res[i] = '1 ' .. ((tau - (ntat - now)) / T)\n"
     "    end\n"
-    "  elseif op == 'D' then\n"
+    "  elseif op == 'D' or op == 'E' then\n"
     "    local member, ms, cap = ARGV[a+1], tonumber(ARGV[a+2]), "
     "tonumber(ARGV[a+3])\n"
     "    a = a + 4\n"
+    "    local k2 = nil\n"
+    "    local n2 = 0\n"
+    "    if op == 'E' then\n"
+    "      k2 = KEYS[ki]\n"
+    "      ki = ki + 1\n"
+    "      n2 = tonumber(redis.call('GET', k2) or '0') or 0\n"
+    "    end\n"
     "    local n = redis.call('SCARD', k)\n"
     "    if cap <= 0 or n < cap then\n"
-    "      n = n + redis.call('SADD', k, member)\n"
+    "      local added = redis.call('SADD', k, member)\n"
+    "      n = n + added\n"
     "      ttl(k, ms)\n"
+    "      if k2 and added == 1 then\n"
+    "        n2 = redis.call('INCR', k2)\n"
+    "        ttl(k2, ms)\n"
+    "      end\n"
     "    end\n"
-    "    res[i] = '1 ' .. n\n"
+    "    res[i] = '1 ' .. n .. ' ' .. n2\n"
     "  elseif op == 'I' then\n"
     "    local ms = tonumber(ARGV[a+1])\n"
     "    a = a + 2\n"
@@ -348,7 +366,7 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 {
 	struct conn *c;
 	redisReply *rep = NULL;
-	size_t argc, i, k, plen = strlen(r->prefix), nargs;
+	size_t argc, i, k, plen = strlen(r->prefix), nargs, nkeys;
 	const char **argv;
 	size_t *argvlen;
 	char *cells;
@@ -364,8 +382,9 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 		snprintf(err, errlen, "redis_prefix too long");
 		return -1;
 	}
-	/* EVALSHA sha numkeys keys... now ops(<= 4 args each)... */
-	nargs = 4 + n + 1 + 4 * n;
+	/* EVALSHA sha numkeys keys(<= 2 per op)... now nops ops(<= 4 args
+	 * each)... */
+	nargs = 3 + 2 * n + 2 + 4 * n;
 	argv = xm_calloc(nargs, sizeof(*argv));
 	argvlen = xm_calloc(nargs, sizeof(*argvlen));
 	cells = xm_malloc(nargs * CELL);
@@ -379,10 +398,18 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 	argv[argc] = "EVALSHA";
 	argvlen[argc++] = 7;
 	argc++;   /* the sha, filled per attempt */
-	ARG("%zu", n);
+	nkeys = n;
 	for (i = 0; i < n; i++)
+		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
+			nkeys++;
+	ARG("%zu", nkeys);
+	for (i = 0; i < n; i++) {
 		ARG("%s%c:%016" PRIx64, r->prefix, letter(ops[i].op), ops[i].key);
+		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
+			ARG("%si:%016" PRIx64, r->prefix, ops[i].key2);
+	}
 	ARG("%.6f", now);
+	ARG("%zu", n);
 	for (i = 0; i < n; i++) {
 		const struct xm_state_op *op = &ops[i];
 
@@ -394,7 +421,7 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 			ARG("%.9g", op->cost);
 			break;
 		case XM_SOP_DISTINCT:
-			ARG("D");
+			ARG(op->key2 != 0 ? "E" : "D");
 			ARG("%016" PRIx64, op->member);
 			ARG("%.0f", op->ttl * 1000);
 			ARG("%lld", op->cap);
@@ -462,6 +489,7 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 			    k);
 			goto out;
 		}
+		ops[k].result2 = *end == ' ' ? strtod(end + 1, NULL) : 0;
 	}
 	rc = 0;
 out:

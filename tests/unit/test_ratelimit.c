@@ -568,6 +568,41 @@ Test(ratelimit, fanout_window_resets)
 	xm_chain_unref(ch);
 }
 
+static void mk_strangers(struct xm_arena *a, int i, struct ev *e)
+{
+	e->t = i * 5;
+	e->env = i % 2 ? ALICE "\nroster=none" : ALICE "\nroster=both";
+	e->from = "alice@example.org/pc";
+	e->to = xm_arena_printf(a, "r%d@example.org", i);
+	e->body = "hey";
+}
+
+Test(ratelimit, fanout_strangers_counted_apart)
+{
+	static const char *const conf[] = {
+		"    block_after: -1\n    stranger_rate: none\n"
+		    "    fanout_stranger_max: 4\n",
+		/* with the all-recipients set off, strangers still counted */
+		"    block_after: -1\n    stranger_rate: none\n"
+		    "    fanout_stranger_max: 4\n    fanout_max: -1\n",
+	};
+	size_t k;
+
+	for (k = 0; k < 2; k++) {
+		struct xm_chain *ch;
+		int first, n;
+
+		xm_state_reset();
+		ch = chain_with(conf[k], NULL);
+		/* odd events go to strangers: the 5th stranger is event 9 */
+		n = count_with(ch, mk_strangers, 20, "RATE_FANOUT_STRANGER",
+		    &first);
+		cr_expect_eq(first, 9, "conf %zu: first %d", k, first);
+		cr_expect_eq(n, 6, "conf %zu: %d over", k, n);
+		xm_chain_unref(ch);
+	}
+}
+
 Test(ratelimit, block_then_expiry)
 {
 	struct xm_chain *ch = chain_with("    block_after: 3\n"

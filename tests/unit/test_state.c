@@ -362,3 +362,34 @@ Test(state, keys)
 	    "y"));
 	cr_expect_neq(xm_state_key("a", "", 0), 0);
 }
+
+Test(state, distinct_with_subset_count)
+{
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_memstore_stats st;
+	static const struct { const char *member; bool stranger; double all,
+	    strangers; } seq[] = {
+		{ "friend", false, 1, 0 }, { "s1", true, 2, 1 },
+		{ "s1", true, 2, 1 }, { "friend", false, 2, 1 },
+		{ "s2", true, 3, 2 }, { "f2", false, 4, 2 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		struct xm_state_op op = { .op = XM_SOP_DISTINCT, .key = 11,
+		    .member = xm_state_key("m", seq[i].member,
+		    strlen(seq[i].member)), .ttl = 60, .cap = 100,
+		    .key2 = seq[i].stranger ? 12 : 0 };
+
+		xm_memstore_exec(m, &op, 1, T0 + (double)i);
+		cr_expect_eq(op.result, seq[i].all, "step %zu: all %g", i,
+		    op.result);
+		if (seq[i].stranger)
+			cr_expect_eq(op.result2, seq[i].strangers, "step %zu: "
+			    "strangers %g", i, op.result2);
+	}
+	xm_memstore_stats(m, &st);
+	/* two counts and four marks: no marks of their own for strangers */
+	cr_expect_eq(st.keys, 6, "keys %zu", st.keys);
+	xm_memstore_free(m);
+}
