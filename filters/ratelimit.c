@@ -273,41 +273,43 @@ struct rl_who {
 	double subs, invites, files;
 };
 
-/* ip_prefix - "ADDR/LEN" of IP's network, in arena; NULL if no address */
+/* ip_prefix - IP's network as text (hex of the masked address, "/", the
+ * length), in arena; NULL if no address. No printf: it runs per event. */
 static const char *
 ip_prefix(struct xm_arena *a, const char *ip, int v4len, int v6len)
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
-	char out[INET6_ADDRSTRLEN];
-	int i, len;
+	char *out, *p;
+	int i, n, len;
 
 	if (ip == NULL)
 		return NULL;
 	if (inet_pton(AF_INET, ip, b) == 1) {
+		n = 4;
 		len = v4len;
-		for (i = 0; i < 4; i++) {
-			int keep = len - i * 8;
-
-			if (keep <= 0)
-				b[i] = 0;
-			else if (keep < 8)
-				b[i] &= (unsigned char)(0xff << (8 - keep));
-		}
-		inet_ntop(AF_INET, b, out, sizeof(out));
 	} else if (inet_pton(AF_INET6, ip, b) == 1) {
+		n = 16;
 		len = v6len;
-		for (i = 0; i < 16; i++) {
-			int keep = len - i * 8;
-
-			if (keep <= 0)
-				b[i] = 0;
-			else if (keep < 8)
-				b[i] &= (unsigned char)(0xff << (8 - keep));
-		}
-		inet_ntop(AF_INET6, b, out, sizeof(out));
 	} else
 		return NULL;
-	return xm_arena_printf(a, "%s/%d", out, len);
+	p = out = xm_arena_alloc(a, (size_t)n * 2 + 6);
+	for (i = 0; i < n; i++) {
+		int keep = len - i * 8;
+		unsigned char c = keep <= 0 ? 0 : keep < 8 ?
+		    (unsigned char)(b[i] & (0xff << (8 - keep))) : b[i];
+
+		*p++ = hex[c >> 4];
+		*p++ = hex[c & 15];
+	}
+	*p++ = '/';
+	if (len >= 100)
+		*p++ = (char)('0' + len / 100);
+	if (len >= 10)
+		*p++ = (char)('0' + len / 10 % 10);
+	*p++ = (char)('0' + len % 10);
+	*p = '\0';
+	return out;
 }
 
 /* domain_match - is DOM listed in L (exact, or *.suffix) */
@@ -438,22 +440,37 @@ add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
 	b->bucket[l] = i;
 }
 
-/* win_key - key of TAG for WHO in the window of length WIN around NOW */
+/* win_key - key of TAG for WHO in the window of length WIN around NOW
+ * (the window's number hashed in, no text formatting) */
 static uint64_t
 win_key(const char *tag, const char *who, double now, double win)
 {
-	char idx[32];
+	int64_t idx = (int64_t)floor(now / win);
+	uint64_t h = xm_state_key(tag, who, strlen(who));
 
-	snprintf(idx, sizeof(idx), "%.0f", floor(now / win));
-	return xm_state_key2(tag, idx, who);
+	h = xm_hash64(&idx, sizeof(idx), h);
+	return h ? h : 1;
 }
 
-/* add_distinct - add MEMBER to the set TAG/WHO of this window */
-static int
-add_distinct(struct rl_batch *b, const char *tag, const char *who,
-    const char *member, double now, double win, long long cap)
+/* fp_key - key of TAG for fingerprint FP in the window around NOW (WIN 0:
+ * no window) */
+static uint64_t
+fp_key(const char *tag, uint64_t fp, double now, double win)
 {
-	int i = add(b, XM_SOP_DISTINCT, win_key(tag, who, now, win));
+	int64_t idx = win > 0 ? (int64_t)floor(now / win) : -1;
+	uint64_t h = xm_state_key(tag, "", 0);
+
+	h = xm_hash64(&fp, sizeof(fp), h);
+	h = xm_hash64(&idx, sizeof(idx), h);
+	return h ? h : 1;
+}
+
+/* add_distinct - add MEMBER (hashed with TAG) to the set KEY */
+static int
+add_distinct(struct rl_batch *b, uint64_t key, const char *tag,
+    const char *member, double win, long long cap)
+{
+	int i = add(b, XM_SOP_DISTINCT, key);
 
 	b->op[i].member = xm_state_key(tag, member, strlen(member));
 	b->op[i].ttl = win + 1;
@@ -461,28 +478,21 @@ add_distinct(struct rl_batch *b, const char *tag, const char *who,
 	return i;
 }
 
-/* fp_hex - a fingerprint as text (its key) */
-static const char *
-fp_hex(struct xm_arena *a, uint64_t fp)
-{
-	return xm_arena_printf(a, "%016llx", (unsigned long long)fp);
-}
-
 /* add_outbreak - flag, senders and recipients of fingerprint FP (slot K) */
 static void
 add_outbreak(const struct rl_conf *c, struct rl_batch *b, struct xm_task *t,
     const struct rl_who *w, int k, uint64_t fp)
 {
-	const char *tag = k == 0 ? "obt" : "obu";
-	const char *hex = fp_hex(t->arena, fp);
 	long long rcap = c->outbreak_recipients > c->outbreak_fanout ?
 	    c->outbreak_recipients : c->outbreak_fanout;
 
-	b->fp_flag[k] = add(b, XM_SOP_GET, xm_state_key2(tag, "flag", hex));
-	b->fp_senders[k] = add_distinct(b, k == 0 ? "obts" : "obus", hex,
-	    w->sender, t->now, c->outbreak_window, c->outbreak_senders);
-	b->fp_rcpts[k] = add_distinct(b, k == 0 ? "obtr" : "obur", hex,
-	    w->rcpt, t->now, c->outbreak_window, rcap);
+	b->fp_flag[k] = add(b, XM_SOP_GET, fp_key(k == 0 ? "obt" : "obu", fp,
+	    t->now, 0));
+	b->fp_senders[k] = add_distinct(b, fp_key(k == 0 ? "obts" : "obus", fp,
+	    t->now, c->outbreak_window), "s", w->sender, c->outbreak_window,
+	    c->outbreak_senders);
+	b->fp_rcpts[k] = add_distinct(b, fp_key(k == 0 ? "obtr" : "obur", fp,
+	    t->now, c->outbreak_window), "r", w->rcpt, c->outbreak_window, rcap);
 }
 
 /* texts - the bodies (and subjects) of EV, for fingerprints */
@@ -523,7 +533,7 @@ static void
 rl_check(void *state, struct xm_task *t)
 {
 	const struct rl_conf *c = ((struct rl_state *)state)->c;
-	struct rl_batch *b;
+	struct rl_batch batch, *b = &batch;
 	struct xm_state_op post[6];
 	size_t npost = 0, i;
 	struct rl_who w;
@@ -533,7 +543,7 @@ rl_check(void *state, struct xm_task *t)
 
 	if (!rl_who(c, t, &w))
 		return;
-	b = xm_arena_alloc(t->arena, sizeof(*b));
+	b->n = 0;
 	b->blk_sender = b->blk_ip = b->fanout = b->fanout_stranger = -1;
 	for (i = 0; i < RL_NLIMITS; i++)
 		b->bucket[i] = -1;
@@ -568,15 +578,16 @@ rl_check(void *state, struct xm_task *t)
 			long long cap = c->fanout_max > c->fanout_stranger_max ?
 			    c->fanout_max : c->fanout_stranger_max;
 
-			b->fanout = add_distinct(b, "fo", w.sender, w.rcpt,
-			    t->now, c->fanout_window, cap + 1);
+			b->fanout = add_distinct(b, win_key("fo", w.sender, t->now,
+			    c->fanout_window), "r", w.rcpt, c->fanout_window,
+			    cap + 1);
 			if (c->fanout_stranger_max >= 0 && w.stranger)
 				b->op[b->fanout].key2 = win_key("fos", w.sender,
 				    t->now, c->fanout_window);
 		} else if (c->fanout_stranger_max >= 0 && w.stranger)
-			b->fanout_stranger = add_distinct(b, "fos", w.sender,
-			    w.rcpt, t->now, c->fanout_window,
-			    c->fanout_stranger_max + 1);
+			b->fanout_stranger = add_distinct(b, win_key("fos",
+			    w.sender, t->now, c->fanout_window), "r", w.rcpt,
+			    c->fanout_window, c->fanout_stranger_max + 1);
 	}
 	memset(&fp, 0, sizeof(fp));
 	if (w.message && w.sender && w.rcpt && (c->outbreak ||

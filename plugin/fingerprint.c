@@ -174,73 +174,101 @@ xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
 	return r;
 }
 
+#define WORD_MAX 128   /* longer words are cut (and hashed as cut) */
+
 /* normalise - fold TEXT into OUT (space-separated words); links to URLS */
 static unsigned
 normalise(struct xm_arena *a, const char *text, size_t n, struct xm_buf *out,
     const char **urls, unsigned *nurls)
 {
 	const char *p = text, *end = text + n;
-	struct xm_buf w = { 0 };
+	char w[WORD_MAX + 4];
 	unsigned words = 0;
 
 	while (p < end) {
 		const char *q = p;
-		long c = xm_utf8_next(&q, end);
-		size_t ul;
+		long c;
+		size_t ul, wl = 0;
 		unsigned letters = 0, digits = 0, vowels = 0, ascii = 0;
 		bool prev_digit = false;
 
+		if ((unsigned char)*p < 0x80) {
+			c = (unsigned char)*p;
+			q = p + 1;
+		} else
+			c = xm_utf8_next(&q, end);
 		if (!word_char(c)) {
 			p = q > p ? q : p + 1;
 			continue;
 		}
-		if ((ul = url_start(p, end)) > 0) {
+		if ((c == 'h' || c == 'H' || c == 'w' || c == 'W') &&
+		    (ul = url_start(p, end)) > 0) {
 			if (urls != NULL && *nurls < XM_FP_MAX_URLS)
 				urls[(*nurls)++] = xm_arena_strndup(a, p, ul);
 			if (out->len)
-				xm_buf_puts(out, " ");
-			xm_buf_puts(out, "<url>");
+				xm_buf_append(out, " ", 1);
+			xm_buf_append(out, "<url>", 5);
 			p += ul;
 			continue;
 		}
-		xm_buf_reset(&w);
 		while (p < end) {
+			unsigned char u = (unsigned char)*p;
+
+			if (u < 0x80) {
+				if (u >= 'A' && u <= 'Z')
+					u += 32;
+				if (u >= '0' && u <= '9') {
+					digits++;
+					if (!prev_digit && wl < WORD_MAX)
+						w[wl++] = '#';
+					prev_digit = true;
+					p++;
+					continue;
+				}
+				if (!(u >= 'a' && u <= 'z'))
+					break;
+				prev_digit = false;
+				letters++;
+				ascii++;
+				if (u == 'a' || u == 'e' || u == 'i' || u == 'o' ||
+				    u == 'u' || u == 'y')
+					vowels++;
+				if (wl < WORD_MAX)
+					w[wl++] = (char)u;
+				p++;
+				continue;
+			}
 			q = p;
 			c = xm_utf8_next(&q, end);
 			if (!word_char(c))
 				break;
 			p = q;
-			c = lower(c);
-			if (c >= '0' && c <= '9') {
-				digits++;
-				if (!prev_digit)
-					xm_buf_puts(&w, "#");
-				prev_digit = true;
-				continue;
-			}
 			prev_digit = false;
 			letters++;
-			if (c < 0x80) {
-				ascii++;
-				if (strchr("aeiouy", (int)c))
-					vowels++;
+			if (wl < WORD_MAX) {
+				struct xm_buf cb = { 0 };
+
+				put_cp(&cb, lower(c));
+				if (wl + cb.len <= WORD_MAX) {
+					memcpy(w + wl, cb.data, cb.len);
+					wl += cb.len;
+				}
+				xm_buf_free(&cb);
 			}
-			put_cp(&w, c);
 		}
 		if (out->len)
-			xm_buf_puts(out, " ");
+			xm_buf_append(out, " ", 1);
 		if (letters == 0)
-			xm_buf_puts(out, "#");
+			xm_buf_append(out, "#", 1);
 		else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
 		    (ascii == letters && letters >= 6 && vowels * 6 < letters) ||
 		    letters >= 25)
-			xm_buf_puts(out, "*");
+			xm_buf_append(out, "*", 1);
 		else {
-			xm_buf_append(out, w.data, w.len);
+			xm_buf_append(out, w, wl);
 			words++;
 		}
 	}
-	xm_buf_free(&w);
 	return words;
 }
 
@@ -281,6 +309,20 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
 	uint64_t h;
 
 	memset(out, 0, sizeof(*out));
+	{
+		/* short texts without a link ("ok", "hi"): nothing to fold */
+		size_t total = 0;
+		bool link = false;
+
+		for (i = 0; i < ntexts; i++)
+			if (texts[i] != NULL) {
+				total += strlen(texts[i]);
+				link = link || strstr(texts[i], "://") != NULL ||
+				    strcasestr(texts[i], "www.") != NULL;
+			}
+		if (total < min_chars && !link)
+			ntexts = 0;
+	}
 	for (i = 0; i < ntexts; i++)
 		if (texts[i] != NULL)
 			out->words += normalise(a, texts[i], strlen(texts[i]), &b,
