@@ -73,33 +73,30 @@ word_char(long c)
 	return true;
 }
 
-/* put_cp - append code point C as UTF-8 */
-static void
-put_cp(struct xm_buf *b, long c)
+/* put_cp - code point C as UTF-8 at U (room for 4); its length */
+static size_t
+put_cp(char *u, long c)
 {
-	char u[4];
-	size_t n;
-
 	if (c < 0x80) {
 		u[0] = (char)c;
-		n = 1;
-	} else if (c < 0x800) {
+		return 1;
+	}
+	if (c < 0x800) {
 		u[0] = (char)(0xc0 | (c >> 6));
 		u[1] = (char)(0x80 | (c & 0x3f));
-		n = 2;
-	} else if (c < 0x10000) {
+		return 2;
+	}
+	if (c < 0x10000) {
 		u[0] = (char)(0xe0 | (c >> 12));
 		u[1] = (char)(0x80 | ((c >> 6) & 0x3f));
 		u[2] = (char)(0x80 | (c & 0x3f));
-		n = 3;
-	} else {
-		u[0] = (char)(0xf0 | (c >> 18));
-		u[1] = (char)(0x80 | ((c >> 12) & 0x3f));
-		u[2] = (char)(0x80 | ((c >> 6) & 0x3f));
-		u[3] = (char)(0x80 | (c & 0x3f));
-		n = 4;
+		return 3;
 	}
-	xm_buf_append(b, u, n);
+	u[0] = (char)(0xf0 | (c >> 18));
+	u[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+	u[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+	u[3] = (char)(0x80 | (c & 0x3f));
+	return 4;
 }
 
 /* url_start - length of the link that starts at P (0: none) */
@@ -245,16 +242,8 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct xm_buf *out,
 			p = q;
 			prev_digit = false;
 			letters++;
-			if (wl < WORD_MAX) {
-				struct xm_buf cb = { 0 };
-
-				put_cp(&cb, lower(c));
-				if (wl + cb.len <= WORD_MAX) {
-					memcpy(w + wl, cb.data, cb.len);
-					wl += cb.len;
-				}
-				xm_buf_free(&cb);
-			}
+			if (wl + 4 <= WORD_MAX)
+				wl += put_cp(w + wl, lower(c));
 		}
 		if (out->len)
 			xm_buf_append(out, " ", 1);

@@ -49,23 +49,48 @@ static atomic_bool monitor_stop;
 static void *monitor(void *arg);
 static atomic_ullong n_redis_ops, n_redis_errors, n_fallback_ops;
 
-/* xm_hash64 - FNV-1a over the bytes, then a 64-bit finaliser (fmix64) */
+/* le64 - 8 bytes at S as a little-endian number (one load on x86) */
+static inline uint64_t
+le64(const unsigned char *s)
+{
+	return (uint64_t)s[0] | (uint64_t)s[1] << 8 | (uint64_t)s[2] << 16 |
+	    (uint64_t)s[3] << 24 | (uint64_t)s[4] << 32 | (uint64_t)s[5] << 40 |
+	    (uint64_t)s[6] << 48 | (uint64_t)s[7] << 56;
+}
+
+/* xm_hash64 - MurmurHash64A over the bytes (8 at a time, read as
+ * little-endian so every machine computes the same keys: nodes sharing
+ * Redis must agree) */
 uint64_t
 xm_hash64(const void *p, size_t n, uint64_t seed)
 {
+	const uint64_t m = UINT64_C(0xc6a4a7935bd1e995);
 	const unsigned char *s = p;
-	uint64_t h = UINT64_C(0xcbf29ce484222325) ^ seed;
-	size_t i;
+	uint64_t h = seed ^ ((uint64_t)n * m), k;
 
-	for (i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= UINT64_C(0x100000001b3);
+	while (n >= 8) {
+		k = le64(s);
+		k *= m;
+		k ^= k >> 47;
+		k *= m;
+		h ^= k;
+		h *= m;
+		s += 8;
+		n -= 8;
 	}
-	h ^= h >> 33;
-	h *= UINT64_C(0xff51afd7ed558ccd);
-	h ^= h >> 33;
-	h *= UINT64_C(0xc4ceb9fe1a85ec53);
-	h ^= h >> 33;
+	switch (n) {
+	case 7: h ^= (uint64_t)s[6] << 48; /* FALLTHROUGH */
+	case 6: h ^= (uint64_t)s[5] << 40; /* FALLTHROUGH */
+	case 5: h ^= (uint64_t)s[4] << 32; /* FALLTHROUGH */
+	case 4: h ^= (uint64_t)s[3] << 24; /* FALLTHROUGH */
+	case 3: h ^= (uint64_t)s[2] << 16; /* FALLTHROUGH */
+	case 2: h ^= (uint64_t)s[1] << 8;  /* FALLTHROUGH */
+	case 1: h ^= (uint64_t)s[0];
+		h *= m;
+	}
+	h ^= h >> 47;
+	h *= m;
+	h ^= h >> 47;
 	return h;
 }
 
