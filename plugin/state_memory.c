@@ -416,6 +416,22 @@ xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops, size_t n,
 	now = clamp_time(now);
 	now32 = (uint32_t)floor(now);
 	pthread_mutex_lock(&m->lock);
+	/* a batch touches a dozen random slots of a table that may be far
+	 * larger than the cache: ask for all of them first, so the misses
+	 * overlap instead of queueing one after the other */
+	for (k = 0; k < n; k++) {
+		static const enum xm_skind kind[] = {
+			[XM_SOP_BUCKET] = XM_SK_BUCKET,
+			[XM_SOP_DISTINCT] = XM_SK_COUNT,
+			[XM_SOP_INCR] = XM_SK_COUNT,
+			[XM_SOP_GET] = XM_SK_VALUE,
+			[XM_SOP_SET] = XM_SK_VALUE,
+		};
+
+		if ((unsigned)ops[k].op < XM_ARRAY_LEN(kind))
+			__builtin_prefetch(&m->s[home(m, mkkey(ops[k].key,
+			    kind[ops[k].op]))]);
+	}
 	for (k = 0; k < n; k++) {
 		struct xm_state_op *op = &ops[k];
 
