@@ -173,9 +173,32 @@ xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
 
 #define WORD_MAX 128   /* longer words are cut (and hashed as cut) */
 
+/* put - append N bytes at S to OUT (grown in the arena when full) */
+struct fbuf {
+	struct xm_arena *a;
+	char *p;
+	size_t len, cap;
+};
+
+static inline void
+put(struct fbuf *o, const char *s, size_t n)
+{
+	if (o->len + n > o->cap) {
+		size_t ncap = (o->cap + n) * 2 + 64;
+		char *np = xm_arena_alloc(o->a, ncap);
+
+		if (o->len)
+			memcpy(np, o->p, o->len);
+		o->p = np;
+		o->cap = ncap;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
 /* normalise - fold TEXT into OUT (space-separated words); links to URLS */
 static unsigned
-normalise(struct xm_arena *a, const char *text, size_t n, struct xm_buf *out,
+normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
     const char **urls, unsigned *nurls)
 {
 	const char *p = text, *end = text + n;
@@ -191,20 +214,25 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct xm_buf *out,
 
 		if ((unsigned char)*p < 0x80) {
 			c = (unsigned char)*p;
-			q = p + 1;
-		} else
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9'))) {
+				p++;
+				continue;
+			}
+		} else {
 			c = xm_utf8_next(&q, end);
-		if (!word_char(c)) {
-			p = q > p ? q : p + 1;
-			continue;
+			if (!word_char(c)) {
+				p = q > p ? q : p + 1;
+				continue;
+			}
 		}
 		if ((c == 'h' || c == 'H' || c == 'w' || c == 'W') &&
 		    (ul = url_start(p, end)) > 0) {
 			if (urls != NULL && *nurls < XM_FP_MAX_URLS)
 				urls[(*nurls)++] = xm_arena_strndup(a, p, ul);
 			if (out->len)
-				xm_buf_append(out, " ", 1);
-			xm_buf_append(out, "<url>", 5);
+				put(out, " ", 1);
+			put(out, "<url>", 5);
 			p += ul;
 			continue;
 		}
@@ -246,15 +274,15 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct xm_buf *out,
 				wl += put_cp(w + wl, lower(c));
 		}
 		if (out->len)
-			xm_buf_append(out, " ", 1);
+			put(out, " ", 1);
 		if (letters == 0)
-			xm_buf_append(out, "#", 1);
+			put(out, "#", 1);
 		else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
 		    (ascii == letters && letters >= 6 && vowels * 6 < letters) ||
 		    letters >= 25)
-			xm_buf_append(out, "*", 1);
+			put(out, "*", 1);
 		else {
-			xm_buf_append(out, w, wl);
+			put(out, w, wl);
 			words++;
 		}
 	}
@@ -266,16 +294,14 @@ char *
 xm_fp_normalise(struct xm_arena *a, const char *text, size_t n,
     unsigned *words)
 {
-	struct xm_buf b = { 0 };
+	struct fbuf b = { a, NULL, 0, 0 };
 	unsigned wc;
-	char *r;
 
 	wc = normalise(a, text, n, &b, NULL, NULL);
 	if (words)
 		*words = wc;
-	r = xm_arena_strndup(a, b.data ? b.data : "", b.len);
-	xm_buf_free(&b);
-	return r;
+	put(&b, "", 1);
+	return b.p;
 }
 
 /* cmp_str - qsort order of strings */
@@ -294,32 +320,33 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
 	const char *urls[XM_FP_MAX_URLS];
 	char *keys[XM_FP_MAX_URLS];
 	unsigned nurls = 0, nkeys = 0, i;
-	struct xm_buf b = { 0 };
+	size_t len[XM_FP_MAX_TEXTS], total = 0;
+	struct fbuf b = { a, NULL, 0, 0 };
 	uint64_t h;
 
 	memset(out, 0, sizeof(*out));
-	{
+	if (ntexts > XM_FP_MAX_TEXTS)
+		ntexts = XM_FP_MAX_TEXTS;
+	for (i = 0; i < ntexts; i++)
+		total += len[i] = texts[i] != NULL ? strlen(texts[i]) : 0;
+	if (total < min_chars) {
 		/* short texts without a link ("ok", "hi"): nothing to fold */
-		size_t total = 0;
 		bool link = false;
 
-		for (i = 0; i < ntexts; i++)
-			if (texts[i] != NULL) {
-				total += strlen(texts[i]);
-				link = link || strstr(texts[i], "://") != NULL ||
-				    strcasestr(texts[i], "www.") != NULL;
-			}
-		if (total < min_chars && !link)
+		for (i = 0; i < ntexts && !link; i++)
+			link = texts[i] != NULL && (strstr(texts[i], "://") ||
+			    strcasestr(texts[i], "www."));
+		if (!link)
 			ntexts = 0;
 	}
 	for (i = 0; i < ntexts; i++)
 		if (texts[i] != NULL)
-			out->words += normalise(a, texts[i], strlen(texts[i]), &b,
-			    urls, &nurls);
+			out->words += normalise(a, texts[i], len[i], &b, urls,
+			    &nurls);
 	out->chars = b.len;
 	if (out->words >= min_words && out->words > 0 && b.len >= min_chars) {
 		out->has_text = true;
-		out->text = xm_hash64(b.data, b.len, 0x7465787400ULL);
+		out->text = xm_hash64(b.p, b.len, 0x7465787400ULL);
 	}
 	for (i = 0; i < n_extra && nurls < XM_FP_MAX_URLS; i++)
 		if (extra_urls[i] != NULL)
@@ -330,7 +357,6 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
 		if (k != NULL)
 			keys[nkeys++] = k;
 	}
-	xm_buf_free(&b);
 	if (nkeys == 0)
 		return;
 	qsort(keys, nkeys, sizeof(*keys), cmp_str);

@@ -19,6 +19,7 @@
 #include "util.h"
 
 #define XM_FP_MAX_URLS 16
+#define XM_FP_MAX_TEXTS 16  /* texts of one stanza looked at */
 
 struct xm_fp {
 	bool has_text;          /* enough words for a text fingerprint */
