@@ -43,6 +43,7 @@ static struct xm_redis **retired;     /* replaced backends, freed at reset */
 static size_t nretired;
 
 static atomic_bool redis_down;
+static bool local_only;                 /* xm_state_local_only */
 static pthread_t monitor_thread;        /* see monitor() */
 static bool monitor_running;
 static atomic_bool monitor_stop;
@@ -154,6 +155,10 @@ xm_state_configure(const struct xm_state_conf *c, char *err, size_t errlen)
 			rc = -1;
 			goto out;
 		}
+		if (local_only) {   /* checked, not used */
+			xm_redis_free(r);
+			goto out;
+		}
 	}
 	if (old != NULL) {
 		retired = xm_reallocarray(retired, nretired + 1,
@@ -183,6 +188,15 @@ xm_state_configure(const struct xm_state_conf *c, char *err, size_t errlen)
 out:
 	pthread_mutex_unlock(&state_lock);
 	return rc;
+}
+
+/* xm_state_local_only - never use Redis in this process */
+void
+xm_state_local_only(void)
+{
+	pthread_mutex_lock(&state_lock);
+	local_only = true;
+	pthread_mutex_unlock(&state_lock);
 }
 
 /* xm_state_remote - Redis configured */

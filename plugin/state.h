@@ -136,6 +136,10 @@ struct xm_state_conf {
  * 0 or -1 with ERR (a malformed redis URL) */
 int xm_state_configure(const struct xm_state_conf *c, char *err,
     size_t errlen);
+/* xm_state_local_only - from now on ignore a configured Redis (its URL is
+ * still checked): `xmilter check` replays must neither read nor change
+ * the counters of the running nodes, and stay deterministic */
+void xm_state_local_only(void);
 /* xm_state_remote - true when a Redis backend is configured (operations
  * may block: run them off the event loop) */
 bool xm_state_remote(void);

@@ -6,7 +6,9 @@
  * their counters. Every batch of operations for one event becomes one
  * EVALSHA of the script below: the operations run atomically inside Redis
  * and cost one round trip. Every key the script writes gets an expiry
- * (PX/PEXPIRE), so Redis never fills with dead counters. The clock is
+ * (PX on SET; PEXPIRE in the same script call that creates a set or a
+ * counter, so no key can exist without one), and Redis never fills with
+ * dead counters. The clock is
  * the caller's (the event's time), passed as the first argument, so every
  * node agrees on the arithmetic whatever Redis's own clock says.
  *
@@ -49,9 +51,7 @@ static const char script[] =
     "local a = 3\n"
     "local ki = 1\n"
     "local function ttl(k, ms)\n"
-    "  if redis.call('PTTL', k) < 0 then\n"
-    "    redis.call('PEXPIRE', k, math.max(1, math.ceil(ms)))\n"
-    "  end\n"
+    "  redis.call('PEXPIRE', k, math.max(1, math.ceil(ms)))\n"
     "end\n"
     "for i = 1, nops do\n"
     "  local k = KEYS[ki]\n"
@@ -90,10 +90,10 @@ static const char script[] =
     "    if cap <= 0 or n < cap then\n"
     "      local added = redis.call('SADD', k, member)\n"
     "      n = n + added\n"
-    "      ttl(k, ms)\n"
+    "      if n == 1 and added == 1 then ttl(k, ms) end\n"
     "      if k2 and added == 1 then\n"
     "        n2 = redis.call('INCR', k2)\n"
-    "        ttl(k2, ms)\n"
+    "        if n2 == 1 then ttl(k2, ms) end\n"
     "      end\n"
     "    end\n"
     "    res[i] = '1 ' .. n .. ' ' .. n2\n"
@@ -101,7 +101,7 @@ static const char script[] =
     "    local ms = tonumber(ARGV[a+1])\n"
     "    a = a + 2\n"
     "    local n = redis.call('INCR', k)\n"
-    "    ttl(k, ms)\n"
+    "    if n == 1 then ttl(k, ms) end\n"
     "    res[i] = '1 ' .. n\n"
     "  elseif op == 'G' then\n"
     "    a = a + 1\n"

@@ -4,7 +4,8 @@
 # Generates each scenario with ratelimit/gen.py (large fixtures are made
 # here rather than committed), runs `xmilter check` on it twice and
 #   - requires both runs to print the same verdicts (the clock is each
-#     event's time, so a replay is deterministic),
+#     event's time, so a replay is deterministic), and a run with Redis
+#     configured to print them too (check never uses the nodes' Redis),
 #   - compares a one-line-per-verdict summary with the golden
 #     ratelimit/NAME.out (--update rewrites the goldens: read the diff),
 #   - checks what the scenario is about with awk over the summary:
@@ -61,6 +62,10 @@ for name in spammer campaign worm; do
 		diff -u "$dir/$name.out" "$tmp/$name.sum" | sed 's/^/# /' | head -40
 	fi
 done
+
+"$xmilter" check -c "$dir/redis.yml" "$tmp/spammer.events" > "$tmp/spammer.redis" 2>"$tmp/spammer.rerr"
+check "replay with Redis configured: memory only, same verdicts, no Redis traffic" \
+	"cmp -s '$tmp/spammer.1' '$tmp/spammer.redis' && ! grep -qi redis '$tmp/spammer.rerr'"
 
 s=$tmp/spammer.sum
 check "spammer: 100 messages judged" "[ \$(grep -c '^s' $s) -eq 100 ]"

@@ -393,3 +393,152 @@ Test(state, distinct_with_subset_count)
 	cr_expect_eq(st.keys, 6, "keys %zu", st.keys);
 	xm_memstore_free(m);
 }
+
+/* ---- the Redis backend against the memory table ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* free_port - a port nothing listens on at the moment (127.0.0.1) */
+static int
+free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(fd >= 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+/* start_redis - a redis-server of our own on PORT; its pid */
+static pid_t
+start_redis(int port)
+{
+	char p[16];
+	pid_t pid;
+	int i;
+
+	snprintf(p, sizeof(p), "%d", port);
+	if ((pid = fork()) == 0) {
+		freopen("/dev/null", "w", stdout);
+		execlp("redis-server", "redis-server", "--port", p, "--bind",
+		    "127.0.0.1", "--save", "", "--appendonly", "no", (char *)NULL);
+		_exit(127);
+	}
+	cr_assert(pid > 0);
+	for (i = 0; i < 200; i++) {   /* up to 10 s */
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+		    .sin_port = htons((uint16_t)port) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0), st;
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			close(fd);
+			return pid;
+		}
+		close(fd);
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			cr_assert_fail("redis-server exited (%d): is it installed?",
+			    st);
+		usleep(50000);
+	}
+	kill(pid, SIGKILL);
+	cr_assert_fail("redis-server did not start");
+	return -1;
+}
+
+/* a mixed sequence of ops, each run alone at its time on both backends */
+struct rop {
+	double t;
+	struct xm_state_op op;
+};
+
+Test(state, redis_gives_the_same_results_as_memory)
+{
+	int port = free_port();
+	pid_t pid = start_redis(port);
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_redis *r;
+	char url[64], err[256];
+	struct rop seq[200];
+	size_t n = 0, i;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	cr_assert_not_null(r = xm_redis_new(url, 2, "xmtest:", err,
+	    sizeof(err)), "%s", err);
+	/* buckets at several rates, with time going back once */
+	for (i = 0; i < 40; i++) {
+		seq[n].t = (double)i * 0.3 - (i == 20 ? 5 : 0);
+		seq[n].op = (struct xm_state_op){ .op = XM_SOP_BUCKET,
+		    .key = 100 + i % 3, .rate = 1.0 + (double)(i % 3),
+		    .burst = 4, .cost = 1 + (double)(i % 2) };
+		n++;
+	}
+	/* (expiry is not compared: Redis expires keys on its own clock, the
+	 * memory table on the events' clock; in production the two agree,
+	 * here the events move faster than the wall clock. TTLs are long.) */
+	/* sets with a cap, with and without a second counter */
+	for (i = 0; i < 40; i++) {
+		seq[n].t = 20 + (double)i;
+		seq[n].op = (struct xm_state_op){ .op = XM_SOP_DISTINCT,
+		    .key = 200, .member = 1000 + i % 13, .ttl = 1000, .cap = 9,
+		    .key2 = i % 2 ? 201 : 0 };
+		n++;
+	}
+	/* counters and values */
+	for (i = 0; i < 20; i++) {
+		seq[n].t = 100 + (double)i * 2;
+		seq[n].op = (struct xm_state_op){ .op = i % 4 == 0 ? XM_SOP_SET :
+		    i % 4 == 1 ? XM_SOP_GET : XM_SOP_INCR, .key = 300 + i % 2,
+		    .ttl = 1000, .value = 7 };
+		n++;
+	}
+	for (i = 0; i < n; i++) {
+		struct xm_state_op a = seq[i].op, b = seq[i].op;
+
+		xm_memstore_exec(m, &a, 1, T0 + seq[i].t);
+		cr_assert_eq(xm_redis_exec(r, &b, 1, T0 + seq[i].t, err,
+		    sizeof(err)), 0, "op %zu: %s", i, err);
+		cr_expect_eq(a.ok, b.ok, "op %zu (kind %d): ok %d vs %d", i,
+		    a.op, a.ok, b.ok);
+		cr_expect(fabs(a.result - b.result) < 1e-3, "op %zu (kind %d): "
+		    "memory %g, redis %g", i, a.op, a.result, b.result);
+		cr_expect(fabs(a.result2 - b.result2) < 1e-3, "op %zu: result2 "
+		    "memory %g, redis %g", i, a.result2, b.result2);
+	}
+	/* a whole batch in one call gives what the single calls gave */
+	{
+		struct xm_state_op batch[3] = {
+			{ .op = XM_SOP_INCR, .key = 400, .ttl = 10 },
+			{ .op = XM_SOP_INCR, .key = 400, .ttl = 10 },
+			{ .op = XM_SOP_BUCKET, .key = 401, .rate = 1, .burst = 1,
+			    .cost = 1 },
+		};
+
+		cr_assert_eq(xm_redis_exec(r, batch, 3, T0 + 500, err,
+		    sizeof(err)), 0, "%s", err);
+		cr_expect_eq(batch[1].result, 2);
+		cr_expect(batch[2].ok);
+	}
+	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), 0, "%s", err);
+	/* Redis gone: an error, not a hang or a crash */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	{
+		struct xm_state_op op = { .op = XM_SOP_INCR, .key = 9, .ttl = 5 };
+
+		cr_expect_eq(xm_redis_exec(r, &op, 1, T0, err, sizeof(err)), -1);
+	}
+	xm_redis_free(r);
+	xm_memstore_free(m);
+}
