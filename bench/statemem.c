@@ -2,7 +2,7 @@
  * statemem.c - memory per tracked sender and per key of the ratelimit
  * state, measured through the real filter
  *
- * Usage: statemem [-n SENDERS] [-p chat|stranger|both] [-m BYTES]
+ * Usage: statemem [-n SENDERS] [-p chat|stranger|both] [-m BYTES] [-r URL]
  *
  * Builds a chain with only the ratelimit filter (memory backend, bound
  * -m, default 1 GB so that nothing is evicted) and sends one message from
@@ -17,6 +17,10 @@
  *             adds the stranger bucket, the stranger fan-out set and the
  *             outbreak sets of the text (the worst case per sender)
  *
+ * With -r URL the counters go to that Redis instead (one thread, one
+ * round trip per event): the table figures are then 0, the events per
+ * second and the CPU time per event are the Redis path's.
+ *
  * Prints, per pattern: live keys, keys per sender, the table's bytes,
  * bytes per key (table bytes / keys), bytes per sender, the process's
  * RSS growth, and events per second through the filter (parse included).
@@ -26,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "chain.h"
@@ -51,6 +56,8 @@ rss_kb(void)
 }
 
 /* run - N senders of PATTERN; print the figures */
+static const char *redis_url;
+
 static void
 run(const char *pattern, long n, long long bound)
 {
@@ -61,7 +68,8 @@ run(const char *pattern, long n, long long bound)
 	struct xm_chain *ch;
 	bool stranger = strcmp(pattern, "stranger") == 0;
 	long i, rss0, rss1;
-	double t0, t1;
+	double t0, t1, cpu;
+	struct rusage ru0, ru1;
 	int fd;
 	FILE *fp;
 
@@ -73,6 +81,8 @@ run(const char *pattern, long n, long long bound)
 	fprintf(fp, "filters:\n  guard: {enabled: false}\n"
 	    "  rules: {enabled: false}\n  ratelimit:\n    enabled: true\n"
 	    "    memory: %lld\n", bound);
+	if (redis_url != NULL)
+		fprintf(fp, "    redis: \"%s\"\n", redis_url);
 	fclose(fp);
 	if ((cf = xm_config_load(path, err, sizeof(err))) == NULL ||
 	    (ch = xm_chain_new(cf, err, sizeof(err))) == NULL) {
@@ -82,6 +92,7 @@ run(const char *pattern, long n, long long bound)
 	unlink(path);
 	xm_event_limits_default(&lim);
 	rss0 = rss_kb();
+	getrusage(RUSAGE_SELF, &ru0);
 	t0 = xm_monotonic();
 	for (i = 0; i < n; i++) {
 		struct xm_arena *a = xm_arena_new();
@@ -111,28 +122,35 @@ run(const char *pattern, long n, long long bound)
 		xm_arena_free(a);
 	}
 	t1 = xm_monotonic();
+	getrusage(RUSAGE_SELF, &ru1);
 	rss1 = rss_kb();
+	cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec +
+	    ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+	    (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec +
+	    ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
 	xm_state_stats(&st);
 	printf("%s: %ld senders, %zu keys (%.2f per sender), table %.1f MB "
 	    "(%zu slots of %zu bytes, load %.2f), %.1f bytes per key, "
 	    "%.1f bytes per sender, RSS +%.1f MB, %.0f events/s, "
-	    "%llu evictions\n", pattern, n, st.mem.keys,
+	    "%.2f us CPU per event, %llu evictions\n", pattern, n, st.mem.keys,
 	    (double)st.mem.keys / (double)n, st.mem.bytes / 1048576.0,
 	    st.mem.slots, xm_memstore_slot_bytes(),
 	    (double)st.mem.keys / (double)st.mem.slots,
-	    (double)st.mem.bytes / (double)st.mem.keys,
+	    st.mem.keys ? (double)st.mem.bytes / (double)st.mem.keys : 0,
 	    (double)st.mem.bytes / (double)n, (rss1 - rss0) / 1024.0,
-	    (double)n / (t1 - t0), st.mem.evictions);
+	    (double)n / (t1 - t0), cpu * 1e6 / (double)n, st.mem.evictions);
 	printf("statemem pattern=%s senders=%ld keys=%zu table_bytes=%zu "
 	    "bytes_per_key=%.1f bytes_per_sender=%.1f rss_growth_kb=%ld "
 	    "events_per_s=%.0f evictions=%llu\n", pattern, n, st.mem.keys,
-	    st.mem.bytes, (double)st.mem.bytes / (double)st.mem.keys,
+	    st.mem.bytes, st.mem.keys ? (double)st.mem.bytes /
+	    (double)st.mem.keys : 0,
 	    (double)st.mem.bytes / (double)n, rss1 - rss0, (double)n / (t1 - t0),
 	    st.mem.evictions);
 	xm_chain_unref(ch);
 	xm_state_reset();
 }
 
+/* main - options, then the run */
 int
 main(int argc, char **argv)
 {
@@ -141,7 +159,11 @@ main(int argc, char **argv)
 	int c;
 
 	xm_log_level = XM_LOG_WARN;
-	while ((c = getopt(argc, argv, "n:p:m:")) != -1) {
+	while ((c = getopt(argc, argv, "n:p:m:r:")) != -1) {
+		if (c == 'r') {
+			redis_url = optarg;
+			continue;
+		}
 		if (c == 'n' && xm_parse_ll(optarg, 1, 100000000, &n) == 0)
 			continue;
 		if (c == 'm' && xm_parse_ll(optarg, 65536, 1LL << 40, &bound) == 0)
@@ -151,7 +173,7 @@ main(int argc, char **argv)
 			continue;
 		}
 		fprintf(stderr, "usage: statemem [-n SENDERS] "
-		    "[-p chat|stranger|both] [-m BYTES]\n");
+		    "[-p chat|stranger|both] [-m BYTES] [-r URL]\n");
 		return 2;
 	}
 	if (strcmp(pattern, "both") == 0 || strcmp(pattern, "chat") == 0)

@@ -510,11 +510,10 @@ texts(const struct xm_event *ev, const char **v, size_t max)
 
 /* ---- the check ---- */
 
-/* rl_sym - add symbol S */
-static void
-rl_sym(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
-    double factor, const char *fmt, ...) XM_PRINTF(5, 6);
+static void rl_sym(const struct rl_conf *c, struct xm_task *t,
+    enum rl_sym s, double factor, const char *fmt, ...) XM_PRINTF(5, 6);
 
+/* rl_sym - add symbol S, its score times FACTOR, a printf-style detail */
 static void
 rl_sym(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
     double factor, const char *fmt, ...)

@@ -173,13 +173,14 @@ xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
 
 #define WORD_MAX 128   /* longer words are cut (and hashed as cut) */
 
-/* put - append N bytes at S to OUT (grown in the arena when full) */
+/* the folded text being built, in the caller's arena */
 struct fbuf {
 	struct xm_arena *a;
 	char *p;
 	size_t len, cap;
 };
 
+/* put - append N bytes at S to OUT (grown in the arena when full) */
 static inline void
 put(struct fbuf *o, const char *s, size_t n)
 {

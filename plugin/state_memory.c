@@ -163,10 +163,10 @@ place(struct xm_memstore *m, uint64_t key, uint64_t v)
 	return i;
 }
 
-/* rehash - move every record into a table of NCAP slots; when it does
- * not fit, evict() makes room as records come in */
 static void evict(struct xm_memstore *m, uint32_t now);
 
+/* rehash - move every record into a table of NCAP slots; when it does
+ * not fit, evict() makes room as records come in */
 static void
 rehash(struct xm_memstore *m, size_t ncap, uint32_t now)
 {

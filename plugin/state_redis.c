@@ -30,6 +30,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,11 +42,12 @@
 
 #include "state.h"
 
-/* ARGV[1] = now, ARGV[2] = the number of ops; then per op an op letter
- * and its arguments. Ops take their keys from KEYS in order (one each; a
- * DISTINCT with a second counter, 'E', takes two). */
+/* ARGV[1] = now in microseconds, ARGV[2] = the number of ops; then per
+ * op an op letter and its arguments (a bucket's rate per minute). Ops
+ * take their keys from KEYS in order (one each; a DISTINCT with a second
+ * counter, 'E', takes two). */
 static const char script[] =
-    "local now = tonumber(ARGV[1])\n"
+    "local now = tonumber(ARGV[1]) / 1000000\n"
     "local res = {}\n"
     "local nops = tonumber(ARGV[2])\n"
     "local a = 3\n"
@@ -58,7 +60,7 @@ static const char script[] =
     "  ki = ki + 1\n"
     "  local op = ARGV[a]\n"
     "  if op == 'B' then\n"
-    "    local rate, burst, cost = tonumber(ARGV[a+1]), "
+    "    local rate, burst, cost = tonumber(ARGV[a+1]) / 60, "
     "tonumber(ARGV[a+2]), tonumber(ARGV[a+3])\n"
     "    a = a + 4\n"
     "    local T = 1 / rate\n"
@@ -354,10 +356,93 @@ letter(enum xm_sop op)
 }
 
 /*
- * The arguments of one call live in one buffer of fixed-size cells, so a
- * batch costs one allocation.
+ * The command is written in Redis's protocol (RESP) by hand: one buffer,
+ * no printf and no per-argument allocation (formatting through hiredis
+ * and snprintf cost more than everything else on this path).
  */
-#define CELL 64
+
+/* put_u - decimal V at P; the length */
+static size_t
+put_u(char *p, unsigned long long v)
+{
+	char t[24];
+	size_t n = 0, i;
+
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		p[i] = t[n - 1 - i];
+	return n;
+}
+
+/* put_num - V as a number Lua's tonumber reads: an integer when it is
+ * one, else %.17g */
+static size_t
+put_num(char *p, double v)
+{
+	if (v == floor(v) && fabs(v) < 1e15) {
+		if (v < 0) {
+			*p = '-';
+			return 1 + put_u(p + 1, (unsigned long long)-v);
+		}
+		return put_u(p, (unsigned long long)v);
+	}
+	return (size_t)snprintf(p, 32, "%.17g", v);
+}
+
+/* put_hex - V as 16 hex digits */
+static size_t
+put_hex(char *p, uint64_t v)
+{
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	for (i = 15; i >= 0; i--) {
+		p[i] = hex[v & 15];
+		v >>= 4;
+	}
+	return 16;
+}
+
+/* arg - append one bulk string of N bytes at S */
+static void
+arg(struct xm_buf *b, unsigned *argc, const char *s, size_t n)
+{
+	char h[32];
+	size_t k = 0;
+
+	h[k++] = '$';
+	k += put_u(h + k, n);
+	h[k++] = '\r';
+	h[k++] = '\n';
+	xm_buf_append(b, h, k);
+	xm_buf_append(b, s, n);
+	xm_buf_append(b, "\r\n", 2);
+	(*argc)++;
+}
+
+/* arg_num, arg_key - a number, a key (PREFIX + kind letter + hex) */
+static void
+arg_num(struct xm_buf *b, unsigned *argc, double v)
+{
+	char t[40];
+
+	arg(b, argc, t, put_num(t, v));
+}
+
+static void
+arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
+    char kind, uint64_t key)
+{
+	char t[80];
+
+	memcpy(t, prefix, plen);
+	t[plen] = kind;
+	t[plen + 1] = ':';
+	arg(b, argc, t, plen + 2 + put_hex(t + plen + 2, key));
+}
 
 /* xm_redis_exec - one EVALSHA for the batch, results parsed back */
 int
@@ -366,11 +451,11 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 {
 	struct conn *c;
 	redisReply *rep = NULL;
-	size_t argc, i, k, plen = strlen(r->prefix), nargs, nkeys;
-	const char **argv;
-	size_t *argvlen;
-	char *cells;
+	struct xm_buf args = { 0 }, cmd = { 0 };
+	size_t i, k, plen = strlen(r->prefix), nkeys;
+	unsigned argc = 0, hargc;
 	int attempt, rc = -1;
+	char t[64];
 
 	if (n == 0)
 		return 0;
@@ -378,77 +463,81 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 		atomic_fetch_add(&r->epoch, 1);
 		return -1;
 	}
-	if (plen > CELL - 24) {
+	if (plen > 40) {
 		snprintf(err, errlen, "redis_prefix too long");
 		return -1;
 	}
-	/* EVALSHA sha numkeys keys(<= 2 per op)... now nops ops(<= 4 args
-	 * each)... */
-	nargs = 3 + 2 * n + 2 + 4 * n;
-	argv = xm_calloc(nargs, sizeof(*argv));
-	argvlen = xm_calloc(nargs, sizeof(*argvlen));
-	cells = xm_malloc(nargs * CELL);
-	argc = 0;
-#define ARG(...) do { \
-		char *cell_ = cells + argc * CELL; \
-		int len_ = snprintf(cell_, CELL, __VA_ARGS__); \
-		argv[argc] = cell_; \
-		argvlen[argc++] = (size_t)(len_ < CELL ? len_ : CELL - 1); \
-	} while (0)
-	argv[argc] = "EVALSHA";
-	argvlen[argc++] = 7;
-	argc++;   /* the sha, filled per attempt */
+	/* after EVALSHA sha: numkeys keys... now nops ops... */
 	nkeys = n;
 	for (i = 0; i < n; i++)
 		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
 			nkeys++;
-	ARG("%zu", nkeys);
+	arg(&args, &argc, t, put_u(t, nkeys));
 	for (i = 0; i < n; i++) {
-		ARG("%s%c:%016" PRIx64, r->prefix, letter(ops[i].op), ops[i].key);
+		arg_key(&args, &argc, r->prefix, plen, letter(ops[i].op),
+		    ops[i].key);
 		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
-			ARG("%si:%016" PRIx64, r->prefix, ops[i].key2);
+			arg_key(&args, &argc, r->prefix, plen, 'i', ops[i].key2);
 	}
-	ARG("%.6f", now);
-	ARG("%zu", n);
+	arg_num(&args, &argc, floor(now * 1e6));
+	arg(&args, &argc, t, put_u(t, n));
 	for (i = 0; i < n; i++) {
 		const struct xm_state_op *op = &ops[i];
 
 		switch (op->op) {
 		case XM_SOP_BUCKET:
-			ARG("B");
-			ARG("%.9g", op->rate > 0 ? op->rate : 1e9);
-			ARG("%.9g", op->rate > 0 ? op->burst : 1e18);
-			ARG("%.9g", op->cost);
+			arg(&args, &argc, "B", 1);
+			arg_num(&args, &argc, op->rate > 0 ? op->rate * 60 : 6e10);
+			arg_num(&args, &argc, op->rate > 0 ? op->burst : 1e14);
+			arg_num(&args, &argc, op->cost);
 			break;
 		case XM_SOP_DISTINCT:
-			ARG(op->key2 != 0 ? "E" : "D");
-			ARG("%016" PRIx64, op->member);
-			ARG("%.0f", op->ttl * 1000);
-			ARG("%lld", op->cap);
+			arg(&args, &argc, op->key2 != 0 ? "E" : "D", 1);
+			arg(&args, &argc, t, put_hex(t, op->member));
+			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			arg_num(&args, &argc, (double)op->cap);
 			break;
 		case XM_SOP_INCR:
-			ARG("I");
-			ARG("%.0f", op->ttl * 1000);
+			arg(&args, &argc, "I", 1);
+			arg_num(&args, &argc, ceil(op->ttl * 1000));
 			break;
 		case XM_SOP_GET:
-			ARG("G");
+			arg(&args, &argc, "G", 1);
 			break;
 		case XM_SOP_SET:
-			ARG("S");
-			ARG("%.9g", op->value);
-			ARG("%.0f", op->ttl * 1000);
+			arg(&args, &argc, "S", 1);
+			arg_num(&args, &argc, op->value);
+			arg_num(&args, &argc, ceil(op->ttl * 1000));
 			break;
 		}
 	}
-#undef ARG
 	for (attempt = 0; attempt < 2; attempt++) {
-		argv[1] = c->sha;
-		argvlen[1] = strlen(c->sha);
-		rep = redisCommandArgv(c->ctx, (int)argc, argv, argvlen);
-		if (rep == NULL) {
-			conn_fail(r, c, err, errlen, c->ctx->errstr);
+		void *vr = NULL;
+		size_t hk = 0;
+		char h[32];
+
+		/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
+		xm_buf_reset(&cmd);
+		hargc = argc + 2;
+		h[hk++] = '*';
+		hk += put_u(h + hk, hargc);
+		h[hk++] = '\r';
+		h[hk++] = '\n';
+		xm_buf_append(&cmd, h, hk);
+		xm_buf_append(&cmd, "$7\r\nEVALSHA\r\n", 13);
+		hargc = 0;
+		arg(&cmd, &hargc, c->sha, strlen(c->sha));
+		xm_buf_append(&cmd, args.data, args.len);
+		if (redisAppendFormattedCommand(c->ctx, cmd.data, cmd.len) !=
+		    REDIS_OK || redisGetReply(c->ctx, &vr) != REDIS_OK ||
+		    vr == NULL) {
+			if (vr)
+				freeReplyObject(vr);
+			conn_fail(r, c, err, errlen, c->ctx->errstr[0] ?
+			    c->ctx->errstr : "no reply");
 			goto out;
 		}
+		rep = vr;
 		if (rep->type == REDIS_REPLY_ERROR &&
 		    strncmp(rep->str, "NOSCRIPT", 8) == 0 && attempt == 0) {
 			freeReplyObject(rep);
@@ -495,8 +584,7 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 out:
 	if (rep)
 		freeReplyObject(rep);
-	free(argv);
-	free(argvlen);
-	free(cells);
+	xm_buf_free(&args);
+	xm_buf_free(&cmd);
 	return rc;
 }

@@ -130,6 +130,7 @@ slurp(const char *path, size_t *len)
 	return b.data ? b.data : xm_strdup("");
 }
 
+/* main - options, then the run */
 int
 main(int argc, char **argv)
 {
