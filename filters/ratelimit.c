@@ -258,6 +258,7 @@ static const struct xm_setting rl_settings[] = {
 
 struct rl_state {
 	const struct rl_conf *c;
+	char *detail[RS_COUNT];  /* fixed details, made once at init */
 };
 
 /* ---- the event's identities ---- */
@@ -527,6 +528,15 @@ rl_sym(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
 	xm_task_symbol(t, rl_symname[s], c->score[s] * factor, 0, "%s", detail);
 }
 
+/* rl_sym_fixed - add symbol S with the detail made at init (no
+ * formatting per event: under a flood every event gets several) */
+static void
+rl_sym_fixed(const struct rl_state *st, struct xm_task *t, enum rl_sym s)
+{
+	xm_task_symbol(t, rl_symname[s], st->c->score[s], 0, NULL);
+	t->symbols[t->nsymbols - 1].detail = st->detail[s];
+}
+
 /* rl_check - count T, score what is over budget */
 static void
 rl_check(void *state, struct xm_task *t)
@@ -626,8 +636,7 @@ rl_check(void *state, struct xm_task *t)
 
 		if (j < 0 || b->op[j].ok)
 			continue;
-		rl_sym(c, t, (enum rl_sym)i, 1, "%s over %g/min (burst %lld)",
-		    rl_limitname[i], c->rate[i], c->burst[i]);
+		rl_sym_fixed(state, t, (enum rl_sym)i);
 		if (i == RL_IP || i == RL_PREFIX)
 			over_ip = over_ip || i == RL_IP;
 		else if (i != RL_DOMAIN && i != RL_NETWORK)
@@ -635,16 +644,14 @@ rl_check(void *state, struct xm_task *t)
 	}
 	if (b->fanout >= 0 && c->fanout_max >= 0 &&
 	    b->op[b->fanout].result > (double)c->fanout_max) {
-		rl_sym(c, t, RS_FANOUT, 1, "more than %lld recipients in %.0fs",
-		    c->fanout_max, c->fanout_window);
+		rl_sym_fixed(state, t, RS_FANOUT);
 		over_sender = true;
 	}
 	if ((b->fanout >= 0 && b->op[b->fanout].key2 != 0 &&
 	    b->op[b->fanout].result2 > (double)c->fanout_stranger_max) ||
 	    (b->fanout_stranger >= 0 && b->op[b->fanout_stranger].result >
 	    (double)c->fanout_stranger_max)) {
-		rl_sym(c, t, RS_FANOUT_STRANGER, 1, "more than %lld strangers in "
-		    "%.0fs", c->fanout_stranger_max, c->fanout_window);
+		rl_sym_fixed(state, t, RS_FANOUT_STRANGER);
 		over_sender = true;
 	}
 	/* outbreaks */
@@ -766,6 +773,7 @@ rl_init(void **state, const void *conf, char *err, size_t errlen)
 	const struct rl_conf *c = conf;
 	struct xm_state_conf sc;
 	struct rl_state *st;
+	size_t i;
 
 	if (c->redis_prefix != NULL && strlen(c->redis_prefix) > 40) {
 		snprintf(err, errlen, "ratelimit: redis_prefix longer than 40 "
@@ -781,6 +789,13 @@ rl_init(void **state, const void *conf, char *err, size_t errlen)
 		return -1;
 	st = xm_calloc(1, sizeof(*st));
 	st->c = c;
+	for (i = 0; i < RL_NLIMITS; i++)
+		st->detail[i] = xm_printf("%s over %g/min (burst %lld)",
+		    rl_limitname[i], c->rate[i], c->burst[i]);
+	st->detail[RS_FANOUT] = xm_printf("more than %lld recipients in %.0fs",
+	    c->fanout_max, c->fanout_window);
+	st->detail[RS_FANOUT_STRANGER] = xm_printf("more than %lld strangers "
+	    "in %.0fs", c->fanout_stranger_max, c->fanout_window);
 	*state = st;
 	return 0;
 }
@@ -789,7 +804,12 @@ rl_init(void **state, const void *conf, char *err, size_t errlen)
 static void
 rl_free(void *state)
 {
-	free(state);
+	struct rl_state *st = state;
+	size_t i;
+
+	for (i = 0; i < RS_COUNT; i++)
+		free(st->detail[i]);
+	free(st);
 }
 
 const struct xm_filter_ops ratelimit_filter = {
