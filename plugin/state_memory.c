@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "state.h"
 
@@ -52,6 +53,41 @@ struct xm_memstore {
 	size_t hand;
 	unsigned long long evictions, expired;
 };
+
+/*
+ * Tables of 1 MB and more are mapped straight from the kernel, so that
+ * growing one can hand the old table's pages back while their records
+ * move (see rehash): the process never holds both tables in full, and a
+ * freed table really leaves (malloc may keep big blocks on its heap).
+ */
+#define MAP_MIN (1u << 20)
+
+/* table_alloc - N zeroed slots */
+static struct slot *
+table_alloc(size_t n)
+{
+	void *p;
+
+	if (n * sizeof(struct slot) < MAP_MIN)
+		return xm_calloc(n, sizeof(struct slot));
+	p = mmap(NULL, n * sizeof(struct slot), PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		panic("state: cannot map %zu bytes", n * sizeof(struct slot));
+	return p;
+}
+
+/* table_free - give N slots at S back */
+static void
+table_free(struct slot *s, size_t n)
+{
+	if (s == NULL)
+		return;
+	if (n * sizeof(struct slot) < MAP_MIN)
+		free(s);
+	else
+		munmap(s, n * sizeof(struct slot));
+}
 
 /* xm_memstore_slot_bytes - the size of one slot */
 size_t
@@ -171,21 +207,29 @@ static void
 rehash(struct xm_memstore *m, size_t ncap, uint32_t now)
 {
 	struct slot *old = m->s;
-	size_t ocap = m->cap, i;
+	size_t ocap = m->cap, i, released = 0;
+	bool mapped = ocap * sizeof(struct slot) >= MAP_MIN;
+	const size_t step = 65536;   /* slots (1 MB) handed back at a time */
 
-	m->s = xm_calloc(ncap, sizeof(*m->s));
+	m->s = table_alloc(ncap);
 	m->cap = ncap;
 	m->mask = ncap - 1;
 	m->n = 0;
 	m->hand = 0;
 	for (i = 0; i < ocap; i++) {
+		if (mapped && i - released >= step) {
+			/* these old slots are moved: their pages can go */
+			madvise((char *)old + released * sizeof(struct slot),
+			    step * sizeof(struct slot), MADV_DONTNEED);
+			released += step;
+		}
 		if (old[i].key == 0 || expiry(&old[i]) <= now)
 			continue;
 		if (m->n + 1 > m->cap / 4 * 3)
 			evict(m, now);
 		place(m, old[i].key, old[i].v);
 	}
-	free(old);
+	table_free(old, ocap);
 }
 
 /* evict - make room: every dead record among the next EVICT_SCAN, else
@@ -469,7 +513,7 @@ xm_memstore_new(size_t max_bytes)
 	m->max_slots = bound_slots(max_bytes);
 	m->cap = MIN_SLOTS;
 	m->mask = m->cap - 1;
-	m->s = xm_calloc(m->cap, sizeof(*m->s));
+	m->s = table_alloc(m->cap);
 	return m;
 }
 
@@ -493,7 +537,7 @@ xm_memstore_free(struct xm_memstore *m)
 	if (m == NULL)
 		return;
 	pthread_mutex_destroy(&m->lock);
-	free(m->s);
+	table_free(m->s, m->cap);
 	free(m);
 }
 
