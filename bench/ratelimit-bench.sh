@@ -132,9 +132,11 @@ EOF
 			    subscription invite file; do
 				printf '    %s_rate: 1e8\n    %s_burst: 100000000\n' "$b" "$b"
 			done
-			printf '    fanout_max: 1000000\n    fanout_stranger_max: 1000000\n'
-			printf '    outbreak_senders: 1000000\n    outbreak_recipients: 1000000\n'
-			printf '    outbreak_fanout: 1000000\n' ;;
+			# fan-out and campaign thresholds high, but sets still
+			# capped (a set stops growing at its threshold + 1)
+			printf '    fanout_max: 1000\n    fanout_stranger_max: 1000\n'
+			printf '    outbreak_senders: 1000\n    outbreak_recipients: 1000\n'
+			printf '    outbreak_fanout: 1000\n' ;;
 		redis) printf '    enabled: true\n    redis: redis://127.0.0.1:%s\n' "$port" ;;
 		esac
 	} >"$1"
