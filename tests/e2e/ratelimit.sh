@@ -15,6 +15,7 @@
 #     state=memory-fallback), and keeps limiting from local memory,
 #   - Redis restarted: both nodes go back to it (log, health) and share
 #     counters again,
+#   - a third daemon counting in memory keeps its counters over SIGHUP,
 #   - through Prosody: a flood from one account to a stranger is cut off
 #     near its budget and the account is blocked, while a chat between
 #     two roster contacts is delivered in full.
@@ -280,6 +281,33 @@ if start_redis; then
 else
 	skip "Redis restarted: both nodes return to it (health, log)" "redis-server did not restart"
 	skip "after recovery, budgets are shared again" "redis-server did not restart"
+fi
+
+# ---- counters survive a reload (memory backend) ---------------------------
+
+SOCK_C=$XM_TMP/xmilterd-c.sock
+LOG_C=$XM_TMP/xmilterd-c.log
+daemon_conf "$XM_TMP/c.yml" "$SOCK_C"
+sed -i '/redis/d' "$XM_TMP/c.yml"
+if xm_daemon_start "$XM_TMP/c.yml" "$LOG_C"; then
+	PID_C=$XM_DAEMON_PID
+	f=$XM_TMP/fresh6-1.events; : >"$f"; spam "$f" fresh6 1 10 $((T0 + 400000))
+	feed "$SOCK_C" "$f"
+	ok6=$(count_action accept)
+	# change a setting, reload, and go on with the same sender
+	echo "    score_blocked: 21" >>"$XM_TMP/c.yml"   # ratelimit is last
+	kill -HUP "$PID_C"
+	xm_wait_log "$LOG_C" 'reloaded' 10
+	rl=$?
+	f=$XM_TMP/fresh6-2.events; : >"$f"; spam "$f" fresh6 11 15 $((T0 + 400000))
+	feed "$SOCK_C" "$f"
+	xm_log "memory node: $ok6 accepted, reload ($rl), then $(count_not_accept) of 5 stopped"
+	[ "$ok6" = 10 ] && [ $rl = 0 ] && [ "$(count_not_accept)" = 5 ] &&
+		! grep -q '^state=' <("$XMILTER" health -s "$SOCK_C")
+	result "memory backend: counters survive SIGHUP (and HELLO shows no state lines)" $?
+	kill -TERM "$PID_C"; xm_wait_pid "$PID_C" 5; xm_forget_pid "$PID_C"
+else
+	skip "memory backend: counters survive SIGHUP" "xmilterd C did not start"
 fi
 
 # ---- through Prosody ------------------------------------------------------
