@@ -187,6 +187,48 @@ Test(fingerprint, url_keys_and_sets)
 	xm_arena_free(a);
 }
 
+Test(fingerprint, arbitrary_bytes)
+{
+	/* peer text is anything: random bytes (invalid UTF-8, NULs cut the
+	 * C strings, lone continuation bytes, huge words, link-like starts)
+	 * must fold without crashing and the same way twice */
+	static const char *const seeds[] = { "http://", "https://", "www.",
+	    "\xf0\x9f", "\xe2\x80", "a1", "WWW.x", "hTTp://@/" };
+	uint64_t st = 12345;
+	int i;
+
+	for (i = 0; i < 20000; i++) {
+		struct xm_arena *a = xm_arena_new();
+		char buf[600];
+		size_t n = 0, len, k;
+		struct xm_fp f1, f2;
+		const char *t[1] = { buf };
+
+		st = st * UINT64_C(6364136223846793005) + 1442695040888963407ULL;
+		len = (size_t)(st >> 33) % 500;
+		while (n < len) {
+			st = st * UINT64_C(6364136223846793005) +
+			    1442695040888963407ULL;
+			if ((st >> 60) == 0) {
+				const char *sd = seeds[(st >> 40) % 8];
+
+				for (k = 0; sd[k] && n < len; k++)
+					buf[n++] = sd[k];
+			} else
+				buf[n++] = (char)((st >> 33) & 0xff ? (st >> 33) &
+				    0xff : 'x');
+		}
+		buf[n] = '\0';
+		xm_fp_compute(a, t, 1, t, 1, 1, 1, &f1);
+		xm_fp_compute(a, t, 1, t, 1, 1, 1, &f2);
+		cr_assert_eq(f1.has_text, f2.has_text);
+		cr_assert_eq(f1.text, f2.text);
+		cr_assert_eq(f1.urls, f2.urls);
+		(void)xm_fp_url_key(a, buf, n);
+		xm_arena_free(a);
+	}
+}
+
 /* ---- the filter ---- */
 
 /* write_conf - YAML with only ratelimit enabled plus EXTRA settings */
