@@ -58,7 +58,8 @@
 #define RL_LIMITS(X) \
 	X(ACCOUNT, "account", "60", "30", "15", \
 	    "stanzas from one sender (the c2s account, else the bare from)") \
-	X(IP, "ip", "120", "60", "10", "stanzas from one client address") \
+	X(IP, "ip", "300", "150", "5", \
+	    "stanzas from one client address (offices share one behind NAT)") \
 	X(PREFIX, "prefix", "600", "200", "5", \
 	    "stanzas from one address prefix (ipv4_prefix, ipv6_prefix)") \
 	X(DOMAIN, "domain", "600", "300", "5", \
@@ -137,6 +138,7 @@ struct rl_conf {
 	long long fanout_max, fanout_stranger_max;
 	/* escalation */
 	long long block_after;
+	bool block_addresses;
 	double block_window, block_time;
 	int block_action;
 	/* who is never counted */
@@ -198,6 +200,10 @@ static const struct xm_setting rl_settings[] = {
 	{ "block_after", XM_ST_INT, RL_OFF(block_after), "3", -1, 1e6, NULL,
 	    true, "Events over budget within block_window that block the "
 	    "sender (or the address) for block_time (-1: never block)" },
+	{ "block_addresses", XM_ST_BOOL, RL_OFF(block_addresses), "false", 0,
+	    0, NULL, true, "Also block a client address after block_after "
+	    "events over the ip budget (off by default: one address may be "
+	    "a whole office behind NAT)" },
 	{ "block_window", XM_ST_DURATION, RL_OFF(block_window), "10m", 1,
 	    604800, NULL, true, "Window in which excess events are counted" },
 	{ "block_time", XM_ST_DURATION, RL_OFF(block_time), "1h", 1, 3e7,
@@ -563,7 +569,7 @@ rl_check(void *state, struct xm_task *t)
 		if (w.sender)
 			b->blk_sender = add(b, XM_SOP_GET,
 			    xm_state_key("blk", w.sender, strlen(w.sender)));
-		if (w.ip)
+		if (w.ip && c->block_addresses)
 			b->blk_ip = add(b, XM_SOP_GET,
 			    xm_state_key("blkip", w.ip, strlen(w.ip)));
 	}
@@ -696,7 +702,7 @@ rl_check(void *state, struct xm_task *t)
 			post[npost].ttl = c->block_window;
 			npost++;
 		}
-		if (over_ip && w.ip) {
+		if (over_ip && w.ip && c->block_addresses) {
 			strike_ip = (int)npost;
 			memset(&post[npost], 0, sizeof(post[npost]));
 			post[npost].op = XM_SOP_INCR;

@@ -325,14 +325,19 @@ exp32(double now, double ttl)
 	return (uint64_t)e;
 }
 
-/* op_bucket - GCRA: take COST tokens of a RATE/s bucket holding BURST */
+/* op_bucket - GCRA: take COST tokens of a RATE/s bucket holding BURST.
+ * Times are computed relative to NOW (the absolute ones are ~1.8e9 s,
+ * where a double's step is 2.4e-7 s and a burst of small steps would
+ * drift); a thousandth of a token (at least 10 us) of tolerance absorbs
+ * what rounding is left, the same rule as the Redis script's. */
 static void
 op_bucket(struct xm_memstore *m, struct xm_state_op *op, double now,
     uint32_t now32)
 {
 	uint64_t key = mkkey(op->key, XM_SK_BUCKET);
 	size_t i = live(m, key, now32);
-	double T, tau, tat, ntat;
+	uint64_t now_fx = (uint64_t)(now * 4294967296.0), ntat_fx;
+	double T, tau, tol, d = 0, nd;
 
 	if (!(op->rate > 0)) {  /* no limit */
 		op->ok = true;
@@ -341,24 +346,28 @@ op_bucket(struct xm_memstore *m, struct xm_state_op *op, double now,
 	}
 	T = 1.0 / op->rate;
 	tau = op->burst * T;
-	tat = i != (size_t)-1 ? (double)m->s[i].v / 4294967296.0 : now;
-	if (tat < now)
-		tat = now;
-	ntat = tat + op->cost * T;
-	if (ntat - now > tau + 1e-9) {
+	tol = T * 1e-3 > 1e-5 ? T * 1e-3 : 1e-5;
+	if (i != (size_t)-1 && m->s[i].v > now_fx)
+		d = (double)(m->s[i].v - now_fx) / 4294967296.0;
+	nd = d + op->cost * T;
+	if (nd > tau + tol) {
 		op->ok = false;
-		op->result = (tau - (tat - now)) / T;
+		op->result = (tau - d) / T;
 		if (op->result < 0)
 			op->result = 0;
 		return;
 	}
 	op->ok = true;
-	op->result = (tau - (ntat - now)) / T;
-	ntat = clamp_time(ntat);
+	op->result = (tau - nd) / T;
+	if (op->result < 0)
+		op->result = 0;
+	ntat_fx = now_fx + (uint64_t)(nd * 4294967296.0);
+	if (ntat_fx > (uint64_t)4294967000 << 32)
+		ntat_fx = (uint64_t)4294967000 << 32;
 	if (i != (size_t)-1)
-		m->s[i].v = (uint64_t)(ntat * 4294967296.0);
+		m->s[i].v = ntat_fx;
 	else
-		insert(m, key, (uint64_t)(ntat * 4294967296.0), now32);
+		insert(m, key, ntat_fx, now32);
 }
 
 /* counter_bump - COUNT record KEY += 1 (created with expiry EXP); the new

@@ -440,7 +440,7 @@ struct bcase {
 
 static const struct bcase budget_cases[] = {
 	{ "account", mk_account, "RATE_ACCOUNT", 30 },
-	{ "ip", mk_ip, "RATE_IP", 60 },
+	{ "ip", mk_ip, "RATE_IP", 150 },
 	{ "prefix", mk_prefix, "RATE_PREFIX", 200 },
 	{ "domain", mk_domain, "RATE_DOMAIN", 300 },
 	{ "network", mk_network, "RATE_NETWORK", 600 },
@@ -674,6 +674,36 @@ Test(ratelimit, block_then_expiry)
 	cr_expect_str_empty(s);
 	xm_arena_free(a);
 	xm_chain_unref(ch);
+}
+
+Test(ratelimit, address_blocks_only_when_asked)
+{
+	static const char *const conf[] = {
+		"    ip_rate: 6\n    ip_burst: 2\n    block_after: 2\n",
+		"    ip_rate: 6\n    ip_burst: 2\n    block_after: 2\n"
+		    "    block_addresses: true\n",
+	};
+	size_t k;
+
+	for (k = 0; k < 2; k++) {
+		struct xm_chain *ch;
+		int first, n;
+
+		xm_state_reset();
+		step = 0.1;
+		ch = chain_with(conf[k], NULL);
+		/* a new account per event, all from one address: 2 pass, the
+		 * 3rd and 4th are over the ip budget (strikes), then blocked */
+		n = count_with(ch, mk_ip, 8, "RATE_BLOCKED", &first);
+		if (k == 0)
+			cr_expect_eq(n, 0, "no address blocks by default: %d", n);
+		else {
+			cr_expect_eq(first, 3, "blocked from the 2nd strike: %d",
+			    first);
+			cr_expect_eq(n, 5, "%d", n);
+		}
+		xm_chain_unref(ch);
+	}
 }
 
 Test(ratelimit, block_action_reject_is_final)
