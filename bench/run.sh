@@ -132,6 +132,9 @@ filters:
   rules:
     enabled: $3
     files: [$RULES]
+  # measured on its own by bench/ratelimit-bench.sh
+  ratelimit:
+    enabled: false
 EOF
 }
 

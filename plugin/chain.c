@@ -18,11 +18,13 @@
 #include <jansson.h>
 
 #include "chain.h"
+#include "state.h"
 
 struct chain_filter {
 	const struct xm_filter_ops *ops;
 	void *state;
 	bool shadow;
+	bool slow;     /* runs in the slow stage (flags or is_slow) */
 };
 
 struct chain_scope {
@@ -82,7 +84,10 @@ build_scope(struct xm_chain *c, struct chain_scope *cs,
 			    fc->ops->name, sc->name);
 			return -1;
 		}
-		if (fc->ops->flags & XM_FILTER_SLOW)
+		f->slow = fc->ops->is_slow != NULL ?
+		    fc->ops->is_slow(f->state) :
+		    (fc->ops->flags & XM_FILTER_SLOW) != 0;
+		if (f->slow)
 			c->slow = true;
 		cs->n++;
 	}
@@ -187,7 +192,8 @@ xm_chain_hello(const struct xm_chain *c, struct xm_buf *reply,
 			xm_buf_printf(reply, "filter=%s%s\n",
 			    cf->global.filters[i].ops->name,
 			    cf->global.filters[i].shadow ? " shadow" : "");
-	/* filters that run degraded say why (additive: reason= lines) */
+	/* filters that run degraded say why (reason= lines); the shared
+	 * state (ratelimit) adds its lines and may degrade too */
 	{
 		const struct chain_scope *cs = &c->scopes[0];
 		bool degraded = false;
@@ -199,6 +205,8 @@ xm_chain_hello(const struct xm_chain *c, struct xm_buf *reply,
 				xm_buf_printf(reply, "reason=%s\n", why);
 				degraded = true;
 			}
+		if (!xm_state_status(reply))
+			degraded = true;
 		xm_buf_puts(reply, degraded ? "status=degraded\n" : "status=ok\n");
 	}
 }
@@ -241,7 +249,7 @@ xm_chain_task_slow(const struct xm_chain *c, const struct xm_task *t)
 	for (i = 0; i < cs->n; i++) {
 		const struct chain_filter *f = &cs->f[i];
 
-		if ((f->ops->flags & XM_FILTER_SLOW) == 0)
+		if (!f->slow)
 			continue;
 		if (f->ops->wants == NULL || f->ops->wants(f->state, t))
 			return true;
@@ -259,7 +267,7 @@ xm_chain_run_stage(const struct xm_chain *c, struct xm_task *t, bool slow)
 	for (i = 0; i < cs->n && !t->final; i++) {
 		const struct chain_filter *f = &cs->f[i];
 
-		if (((f->ops->flags & XM_FILTER_SLOW) != 0) != slow)
+		if (f->slow != slow)
 			continue;
 		if (slow && f->ops->wants != NULL && !f->ops->wants(f->state, t))
 			continue;

@@ -12,6 +12,7 @@ extern const struct xm_filter_ops rules_filter;
 extern const struct xm_filter_ops transfer_filter;
 extern const struct xm_filter_ops oobfetch_filter;
 extern const struct xm_filter_ops antivirus_filter;
+extern const struct xm_filter_ops ratelimit_filter;
 
 const struct xm_filter_ops *const xm_filters[] = {
 	&guard_filter,
@@ -19,5 +20,6 @@ const struct xm_filter_ops *const xm_filters[] = {
 	&transfer_filter,
 	&oobfetch_filter,
 	&antivirus_filter,
+	&ratelimit_filter,
 };
 const size_t xm_nfilters = XM_ARRAY_LEN(xm_filters);

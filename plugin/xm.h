@@ -258,6 +258,11 @@ struct xm_filter_ops {
 	 * signature database), with a short reason in BUF; HELLO then says
 	 * status=degraded with a reason= line. Called on the loop. */
 	bool (*status)(void *state, char *buf, size_t len);
+	/* is_slow - optional: whether this instance must run on the worker
+	 * pool, overriding XM_FILTER_SLOW in flags (say, because its state
+	 * is remote and a call may block). Called once, after init. NULL:
+	 * flags decide. */
+	bool (*is_slow)(void *state);
 };
 
 #endif

@@ -30,6 +30,7 @@
 #include "chain.h"
 #include "config.h"
 #include "event.h"
+#include "state.h"
 #include "proto.h"
 
 #ifndef SYSCONFDIR
@@ -174,6 +175,8 @@ cmd_check(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
+	/* a replay counts in its own memory, never in the nodes' Redis */
+	xm_state_local_only();
 	chain = load_chain(conf);
 	for (i = optind; i < argc; i++)
 		if (check_file(chain, argv[i]) != 0)
@@ -197,6 +200,7 @@ cmd_lint(int argc, char **argv)
 		else
 			usage();
 	}
+	xm_state_local_only();   /* lint checks a Redis URL, never connects */
 	chain = load_chain(conf);
 	cf = xm_chain_config(chain);
 	printf("%s: ok (%zu scope%s besides global)\n",

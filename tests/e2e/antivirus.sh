@@ -82,6 +82,8 @@ filters:
     database_dir: $DB
     tmpdir: $XM_TMP
     db_check_interval: 100ms
+  ratelimit:               # bursts from one account: tested in ratelimit.sh
+    enabled: false
 EOF
 mkdir -p "$XM_TMP/quarantine"
 

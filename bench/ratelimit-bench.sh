@@ -1,0 +1,206 @@
+#!/bin/bash
+# ratelimit-bench.sh - what the ratelimit filter costs: throughput with it
+# off, on (memory), and on with Redis, in the same run; plus memory per
+# tracked sender (bench/statemem)
+#
+# Usage: bench/ratelimit-bench.sh [--reps N] [--seconds S] [--workers N]
+#                                 [--senders N] [--keep]
+#
+#   --reps N      rounds of (off, counting, memory, redis), medians
+#                 reported (3)
+#   --seconds S   measured seconds of each max-throughput run (5)
+#   --workers N   daemon.workers in every configuration (4): with Redis
+#                 the filter runs on the worker pool, one connection and
+#                 one round trip per event per worker
+#   --senders N   senders for bench/statemem (1000000; 0 skips it)
+#   --keep        keep the temporary directory
+#
+# Each run: xmilterd with guard + rules (bench/rules-50.cf) and ratelimit
+#   off       not in the chain
+#   counting  on (memory), every budget so high that nothing is exceeded:
+#             the cost of counting normal traffic
+#   memory    on (memory), default budgets: the load's few thousand
+#             senders at full speed exceed them, so most events score,
+#             strike and get blocked (the cost under a flood)
+#   redis     the same on Redis (a redis-server started here on
+#             loopback, no persistence)
+# driven by bench/xmload at
+# full speed (CONNS connections, WINDOW requests in flight each) with the
+# stanza mix of bench/stanzamix.h. Pinned like bench/run.sh: the daemon on
+# DAEMON_CPU (0), xmload on LOAD_CPU (1); redis-server is not pinned.
+# Prints one line per run, then medians and the ratios memory/off and
+# redis/memory. Figures, not pass/fail.
+set -u
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+
+REPS=3 SECS=5 WORKERS=4 SENDERS=1000000 KEEP=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--reps) REPS=$2; shift ;;
+	--seconds) SECS=$2; shift ;;
+	--workers) WORKERS=$2; shift ;;
+	--senders) SENDERS=$2; shift ;;
+	--keep) KEEP=1 ;;
+	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	*) echo "ratelimit-bench.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+CONNS=${CONNS:-4}
+WINDOW=${WINDOW:-64}
+DAEMON_CPU=${DAEMON_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+XMILTERD=$top_builddir/xmilterd
+XMILTER=$top_builddir/xmilter
+XMLOAD=$top_builddir/bench/xmload
+STATEMEM=$top_builddir/bench/statemem
+RULES=$top_srcdir/bench/rules-50.cf
+REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server)}
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'ratelimit-bench.sh: %s\n' "$*" >&2; exit 1; }
+
+make -C "$top_builddir" -s xmilterd xmilter bench/xmload bench/statemem \
+	>/dev/null 2>&1 || die "build failed (make xmilterd bench/xmload bench/statemem)"
+[ -x "$REDIS_SERVER" ] || die "redis-server not found"
+
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+	PIN_D="taskset -c $DAEMON_CPU" PIN_L="taskset -c $LOAD_CPU"
+else
+	PIN_D="" PIN_L=""
+fi
+
+base=${BENCH_TMP:-/dev/shm}
+[ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
+TMP=$(mktemp -d "$base/xmilter-rlbench.XXXXXX") || die "mktemp failed"
+SOCK=$TMP/xmilterd.sock
+DPID= RPID=
+cleanup() {
+	local p
+	for p in $DPID $RPID; do
+		kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# a free loopback port for Redis
+port=$(( 41000 + $$ % 9000 ))
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+	>"$TMP/redis.log" 2>&1 &
+RPID=$!
+for _ in $(seq 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+	sleep 0.05
+done
+
+# write_config FILE MODE - MODE off | memory | redis
+write_config() {
+	{
+		cat <<EOF
+# written by bench/ratelimit-bench.sh ($2)
+daemon:
+  socket: $SOCK
+  quarantine_dir: $TMP/quarantine
+  log_level: warning
+  log_file: $TMP/xmilterd.log
+  log_verdicts: false
+  workers: $WORKERS
+# no quarantine: its spool writes (fsync) would be what is measured once
+# budgets are exceeded
+actions:
+  quarantine: none
+filters:
+  guard:
+    enabled: true
+  rules:
+    enabled: true
+    files: [$RULES]
+  ratelimit:
+EOF
+		case $2 in
+		off) echo "    enabled: false" ;;
+		memory) echo "    enabled: true" ;;
+		counting)
+			# every operation runs, no budget is ever exceeded: the
+			# cost of counting normal traffic
+			echo "    enabled: true"
+			for b in account ip prefix domain network stranger young \
+			    subscription invite file; do
+				printf '    %s_rate: 1e8\n    %s_burst: 100000000\n' "$b" "$b"
+			done
+			# fan-out and campaign thresholds high, but sets still
+			# capped (a set stops growing at its threshold + 1)
+			printf '    fanout_max: 1000\n    fanout_stranger_max: 1000\n'
+			printf '    outbreak_senders: 1000\n    outbreak_recipients: 1000\n'
+			printf '    outbreak_fanout: 1000\n' ;;
+		redis) printf '    enabled: true\n    redis: redis://127.0.0.1:%s\n' "$port" ;;
+		esac
+	} >"$1"
+}
+
+daemon_start() {
+	$PIN_D "$XMILTERD" -c "$1" 2>>"$TMP/xmilterd.stderr" &
+	DPID=$!
+	# rule compilation takes seconds on a busy machine
+	for _ in $(seq 600); do
+		"$XMILTER" health -s "$SOCK" -t 1 >/dev/null 2>&1 && return 0
+		kill -0 "$DPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	cat "$TMP/xmilterd.stderr" "$TMP/xmilterd.log" >&2
+	die "xmilterd did not start"
+}
+daemon_stop() {
+	[ -n "$DPID" ] || return 0
+	kill -TERM "$DPID" 2>/dev/null
+	wait "$DPID" 2>/dev/null
+	DPID=
+}
+field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+declare -A THR P99 CPU
+say "ratelimit throughput: $REPS rounds of off / counting / memory / redis, ${SECS}s each," \
+    "$CONNS connections x $WINDOW in flight, workers=$WORKERS, $(nproc) CPUs," \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq "$REPS"); do
+	for mode in off counting memory redis; do
+		write_config "$TMP/$mode.yml" "$mode"
+		daemon_start "$TMP/$mode.yml"
+		line=$($PIN_L "$XMLOAD" -s "$SOCK" -c "$CONNS" -w "$WINDOW" \
+		    -d "$SECS" -W 1 -p "$DPID" -q 2>/dev/null | grep '^xmload ')
+		daemon_stop
+		t=$(field "$line" stanzas_per_s)
+		THR[$mode]="${THR[$mode]:-} $t"
+		P99[$mode]="${P99[$mode]:-} $(field "$line" p99_us)"
+		CPU[$mode]="${CPU[$mode]:-} $(field "$line" daemon_us_per_stanza)"
+		say "  round $r $mode: $t stanzas/s, p99 $(field "$line" p99_us) us," \
+		    "daemon $(field "$line" daemon_us_per_stanza) us CPU/stanza," \
+		    "lost $(field "$line" lost), reject $(field "$line" reject)"
+	done
+done
+# shellcheck disable=SC2086
+{
+	off=$(median ${THR[off]}) cnt=$(median ${THR[counting]})
+	mem=$(median ${THR[memory]}) red=$(median ${THR[redis]})
+	coff=$(median ${CPU[off]}) ccnt=$(median ${CPU[counting]})
+	cmem=$(median ${CPU[memory]}) cred=$(median ${CPU[redis]})
+	say "median stanzas/s: off $off, counting $cnt, memory $mem, redis $red"
+	say "median daemon CPU us/stanza: off $coff, counting $ccnt, memory $cmem," \
+	    "redis $cred"
+	say "median p99 us: off $(median ${P99[off]}), counting $(median ${P99[counting]})," \
+	    "memory $(median ${P99[memory]}), redis $(median ${P99[redis]})"
+	awk -v o="$off" -v c="$cnt" -v m="$mem" -v r="$red" -v co="$coff" \
+	    -v cc="$ccnt" -v cm="$cmem" -v cr="$cred" 'BEGIN {
+		printf "throughput counting/off: %.1f %%, memory/off: %.1f %% (target >= 90 %%)\n", 100 * c / o, 100 * m / o
+		printf "throughput redis/memory: %.1f %% (target >= 50 %%)\n", 100 * r / m
+		printf "by CPU per stanza (less sensitive to a busy machine): counting/off %.1f %%, memory/off %.1f %%, redis/memory %.1f %%\n", 100 * co / cc, 100 * co / cm, 100 * cm / cr }'
+}
+if [ "$SENDERS" -gt 0 ]; then
+	say "memory per tracked sender ($SENDERS senders, bench/statemem):"
+	"$STATEMEM" -n "$SENDERS" | grep -v '^statemem '
+fi

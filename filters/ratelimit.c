@@ -1,0 +1,832 @@
+/*
+ * ratelimit.c - the ratelimit filter: budgets, fan-out, blocks, outbreaks
+ *
+ * Purpose: stop what one message cannot show but a stream of them does:
+ * throw-away accounts sending to thousands of strangers, rotating
+ * accounts, addresses and domains, worms sending one lure to a whole
+ * roster, and the same spam body from many senders.
+ *
+ * What it counts, per event of kind message, subscription, transfer or
+ * upload (the clock is the task's: the event's time in replay):
+ *   - token buckets (rate per minute, burst) keyed by the sender (the
+ *     c2s account, else the bare from), the client address, its prefix
+ *     (/ipv4_prefix, /ipv6_prefix), the remote domain (s2s), and the
+ *     transport network (component); stricter buckets for messages to
+ *     strangers (roster=none) and for young accounts (account-age under
+ *     young_age); buckets for subscription requests, invitations (one
+ *     token per invitation) and file offers (one per file);
+ *   - fan-out: distinct recipients per sender per fanout_window, and
+ *     distinct strangers apart;
+ *   - escalation: every event over a sender's (or address's) budget is a
+ *     strike; block_after strikes within block_window block that sender
+ *     (or address) for block_time: RATE_BLOCKED on everything it sends;
+ *   - outbreaks: fingerprints of the folded text and of the link set
+ *     (fingerprint.h); a fingerprint seen from outbreak_senders distinct
+ *     senders and by outbreak_recipients distinct recipients (or by
+ *     outbreak_fanout recipients, from however few senders) within
+ *     outbreak_window is a campaign for outbreak_ttl, and every copy of it
+ *     scores OUTBREAK_TEXT / OUTBREAK_URL (scaled by the roster factors
+ *     when the recipient has the sender in its roster).
+ * Senders on the trusted list are neither counted nor scored. Every limit
+ * is a setting and so can differ per scope (origin, peer, domain).
+ *
+ * All of one event's counting is one batch of state operations (state.h):
+ * one lock in memory, one round trip to Redis; a second, small batch runs
+ * only when a budget was exceeded or a campaign was just detected.
+ *
+ * Where it runs: on the event loop with the memory backend; on the worker
+ * pool when Redis is configured (is_slow), since a Redis call may block.
+ *
+ * Ownership: the filter state points at the config, which outlives it;
+ * the counters are the process-global state's. Failure: init fails on a
+ * malformed redis URL; check cannot fail (Redis trouble falls back to
+ * memory inside the state).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+
+#include "config.h"
+#include "fingerprint.h"
+#include "state.h"
+#include "xm.h"
+
+/* budgets: tag, setting name, rate per minute, burst, score, what */
+#define RL_LIMITS(X) \
+	X(ACCOUNT, "account", "60", "30", "15", \
+	    "stanzas from one sender (the c2s account, else the bare from)") \
+	X(IP, "ip", "300", "150", "5", \
+	    "stanzas from one client address (offices share one behind NAT)") \
+	X(PREFIX, "prefix", "600", "200", "5", \
+	    "stanzas from one address prefix (ipv4_prefix, ipv6_prefix)") \
+	X(DOMAIN, "domain", "600", "300", "5", \
+	    "stanzas from one remote domain (origin s2s)") \
+	X(NETWORK, "network", "1200", "600", "5", \
+	    "stanzas from one transport network (origin component, by peer)") \
+	X(STRANGER, "stranger", "6", "10", "15", \
+	    "messages from one sender to recipients who do not have it in " \
+	    "their roster (roster=none)") \
+	X(YOUNG, "young", "10", "10", "10", \
+	    "stanzas from one account younger than young_age") \
+	X(SUBSCRIPTION, "subscription", "2", "10", "15", \
+	    "subscription requests from one sender") \
+	X(INVITE, "invite", "2", "5", "15", \
+	    "invitations (one token each) from one sender") \
+	X(FILE, "file", "2", "5", "15", \
+	    "file offers (one token per file) from one sender")
+
+/* the other symbols: tag, score default, what */
+#define RL_OTHER(X) \
+	X(FANOUT, "10", "more distinct recipients than fanout_max in " \
+	    "fanout_window") \
+	X(FANOUT_STRANGER, "15", "more distinct strangers than " \
+	    "fanout_stranger_max in fanout_window") \
+	X(BLOCKED, "20", "a sender or address blocked after repeated excess") \
+	X(OUTBREAK_TEXT, "12", "a copy of a text campaign") \
+	X(OUTBREAK_URL, "6", "a copy of a link campaign")
+
+enum rl_limit {
+#define RL_E(tag, name, rate, burst, score, doc) RL_##tag,
+	RL_LIMITS(RL_E)
+#undef RL_E
+	RL_NLIMITS
+};
+
+enum rl_sym {
+#define RL_S(tag, name, rate, burst, score, doc) RS_##tag,
+	RL_LIMITS(RL_S)
+#undef RL_S
+#define RL_S2(tag, score, doc) RS_##tag,
+	RL_OTHER(RL_S2)
+#undef RL_S2
+	RS_COUNT
+};
+
+static const char *const rl_symname[RS_COUNT] = {
+#define RL_N(tag, name, rate, burst, score, doc) "RATE_" #tag,
+	RL_LIMITS(RL_N)
+#undef RL_N
+	"RATE_FANOUT", "RATE_FANOUT_STRANGER", "RATE_BLOCKED",
+	"OUTBREAK_TEXT", "OUTBREAK_URL",
+};
+
+static const char *const rl_limitname[RL_NLIMITS] = {
+#define RL_L(tag, name, rate, burst, score, doc) name,
+	RL_LIMITS(RL_L)
+#undef RL_L
+};
+
+enum rl_block_action { BA_SCORE = 0, BA_REJECT, BA_DISCARD };
+
+struct rl_conf {
+	/* state (process-wide: set in the global block) */
+	long long memory;
+	char *redis;
+	double redis_timeout;
+	double redis_retry;
+	char *redis_prefix;
+	/* budgets */
+	double rate[RL_NLIMITS];       /* per minute; -1: off */
+	long long burst[RL_NLIMITS];
+	long long ipv4_prefix, ipv6_prefix;
+	double young_age;
+	/* fan-out */
+	double fanout_window;
+	long long fanout_max, fanout_stranger_max;
+	/* escalation */
+	long long block_after;
+	bool block_addresses;
+	double block_window, block_time;
+	int block_action;
+	/* who is never counted */
+	struct xm_strlist trusted;
+	/* outbreaks */
+	bool outbreak;
+	bool outbreak_urls;
+	double outbreak_window, outbreak_ttl;
+	long long outbreak_senders, outbreak_recipients, outbreak_fanout;
+	long long outbreak_min_words, outbreak_min_chars;
+	double outbreak_roster_factor, outbreak_url_roster_factor;
+	double score[RS_COUNT];
+};
+
+#define RL_OFF(f) offsetof(struct rl_conf, f)
+#define RL_BUDGET(tag, nm, dr, db, ds, doc) \
+	{ nm "_rate", XM_ST_DOUBLE, RL_OFF(rate[RL_##tag]), dr, -1, 1e9, \
+	    NULL, true, "Budget of RATE_" #tag ", per minute: " doc \
+	    " (none: no limit)" }, \
+	{ nm "_burst", XM_ST_INT, RL_OFF(burst[RL_##tag]), db, 1, 1e9, \
+	    NULL, true, "Burst of RATE_" #tag ": how many may come at once " \
+	    "before " nm "_rate applies" },
+#define RL_SCORE1(tag, nm, dr, db, ds, doc) \
+	{ "score_" nm, XM_ST_DOUBLE, RL_OFF(score[RS_##tag]), ds, 0, \
+	    1000, NULL, true, "Score of RATE_" #tag "." },
+
+static const struct xm_setting rl_settings[] = {
+	{ "memory", XM_ST_SIZE, RL_OFF(memory), "64M", 65536, 64e9, NULL,
+	    true, "Memory for the counters kept in this process (the table "
+	    "is bounded: at the bound the records that expire soonest are "
+	    "evicted). Process-wide: set it in the global block" },
+	{ "redis", XM_ST_STRING, RL_OFF(redis), "", 0, 0, NULL, true,
+	    "Share the counters through Redis: redis://HOST[:PORT][/DB] or "
+	    "unix:/PATH[?db=N]; empty: memory only. The filter then runs on "
+	    "the worker pool. Process-wide: set it in the global block" },
+	{ "redis_timeout", XM_ST_DURATION, RL_OFF(redis_timeout), "200ms",
+	    0.001, 60, NULL, true, "Connect and command timeout for Redis; "
+	    "past it the event is counted in memory instead" },
+	{ "redis_retry", XM_ST_DURATION, RL_OFF(redis_retry), "5s", 0.05,
+	    3600, NULL, true, "While Redis is down, how often to try it again" },
+	{ "redis_prefix", XM_ST_STRING, RL_OFF(redis_prefix), "xm:", 0, 0,
+	    NULL, true, "Prefix of every Redis key (up to 40 bytes)" },
+	RL_LIMITS(RL_BUDGET)
+	{ "ipv4_prefix", XM_ST_INT, RL_OFF(ipv4_prefix), "24", 8, 32, NULL,
+	    true, "IPv4 prefix length of the prefix budget" },
+	{ "ipv6_prefix", XM_ST_INT, RL_OFF(ipv6_prefix), "48", 16, 128, NULL,
+	    true, "IPv6 prefix length of the prefix budget" },
+	{ "young_age", XM_ST_DURATION, RL_OFF(young_age), "168h", 0, 3.2e8,
+	    NULL, true, "Accounts younger than this (envelope account-age) "
+	    "get the young budget as well" },
+	{ "fanout_window", XM_ST_DURATION, RL_OFF(fanout_window), "10m", 1,
+	    604800, NULL, true, "Window of the fan-out counts" },
+	{ "fanout_max", XM_ST_INT, RL_OFF(fanout_max), "30", -1, 1e6, NULL,
+	    true, "Distinct recipients of messages per sender per window "
+	    "before RATE_FANOUT (-1: no limit)" },
+	{ "fanout_stranger_max", XM_ST_INT, RL_OFF(fanout_stranger_max),
+	    "10", -1, 1e6, NULL, true, "Distinct strangers (roster=none) per "
+	    "sender per window before RATE_FANOUT_STRANGER (-1: no limit)" },
+	{ "block_after", XM_ST_INT, RL_OFF(block_after), "3", -1, 1e6, NULL,
+	    true, "Events over budget within block_window that block the "
+	    "sender (or the address) for block_time (-1: never block)" },
+	{ "block_addresses", XM_ST_BOOL, RL_OFF(block_addresses), "false", 0,
+	    0, NULL, true, "Also block a client address after block_after "
+	    "events over the ip budget (off by default: one address may be "
+	    "a whole office behind NAT)" },
+	{ "block_window", XM_ST_DURATION, RL_OFF(block_window), "10m", 1,
+	    604800, NULL, true, "Window in which excess events are counted" },
+	{ "block_time", XM_ST_DURATION, RL_OFF(block_time), "1h", 1, 3e7,
+	    NULL, true, "How long a block lasts" },
+	{ "block_action", XM_ST_ENUM, RL_OFF(block_action), "score", 0, 0,
+	    "score|reject|discard", true, "What a block does: add "
+	    "RATE_BLOCKED with score_blocked, or end the chain with reject "
+	    "or discard" },
+	{ "trusted", XM_ST_LIST, RL_OFF(trusted), "", 0, 0, NULL, true,
+	    "Senders never counted nor scored: bare JIDs, or domains "
+	    "(*.example.org for subdomains too)" },
+	{ "outbreak", XM_ST_BOOL, RL_OFF(outbreak), "true", 0, 0, NULL, true,
+	    "Detect campaigns of the same text (OUTBREAK_TEXT)" },
+	{ "outbreak_urls", XM_ST_BOOL, RL_OFF(outbreak_urls), "true", 0, 0,
+	    NULL, true, "Detect campaigns of the same set of links "
+	    "(OUTBREAK_URL)" },
+	{ "outbreak_window", XM_ST_DURATION, RL_OFF(outbreak_window), "1h",
+	    1, 604800, NULL, true, "Window in which copies are counted" },
+	{ "outbreak_ttl", XM_ST_DURATION, RL_OFF(outbreak_ttl), "24h", 1,
+	    3e7, NULL, true, "How long a detected campaign keeps scoring" },
+	{ "outbreak_senders", XM_ST_INT, RL_OFF(outbreak_senders), "3", 1,
+	    1e6, NULL, true, "Distinct senders of one fingerprint that (with "
+	    "outbreak_recipients) make a campaign" },
+	{ "outbreak_recipients", XM_ST_INT, RL_OFF(outbreak_recipients), "8",
+	    1, 1e6, NULL, true, "Distinct recipients of one fingerprint that "
+	    "(with outbreak_senders) make a campaign" },
+	{ "outbreak_fanout", XM_ST_INT, RL_OFF(outbreak_fanout), "20", -1,
+	    1e6, NULL, true, "Distinct recipients that make a campaign "
+	    "whatever the number of senders (one worm; -1: off)" },
+	{ "outbreak_min_words", XM_ST_INT, RL_OFF(outbreak_min_words), "4", 1,
+	    1000, NULL, true, "Texts with fewer real words (after folding) "
+	    "get no text fingerprint: \"ok\", \"+1\", \"thanks\" never count" },
+	{ "outbreak_min_chars", XM_ST_INT, RL_OFF(outbreak_min_chars), "16",
+	    0, 100000, NULL, true, "Texts whose folded form is shorter get no "
+	    "text fingerprint" },
+	{ "outbreak_roster_factor", XM_ST_DOUBLE,
+	    RL_OFF(outbreak_roster_factor), "0.3", 0, 1, NULL, true,
+	    "OUTBREAK_TEXT's score is multiplied by this when the recipient "
+	    "has the sender in its roster (roster=both/from/to)" },
+	{ "outbreak_url_roster_factor", XM_ST_DOUBLE,
+	    RL_OFF(outbreak_url_roster_factor), "0.5", 0, 1, NULL, true,
+	    "OUTBREAK_URL's score is multiplied by this in roster traffic "
+	    "(worms travel through rosters: keep it high)" },
+	RL_LIMITS(RL_SCORE1)
+	{ "score_fanout", XM_ST_DOUBLE, RL_OFF(score[RS_FANOUT]), "10", 0, 1000,
+	    NULL, true, "Score of RATE_FANOUT." },
+	{ "score_fanout_stranger", XM_ST_DOUBLE,
+	    RL_OFF(score[RS_FANOUT_STRANGER]), "15", 0, 1000, NULL, true,
+	    "Score of RATE_FANOUT_STRANGER." },
+	{ "score_blocked", XM_ST_DOUBLE, RL_OFF(score[RS_BLOCKED]), "20", 0,
+	    1000, NULL, true, "Score of RATE_BLOCKED." },
+	{ "score_outbreak_text", XM_ST_DOUBLE, RL_OFF(score[RS_OUTBREAK_TEXT]),
+	    "12", 0, 1000, NULL, true, "Score of OUTBREAK_TEXT." },
+	{ "score_outbreak_url", XM_ST_DOUBLE, RL_OFF(score[RS_OUTBREAK_URL]),
+	    "6", 0, 1000, NULL, true, "Score of OUTBREAK_URL." },
+	XM_SETTINGS_END
+};
+
+struct rl_state {
+	const struct rl_conf *c;
+	char *detail[RS_COUNT];  /* fixed details, made once at init */
+};
+
+/* ---- the event's identities ---- */
+
+struct rl_who {
+	const char *sender;     /* account or bare from */
+	const char *ip;
+	const char *prefix;     /* ip/len */
+	const char *domain;     /* remote domain (s2s) */
+	const char *network;    /* transport (component) */
+	const char *rcpt;       /* bare to */
+	bool stranger, in_roster, young, message;
+	double subs, invites, files;
+};
+
+/* ip_prefix - IP's network as text (hex of the masked address, "/", the
+ * length), in arena; NULL if no address. No printf: it runs per event. */
+static const char *
+ip_prefix(struct xm_arena *a, const char *ip, int v4len, int v6len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[16];
+	char *out, *p;
+	int i, n, len;
+
+	if (ip == NULL)
+		return NULL;
+	if (inet_pton(AF_INET, ip, b) == 1) {
+		n = 4;
+		len = v4len;
+	} else if (inet_pton(AF_INET6, ip, b) == 1) {
+		n = 16;
+		len = v6len;
+	} else
+		return NULL;
+	p = out = xm_arena_alloc(a, (size_t)n * 2 + 6);
+	for (i = 0; i < n; i++) {
+		int keep = len - i * 8;
+		unsigned char c = keep <= 0 ? 0 : keep < 8 ?
+		    (unsigned char)(b[i] & (0xff << (8 - keep))) : b[i];
+
+		*p++ = hex[c >> 4];
+		*p++ = hex[c & 15];
+	}
+	*p++ = '/';
+	if (len >= 100)
+		*p++ = (char)('0' + len / 100);
+	if (len >= 10)
+		*p++ = (char)('0' + len / 10 % 10);
+	*p++ = (char)('0' + len % 10);
+	*p = '\0';
+	return out;
+}
+
+/* domain_match - is DOM listed in L (exact, or *.suffix) */
+static bool
+domain_match(const struct xm_strlist *l, const char *dom)
+{
+	size_t i, dl, sl;
+
+	if (dom == NULL)
+		return false;
+	dl = strlen(dom);
+	for (i = 0; i < l->n; i++) {
+		const char *s = l->v[i];
+
+		if (strcasecmp(s, dom) == 0)
+			return true;
+		if (s[0] == '*' && s[1] == '.') {
+			sl = strlen(s + 1);
+			if (dl > sl && strcasecmp(dom + dl - sl, s + 1) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* rl_counted - is T of a kind the filter counts */
+static bool
+rl_counted(const struct xm_task *t)
+{
+	switch (t->ev->kind) {
+	case XM_KIND_MESSAGE:
+	case XM_KIND_TRANSFER:
+	case XM_KIND_UPLOAD:
+		return true;
+	case XM_KIND_SUBSCRIPTION:
+		return t->ev->type != NULL && strcmp(t->ev->type, "subscribe") == 0;
+	default:
+		return false;
+	}
+}
+
+/* rl_who - the identities of T's event; false when it is not counted */
+static bool
+rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
+{
+	const struct xm_event *ev = t->ev;
+	const char *origin = ev->origin ? ev->origin : "";
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	if (!rl_counted(t))
+		return false;
+	w->sender = ev->auth && *ev->auth ? ev->auth :
+	    ev->from ? xm_jid_bare(t->arena, ev->from) : NULL;
+	if (c->trusted.n > 0 && w->sender != NULL &&
+	    (xm_strlist_has(&c->trusted, w->sender) ||
+	    domain_match(&c->trusted, xm_jid_domain(t->arena, w->sender))))
+		return false;
+	w->ip = ev->ip && *ev->ip ? ev->ip : NULL;
+	w->prefix = ip_prefix(t->arena, w->ip, (int)c->ipv4_prefix,
+	    (int)c->ipv6_prefix);
+	if (strcmp(origin, "s2s") == 0)
+		w->domain = ev->peer && *ev->peer ? ev->peer :
+		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
+	if (strcmp(origin, "component") == 0)
+		w->network = ev->peer && *ev->peer ? ev->peer :
+		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
+	w->rcpt = ev->to ? xm_jid_bare(t->arena, ev->to) : NULL;
+	w->message = ev->kind == XM_KIND_MESSAGE;
+	if (ev->roster != NULL) {
+		w->stranger = strcmp(ev->roster, "none") == 0;
+		w->in_roster = !w->stranger;
+	}
+	w->young = ev->account_age >= 0 && (double)ev->account_age <
+	    c->young_age;
+	if (ev->kind == XM_KIND_SUBSCRIPTION)
+		w->subs = 1;
+	w->invites = (double)ev->ninvites;
+	for (i = 0; i < ev->nfiles; i++)
+		if (ev->files[i].method != XM_FT_IBB_DATA &&
+		    ev->files[i].method != XM_FT_IBB_CLOSE)
+			w->files++;
+	return true;
+}
+
+/* ---- the batch ---- */
+
+#define RL_MAXOPS 24
+
+struct rl_batch {
+	struct xm_state_op op[RL_MAXOPS];
+	size_t n;
+	/* where each thing's op is, -1 when absent */
+	int blk_sender, blk_ip;
+	int bucket[RL_NLIMITS];
+	int fanout, fanout_stranger;
+	int fp_flag[2], fp_senders[2], fp_rcpts[2];
+};
+
+/* add - a new op of kind OP on KEY; its index */
+static int
+add(struct rl_batch *b, enum xm_sop op, uint64_t key)
+{
+	struct xm_state_op *o;
+
+	if (b->n >= RL_MAXOPS)
+		panic("ratelimit: batch overflow");
+	o = &b->op[b->n];
+	memset(o, 0, sizeof(*o));
+	o->op = op;
+	o->key = key;
+	return (int)b->n++;
+}
+
+/* add_bucket - budget L keyed by WHO, taking COST tokens */
+static void
+add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
+    const char *who, double cost)
+{
+	int i;
+
+	if (who == NULL || c->rate[l] < 0 || cost <= 0)
+		return;
+	i = add(b, XM_SOP_BUCKET, xm_state_key2("rl", rl_limitname[l], who));
+	b->op[i].rate = c->rate[l] / 60.0;
+	b->op[i].burst = (double)c->burst[l];
+	b->op[i].cost = cost;
+	b->bucket[l] = i;
+}
+
+/* win_key - key of TAG for WHO in the window of length WIN around NOW
+ * (the window's number hashed in, no text formatting) */
+static uint64_t
+win_key(const char *tag, const char *who, double now, double win)
+{
+	int64_t idx = (int64_t)floor(now / win);
+	uint64_t h = xm_state_key(tag, who, strlen(who));
+
+	h = xm_hash64(&idx, sizeof(idx), h);
+	return h ? h : 1;
+}
+
+/* fp_key - key of TAG for fingerprint FP in the window around NOW (WIN 0:
+ * no window) */
+static uint64_t
+fp_key(const char *tag, uint64_t fp, double now, double win)
+{
+	int64_t idx = win > 0 ? (int64_t)floor(now / win) : -1;
+	uint64_t h = xm_state_key(tag, "", 0);
+
+	h = xm_hash64(&fp, sizeof(fp), h);
+	h = xm_hash64(&idx, sizeof(idx), h);
+	return h ? h : 1;
+}
+
+/* add_distinct - add MEMBER (hashed with TAG) to the set KEY */
+static int
+add_distinct(struct rl_batch *b, uint64_t key, const char *tag,
+    const char *member, double win, long long cap)
+{
+	int i = add(b, XM_SOP_DISTINCT, key);
+
+	b->op[i].member = xm_state_key(tag, member, strlen(member));
+	b->op[i].ttl = win + 1;
+	b->op[i].cap = cap;
+	return i;
+}
+
+/* add_outbreak - flag, senders and recipients of fingerprint FP (slot K) */
+static void
+add_outbreak(const struct rl_conf *c, struct rl_batch *b, struct xm_task *t,
+    const struct rl_who *w, int k, uint64_t fp)
+{
+	long long rcap = c->outbreak_recipients > c->outbreak_fanout ?
+	    c->outbreak_recipients : c->outbreak_fanout;
+
+	b->fp_flag[k] = add(b, XM_SOP_GET, fp_key(k == 0 ? "obt" : "obu", fp,
+	    t->now, 0));
+	b->fp_senders[k] = add_distinct(b, fp_key(k == 0 ? "obts" : "obus", fp,
+	    t->now, c->outbreak_window), "s", w->sender, c->outbreak_window,
+	    c->outbreak_senders);
+	b->fp_rcpts[k] = add_distinct(b, fp_key(k == 0 ? "obtr" : "obur", fp,
+	    t->now, c->outbreak_window), "r", w->rcpt, c->outbreak_window, rcap);
+}
+
+/* texts - the bodies (and subjects) of EV, for fingerprints */
+static size_t
+texts(const struct xm_event *ev, const char **v, size_t max)
+{
+	size_t n = 0, i;
+
+	for (i = 0; i < ev->nsubjects && n < max; i++)
+		v[n++] = ev->subjects[i].text;
+	for (i = 0; i < ev->nbodies && n < max; i++)
+		v[n++] = ev->bodies[i].text;
+	return n;
+}
+
+/* ---- the check ---- */
+
+static void rl_sym(const struct rl_conf *c, struct xm_task *t,
+    enum rl_sym s, double factor, const char *fmt, ...) XM_PRINTF(5, 6);
+
+/* rl_sym - add symbol S, its score times FACTOR, a printf-style detail */
+static void
+rl_sym(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
+    double factor, const char *fmt, ...)
+{
+	char detail[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	xm_task_symbol(t, rl_symname[s], c->score[s] * factor, 0, "%s", detail);
+}
+
+/* rl_sym_fixed - add symbol S with the detail made at init (no
+ * formatting per event: under a flood every event gets several) */
+static void
+rl_sym_fixed(const struct rl_state *st, struct xm_task *t, enum rl_sym s)
+{
+	xm_task_symbol(t, rl_symname[s], st->c->score[s], 0, NULL);
+	t->symbols[t->nsymbols - 1].detail = st->detail[s];
+}
+
+/* rl_check - count T, score what is over budget */
+static void
+rl_check(void *state, struct xm_task *t)
+{
+	const struct rl_conf *c = ((struct rl_state *)state)->c;
+	struct rl_batch batch, *b = &batch;
+	struct xm_state_op post[6];
+	size_t npost = 0, i;
+	struct rl_who w;
+	struct xm_fp fp;
+	bool over_sender = false, over_ip = false, blocked = false;
+	int k, strike_sender = -1, strike_ip = -1;
+
+	if (!rl_who(c, t, &w))
+		return;
+	b->n = 0;
+	b->blk_sender = b->blk_ip = b->fanout = b->fanout_stranger = -1;
+	for (i = 0; i < RL_NLIMITS; i++)
+		b->bucket[i] = -1;
+	for (k = 0; k < 2; k++)
+		b->fp_flag[k] = b->fp_senders[k] = b->fp_rcpts[k] = -1;
+
+	if (c->block_after >= 0) {
+		if (w.sender)
+			b->blk_sender = add(b, XM_SOP_GET,
+			    xm_state_key("blk", w.sender, strlen(w.sender)));
+		if (w.ip && c->block_addresses)
+			b->blk_ip = add(b, XM_SOP_GET,
+			    xm_state_key("blkip", w.ip, strlen(w.ip)));
+	}
+	add_bucket(c, b, RL_ACCOUNT, w.sender, 1);
+	add_bucket(c, b, RL_IP, w.ip, 1);
+	add_bucket(c, b, RL_PREFIX, w.prefix, 1);
+	add_bucket(c, b, RL_DOMAIN, w.domain, 1);
+	add_bucket(c, b, RL_NETWORK, w.network, 1);
+	if (w.message && w.stranger)
+		add_bucket(c, b, RL_STRANGER, w.sender, 1);
+	if (w.young)
+		add_bucket(c, b, RL_YOUNG, w.sender, 1);
+	add_bucket(c, b, RL_SUBSCRIPTION, w.sender, w.subs);
+	add_bucket(c, b, RL_INVITE, w.sender, w.invites);
+	add_bucket(c, b, RL_FILE, w.sender, w.files);
+	if (w.message && w.sender && w.rcpt) {
+		/* one set of recipients; strangers among them are a count
+		 * kept beside it (one record per recipient, not two). Once
+		 * the set is full the sender is over fanout_max anyway. */
+		if (c->fanout_max >= 0) {
+			long long cap = c->fanout_max > c->fanout_stranger_max ?
+			    c->fanout_max : c->fanout_stranger_max;
+
+			b->fanout = add_distinct(b, win_key("fo", w.sender, t->now,
+			    c->fanout_window), "r", w.rcpt, c->fanout_window,
+			    cap + 1);
+			if (c->fanout_stranger_max >= 0 && w.stranger)
+				b->op[b->fanout].key2 = win_key("fos", w.sender,
+				    t->now, c->fanout_window);
+		} else if (c->fanout_stranger_max >= 0 && w.stranger)
+			b->fanout_stranger = add_distinct(b, win_key("fos",
+			    w.sender, t->now, c->fanout_window), "r", w.rcpt,
+			    c->fanout_window, c->fanout_stranger_max + 1);
+	}
+	memset(&fp, 0, sizeof(fp));
+	if (w.message && w.sender && w.rcpt && (c->outbreak ||
+	    c->outbreak_urls)) {
+		const char *tv[8], *uv[8];
+		size_t nt = texts(t->ev, tv, XM_ARRAY_LEN(tv)), nu = 0;
+
+		for (i = 0; i < t->ev->nurls && nu < XM_ARRAY_LEN(uv); i++)
+			uv[nu++] = t->ev->urls[i].url;
+		for (i = 0; i < t->ev->nfiles && nu < XM_ARRAY_LEN(uv); i++)
+			if (t->ev->files[i].url)
+				uv[nu++] = t->ev->files[i].url;
+		xm_fp_compute(t->arena, tv, nt, uv, nu,
+		    (unsigned)c->outbreak_min_words,
+		    (size_t)c->outbreak_min_chars, &fp);
+		if (c->outbreak && fp.has_text)
+			add_outbreak(c, b, t, &w, 0, fp.text);
+		if (c->outbreak_urls && fp.has_urls)
+			add_outbreak(c, b, t, &w, 1, fp.urls);
+	}
+
+	xm_state_exec(b->op, b->n, t->now);
+
+	/* blocks */
+	if ((b->blk_sender >= 0 && b->op[b->blk_sender].result > 0) ||
+	    (b->blk_ip >= 0 && b->op[b->blk_ip].result > 0)) {
+		bool by_ip = !(b->blk_sender >= 0 &&
+		    b->op[b->blk_sender].result > 0);
+
+		blocked = true;
+		rl_sym(c, t, RS_BLOCKED, 1, "%s %s is blocked",
+		    by_ip ? "address" : "sender", by_ip ? w.ip : w.sender);
+	}
+	/* budgets */
+	for (i = 0; i < RL_NLIMITS; i++) {
+		int j = b->bucket[i];
+
+		if (j < 0 || b->op[j].ok)
+			continue;
+		rl_sym_fixed(state, t, (enum rl_sym)i);
+		if (i == RL_IP || i == RL_PREFIX)
+			over_ip = over_ip || i == RL_IP;
+		else if (i != RL_DOMAIN && i != RL_NETWORK)
+			over_sender = true;
+	}
+	if (b->fanout >= 0 && c->fanout_max >= 0 &&
+	    b->op[b->fanout].result > (double)c->fanout_max) {
+		rl_sym_fixed(state, t, RS_FANOUT);
+		over_sender = true;
+	}
+	if ((b->fanout >= 0 && b->op[b->fanout].key2 != 0 &&
+	    b->op[b->fanout].result2 > (double)c->fanout_stranger_max) ||
+	    (b->fanout_stranger >= 0 && b->op[b->fanout_stranger].result >
+	    (double)c->fanout_stranger_max)) {
+		rl_sym_fixed(state, t, RS_FANOUT_STRANGER);
+		over_sender = true;
+	}
+	/* outbreaks */
+	for (k = 0; k < 2; k++) {
+		double senders, rcpts, factor;
+		bool flagged, crossed;
+
+		if (b->fp_flag[k] < 0)
+			continue;
+		senders = b->op[b->fp_senders[k]].result;
+		rcpts = b->op[b->fp_rcpts[k]].result;
+		flagged = b->op[b->fp_flag[k]].result > 0;
+		crossed = (senders >= (double)c->outbreak_senders &&
+		    rcpts >= (double)c->outbreak_recipients) ||
+		    (c->outbreak_fanout > 0 && rcpts >=
+		    (double)c->outbreak_fanout);
+		if (!flagged && !crossed)
+			continue;
+		factor = w.in_roster ? (k == 0 ? c->outbreak_roster_factor :
+		    c->outbreak_url_roster_factor) : 1;
+		rl_sym(c, t, k == 0 ? RS_OUTBREAK_TEXT : RS_OUTBREAK_URL,
+		    factor, "%s campaign %016llx%s", k == 0 ? "text" : "link",
+		    (unsigned long long)(k == 0 ? fp.text : fp.urls),
+		    flagged ? "" : " (detected now)");
+		if (!flagged && npost < XM_ARRAY_LEN(post)) {
+			memset(&post[npost], 0, sizeof(post[npost]));
+			post[npost].op = XM_SOP_SET;
+			post[npost].key = b->op[b->fp_flag[k]].key;
+			post[npost].value = 1;
+			post[npost].ttl = c->outbreak_ttl;
+			npost++;
+		}
+	}
+	/* escalation: strikes now, a block when there are enough */
+	if (c->block_after >= 0 && !blocked) {
+		if (over_sender && w.sender) {
+			strike_sender = (int)npost;
+			memset(&post[npost], 0, sizeof(post[npost]));
+			post[npost].op = XM_SOP_INCR;
+			post[npost].key = xm_state_key("strike", w.sender,
+			    strlen(w.sender));
+			post[npost].ttl = c->block_window;
+			npost++;
+		}
+		if (over_ip && w.ip && c->block_addresses) {
+			strike_ip = (int)npost;
+			memset(&post[npost], 0, sizeof(post[npost]));
+			post[npost].op = XM_SOP_INCR;
+			post[npost].key = xm_state_key("strikeip", w.ip,
+			    strlen(w.ip));
+			post[npost].ttl = c->block_window;
+			npost++;
+		}
+	}
+	if (npost == 0)
+		goto final;
+	xm_state_exec(post, npost, t->now);
+	npost = 0;
+	{
+		struct xm_state_op blk[2];
+		size_t nb = 0;
+
+		if (strike_sender >= 0 && post[strike_sender].result >=
+		    (double)c->block_after) {
+			memset(&blk[nb], 0, sizeof(blk[nb]));
+			blk[nb].op = XM_SOP_SET;
+			blk[nb].key = xm_state_key("blk", w.sender,
+			    strlen(w.sender));
+			blk[nb].value = 1;
+			blk[nb].ttl = c->block_time;
+			nb++;
+			rl_sym(c, t, RS_BLOCKED, 1, "sender %s blocked for %.0fs "
+			    "after %.0f events over budget", w.sender,
+			    c->block_time, post[strike_sender].result);
+			blocked = true;
+		}
+		if (strike_ip >= 0 && post[strike_ip].result >=
+		    (double)c->block_after) {
+			memset(&blk[nb], 0, sizeof(blk[nb]));
+			blk[nb].op = XM_SOP_SET;
+			blk[nb].key = xm_state_key("blkip", w.ip, strlen(w.ip));
+			blk[nb].value = 1;
+			blk[nb].ttl = c->block_time;
+			nb++;
+			if (!blocked)
+				rl_sym(c, t, RS_BLOCKED, 1, "address %s blocked "
+				    "for %.0fs after %.0f events over budget",
+				    w.ip, c->block_time, post[strike_ip].result);
+			blocked = true;
+		}
+		if (nb > 0)
+			xm_state_exec(blk, nb, t->now);
+	}
+final:
+	if (blocked && c->block_action != BA_SCORE)
+		xm_task_final(t, c->block_action == BA_DISCARD ? XM_DISCARD :
+		    XM_REJECT, "policy-violation", "Too many messages: "
+		    "sending is blocked for a while.");
+}
+
+/* rl_wants - counted kinds only (the slow stage is skipped otherwise) */
+static bool
+rl_wants(void *state, const struct xm_task *t)
+{
+	return rl_counted(t);
+}
+
+/* rl_is_slow - on the worker pool when the counters are in Redis */
+static bool
+rl_is_slow(void *state)
+{
+	return xm_state_remote();
+}
+
+/* rl_init - configure the process-wide state, keep the config */
+static int
+rl_init(void **state, const void *conf, char *err, size_t errlen)
+{
+	const struct rl_conf *c = conf;
+	struct xm_state_conf sc;
+	struct rl_state *st;
+	size_t i;
+
+	if (c->redis_prefix != NULL && strlen(c->redis_prefix) > 40) {
+		snprintf(err, errlen, "ratelimit: redis_prefix longer than 40 "
+		    "bytes");
+		return -1;
+	}
+	sc.memory = c->memory;
+	sc.redis = c->redis;
+	sc.redis_timeout = c->redis_timeout;
+	sc.redis_retry = c->redis_retry;
+	sc.redis_prefix = c->redis_prefix;
+	if (xm_state_configure(&sc, err, errlen) < 0)
+		return -1;
+	st = xm_calloc(1, sizeof(*st));
+	st->c = c;
+	for (i = 0; i < RL_NLIMITS; i++)
+		st->detail[i] = xm_printf("%s over %g/min (burst %lld)",
+		    rl_limitname[i], c->rate[i], c->burst[i]);
+	st->detail[RS_FANOUT] = xm_printf("more than %lld recipients in %.0fs",
+	    c->fanout_max, c->fanout_window);
+	st->detail[RS_FANOUT_STRANGER] = xm_printf("more than %lld strangers "
+	    "in %.0fs", c->fanout_stranger_max, c->fanout_window);
+	*state = st;
+	return 0;
+}
+
+/* rl_free - the filter state (the counters stay) */
+static void
+rl_free(void *state)
+{
+	struct rl_state *st = state;
+	size_t i;
+
+	for (i = 0; i < RS_COUNT; i++)
+		free(st->detail[i]);
+	free(st);
+}
+
+const struct xm_filter_ops ratelimit_filter = {
+	.name = "ratelimit",
+	.abi = XM_FILTER_ABI,
+	.flags = 0,
+	.conf_size = sizeof(struct rl_conf),
+	.settings = rl_settings,
+	.init = rl_init,
+	.check = rl_check,
+	.free = rl_free,
+	.wants = rl_wants,
+	.is_slow = rl_is_slow,
+};

@@ -1,0 +1,373 @@
+/*
+ * fingerprint.c - folded text and link-set fingerprints (fingerprint.h)
+ *
+ * Folding, word by word (a word is a run of letters and digits; any other
+ * character separates words and is dropped):
+ *   - letters to lower case (ASCII, Latin-1, Latin Extended-A pairs,
+ *     Greek and Cyrillic capitals),
+ *   - a word of digits only becomes "#", other digit runs "#" inside the
+ *     word ("mp3" -> "mp#"),
+ *   - a random-looking token becomes "*": letters and digits mixed in four
+ *     or more characters ("x7k9p", "a1b2c3"), six or more letters with
+ *     hardly any vowel ("xkqzvbt"), or 25 or more letters,
+ *   - a link (http://, https://, www.) becomes "<url>" and goes to the
+ *     link set.
+ * Only real words (not "#", "*" or "<url>") count towards min_words.
+ *
+ * Ownership: results live in the caller's arena. Failure: none; invalid
+ * UTF-8 bytes are separators.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fingerprint.h"
+#include "state.h"
+
+/* lower - a lower-case form of code point C (the common scripts) */
+static long
+lower(long c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c + 32;
+	if (c < 0x80)
+		return c;
+	if ((c >= 0xc0 && c <= 0xde && c != 0xd7))
+		return c + 0x20;
+	if (c >= 0x100 && c <= 0x17f && c != 0x130 && c != 0x131 &&
+	    c != 0x138 && c != 0x149)
+		return (c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e) ?
+		    ((c & 1) ? c + 1 : c) : (c | 1);
+	if (c >= 0x391 && c <= 0x3ab && c != 0x3a2)
+		return c + 0x20;
+	if (c >= 0x410 && c <= 0x42f)
+		return c + 0x20;
+	if (c >= 0x400 && c <= 0x40f)
+		return c + 0x50;
+	return c;
+}
+
+/* word_char - does code point C belong to a word */
+static bool
+word_char(long c)
+{
+	if (c < 0)
+		return false;
+	if (c < 0x80)
+		return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9');
+	if (c < 0xc0)                      /* Latin-1 punctuation, symbols */
+		return c == 0xaa || c == 0xb5 || c == 0xba;
+	if (c == 0xd7 || c == 0xf7)
+		return false;
+	if (c >= 0x2000 && c <= 0x2bff)    /* punctuation, symbols, arrows */
+		return false;
+	if (c >= 0x3000 && c <= 0x303f)    /* CJK punctuation */
+		return false;
+	if (c >= 0xfe00 && c <= 0xfe0f)    /* variation selectors */
+		return false;
+	if (c >= 0xff00 && c <= 0xff0f)
+		return false;
+	if (c >= 0x1f000)                  /* emoji and friends */
+		return false;
+	return true;
+}
+
+/* put_cp - code point C as UTF-8 at U (room for 4); its length */
+static size_t
+put_cp(char *u, long c)
+{
+	if (c < 0x80) {
+		u[0] = (char)c;
+		return 1;
+	}
+	if (c < 0x800) {
+		u[0] = (char)(0xc0 | (c >> 6));
+		u[1] = (char)(0x80 | (c & 0x3f));
+		return 2;
+	}
+	if (c < 0x10000) {
+		u[0] = (char)(0xe0 | (c >> 12));
+		u[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+		u[2] = (char)(0x80 | (c & 0x3f));
+		return 3;
+	}
+	u[0] = (char)(0xf0 | (c >> 18));
+	u[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+	u[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+	u[3] = (char)(0x80 | (c & 0x3f));
+	return 4;
+}
+
+/* url_start - length of the link that starts at P (0: none) */
+static size_t
+url_start(const char *p, const char *end)
+{
+	size_t n = (size_t)(end - p), len = 0;
+
+	if ((n >= 7 && strncasecmp(p, "http://", 7) == 0) ||
+	    (n >= 8 && strncasecmp(p, "https://", 8) == 0) ||
+	    (n >= 4 && strncasecmp(p, "www.", 4) == 0 && n > 4 &&
+	    p[4] != ' ')) {
+		while (len < n && (unsigned char)p[len] > ' ' && p[len] != '<' &&
+		    p[len] != '>' && p[len] != '"' && p[len] != '\'')
+			len++;
+		while (len > 0 && strchr(".,;:!?)]}", p[len - 1]) != NULL)
+			len--;
+	}
+	return len;
+}
+
+/* xm_fp_url_key - scheme://host[:port]/path, lower-case scheme and host */
+char *
+xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
+{
+	struct xm_buf b = { 0 };
+	const char *p = url, *end = url + n, *host;
+	char *r;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if ((size_t)(end - p) >= 4 && strncasecmp(p, "www.", 4) == 0)
+		xm_buf_puts(&b, "http://");
+	else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		if (colon == NULL || colon == p || (size_t)(end - colon) < 3 ||
+		    colon[1] != '/' || colon[2] != '/')
+			return NULL;
+		for (; p < colon; p++) {
+			char c = *p;
+
+			xm_buf_append(&b, &(char){ (char)(c >= 'A' && c <= 'Z' ?
+			    c + 32 : c) }, 1);
+		}
+		xm_buf_puts(&b, "://");
+		p = colon + 3;
+	}
+	host = p;
+	while (p < end && *p != '/' && *p != '?' && *p != '#') {
+		char c = *p++;
+
+		if (c == '@') {            /* userinfo: drop it */
+			b.len -= (size_t)(p - 1 - host);
+			host = p;
+			continue;
+		}
+		xm_buf_append(&b, &(char){ (char)(c >= 'A' && c <= 'Z' ? c + 32 :
+		    c) }, 1);
+	}
+	if (p == host) {
+		xm_buf_free(&b);
+		return NULL;
+	}
+	if (p < end && *p == '/')
+		while (p < end && *p != '?' && *p != '#')
+			xm_buf_append(&b, p++, 1);
+	else
+		xm_buf_puts(&b, "/");
+	r = xm_arena_strndup(a, b.data, b.len);
+	xm_buf_free(&b);
+	return r;
+}
+
+#define WORD_MAX 128   /* longer words are cut (and hashed as cut) */
+
+/* the folded text being built, in the caller's arena */
+struct fbuf {
+	struct xm_arena *a;
+	char *p;
+	size_t len, cap;
+};
+
+/* put - append N bytes at S to OUT (grown in the arena when full) */
+static inline void
+put(struct fbuf *o, const char *s, size_t n)
+{
+	if (o->len + n > o->cap) {
+		size_t ncap = (o->cap + n) * 2 + 64;
+		char *np = xm_arena_alloc(o->a, ncap);
+
+		if (o->len)
+			memcpy(np, o->p, o->len);
+		o->p = np;
+		o->cap = ncap;
+	}
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+/* normalise - fold TEXT into OUT (space-separated words); links to URLS */
+static unsigned
+normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
+    const char **urls, unsigned *nurls)
+{
+	const char *p = text, *end = text + n;
+	char w[WORD_MAX + 4];
+	unsigned words = 0;
+
+	while (p < end) {
+		const char *q = p;
+		long c;
+		size_t ul, wl = 0;
+		unsigned letters = 0, digits = 0, vowels = 0, ascii = 0;
+		bool prev_digit = false;
+
+		if ((unsigned char)*p < 0x80) {
+			c = (unsigned char)*p;
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			    (c >= '0' && c <= '9'))) {
+				p++;
+				continue;
+			}
+		} else {
+			c = xm_utf8_next(&q, end);
+			if (!word_char(c)) {
+				p = q > p ? q : p + 1;
+				continue;
+			}
+		}
+		if ((c == 'h' || c == 'H' || c == 'w' || c == 'W') &&
+		    (ul = url_start(p, end)) > 0) {
+			if (urls != NULL && *nurls < XM_FP_MAX_URLS)
+				urls[(*nurls)++] = xm_arena_strndup(a, p, ul);
+			if (out->len)
+				put(out, " ", 1);
+			put(out, "<url>", 5);
+			p += ul;
+			continue;
+		}
+		while (p < end) {
+			unsigned char u = (unsigned char)*p;
+
+			if (u < 0x80) {
+				if (u >= 'A' && u <= 'Z')
+					u += 32;
+				if (u >= '0' && u <= '9') {
+					digits++;
+					if (!prev_digit && wl < WORD_MAX)
+						w[wl++] = '#';
+					prev_digit = true;
+					p++;
+					continue;
+				}
+				if (!(u >= 'a' && u <= 'z'))
+					break;
+				prev_digit = false;
+				letters++;
+				ascii++;
+				if (u == 'a' || u == 'e' || u == 'i' || u == 'o' ||
+				    u == 'u' || u == 'y')
+					vowels++;
+				if (wl < WORD_MAX)
+					w[wl++] = (char)u;
+				p++;
+				continue;
+			}
+			q = p;
+			c = xm_utf8_next(&q, end);
+			if (!word_char(c))
+				break;
+			p = q;
+			prev_digit = false;
+			letters++;
+			if (wl + 4 <= WORD_MAX)
+				wl += put_cp(w + wl, lower(c));
+		}
+		if (out->len)
+			put(out, " ", 1);
+		if (letters == 0)
+			put(out, "#", 1);
+		else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
+		    (ascii == letters && letters >= 6 && vowels * 6 < letters) ||
+		    letters >= 25)
+			put(out, "*", 1);
+		else {
+			put(out, w, wl);
+			words++;
+		}
+	}
+	return words;
+}
+
+/* xm_fp_normalise - the folded text, in arena */
+char *
+xm_fp_normalise(struct xm_arena *a, const char *text, size_t n,
+    unsigned *words)
+{
+	struct fbuf b = { a, NULL, 0, 0 };
+	unsigned wc;
+
+	wc = normalise(a, text, n, &b, NULL, NULL);
+	if (words)
+		*words = wc;
+	put(&b, "", 1);
+	return b.p;
+}
+
+/* cmp_str - qsort order of strings */
+static int
+cmp_str(const void *x, const void *y)
+{
+	return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* xm_fp_compute - text and link-set fingerprints */
+void
+xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
+    const char *const *extra_urls, size_t n_extra, unsigned min_words,
+    size_t min_chars, struct xm_fp *out)
+{
+	const char *urls[XM_FP_MAX_URLS];
+	char *keys[XM_FP_MAX_URLS];
+	unsigned nurls = 0, nkeys = 0, i;
+	size_t len[XM_FP_MAX_TEXTS], total = 0;
+	struct fbuf b = { a, NULL, 0, 0 };
+	uint64_t h;
+
+	memset(out, 0, sizeof(*out));
+	if (ntexts > XM_FP_MAX_TEXTS)
+		ntexts = XM_FP_MAX_TEXTS;
+	for (i = 0; i < ntexts; i++)
+		total += len[i] = texts[i] != NULL ? strlen(texts[i]) : 0;
+	if (total < min_chars) {
+		/* short texts without a link ("ok", "hi"): nothing to fold */
+		bool link = false;
+
+		for (i = 0; i < ntexts && !link; i++)
+			link = texts[i] != NULL && (strstr(texts[i], "://") ||
+			    strcasestr(texts[i], "www."));
+		if (!link)
+			ntexts = 0;
+	}
+	for (i = 0; i < ntexts; i++)
+		if (texts[i] != NULL)
+			out->words += normalise(a, texts[i], len[i], &b, urls,
+			    &nurls);
+	out->chars = b.len;
+	if (out->words >= min_words && out->words > 0 && b.len >= min_chars) {
+		out->has_text = true;
+		out->text = xm_hash64(b.p, b.len, 0x7465787400ULL);
+	}
+	for (i = 0; i < n_extra && nurls < XM_FP_MAX_URLS; i++)
+		if (extra_urls[i] != NULL)
+			urls[nurls++] = extra_urls[i];
+	for (i = 0; i < nurls; i++) {
+		char *k = xm_fp_url_key(a, urls[i], strlen(urls[i]));
+
+		if (k != NULL)
+			keys[nkeys++] = k;
+	}
+	if (nkeys == 0)
+		return;
+	qsort(keys, nkeys, sizeof(*keys), cmp_str);
+	h = 0x75726c7300ULL;
+	for (i = 0; i < nkeys; i++) {
+		if (i > 0 && strcmp(keys[i], keys[i - 1]) == 0)
+			continue;
+		h = xm_hash64(keys[i], strlen(keys[i]) + 1, h);
+		out->nurls++;
+	}
+	out->has_urls = true;
+	out->urls = h;
+}

@@ -1,0 +1,161 @@
+/*
+ * state.h - counters shared by events: one interface, two backends
+ *
+ * What the rate and outbreak filters remember between events lives here,
+ * behind one batch interface: a filter fills an array of operations for
+ * one event and runs it with xm_state_exec, which applies all of them
+ * atomically (under one lock in memory, in one server-side script on
+ * Redis: one round trip per event). Operations:
+ *
+ *   BUCKET    token bucket (rate per second, burst): take COST tokens;
+ *             ok=false when there are not enough (nothing is taken then).
+ *             Kept as GCRA (one "theoretical arrival time" per key).
+ *   DISTINCT  add MEMBER to the set KEY (exact, until it holds CAP
+ *             members); result = members now. Expires TTL after creation
+ *             (callers put the window's number in the key). With KEY2
+ *             set, a member new to KEY is also counted in the counter
+ *             KEY2 (a subset kept as a count only: strangers among all
+ *             recipients); result2 = that count.
+ *   INCR      counter KEY += 1; result = new value; expires TTL after
+ *             creation.
+ *   GET       result = the value SET stored (0: none or expired).
+ *   SET       store VALUE (> 0) under KEY for TTL seconds.
+ *
+ * Keys are 64-bit hashes (xm_state_key) of a kind tag and text: the memory
+ * table stores nothing else, Redis keys are PREFIX + tag + hex. The clock
+ * is the caller's NOW (the event's time in replay), never the wall clock,
+ * so the same events give the same results.
+ *
+ * The state is process-global (xm_state_configure): it outlives a filter
+ * chain, so a SIGHUP that rebuilds the filters keeps every counter. With
+ * Redis configured, operations go to Redis; when it does not answer they
+ * go to the local memory table instead (logged, counted, shown in
+ * health), and Redis is tried again every redis_retry seconds.
+ *
+ * Thread safety: xm_state_exec may be called from any thread (the memory
+ * table has a lock; each thread has its own Redis connection).
+ * xm_state_configure is called while building a chain (one at a time).
+ */
+#ifndef XM_STATE_H
+#define XM_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+enum xm_sop {
+	XM_SOP_BUCKET = 1,
+	XM_SOP_DISTINCT,
+	XM_SOP_INCR,
+	XM_SOP_GET,
+	XM_SOP_SET,
+};
+
+/* kinds of record in the memory table (2 bits of the key) */
+enum xm_skind { XM_SK_BUCKET = 0, XM_SK_COUNT, XM_SK_MARK, XM_SK_VALUE };
+
+struct xm_state_op {
+	enum xm_sop op;
+	uint64_t key;          /* xm_state_key() */
+	uint64_t member;       /* DISTINCT: the member's hash */
+	uint64_t key2;         /* DISTINCT: also count new members here (0:
+	                          none) */
+	double rate, burst;    /* BUCKET: tokens per second, bucket size */
+	double cost;           /* BUCKET: tokens to take */
+	double ttl;            /* DISTINCT, INCR, SET: seconds */
+	long long cap;         /* DISTINCT: stop adding at this many members */
+	double value;          /* SET */
+	/* results */
+	bool ok;               /* BUCKET: the tokens were there */
+	double result;         /* BUCKET: tokens left; DISTINCT/INCR: count;
+	                          GET: value */
+	double result2;        /* DISTINCT with key2: its count */
+};
+
+/* xm_hash64 - 64-bit hash of N bytes at P continuing from SEED */
+uint64_t xm_hash64(const void *p, size_t n, uint64_t seed);
+/* xm_state_key - key of kind tag TAG (a short word) and text S (its first N
+ * bytes); never 0 */
+uint64_t xm_state_key(const char *tag, const char *s, size_t n);
+/* xm_state_key2 - the same for two texts (joined unambiguously) */
+uint64_t xm_state_key2(const char *tag, const char *a, const char *b);
+
+/* ---- the memory table (state_memory.c) ---- */
+
+struct xm_memstore;
+struct xm_memstore_stats {
+	size_t keys;           /* live records */
+	size_t slots;          /* table size */
+	size_t bytes;          /* table memory */
+	size_t max_bytes;      /* the bound */
+	unsigned long long evictions, expired;
+};
+/* xm_memstore_new - an empty table that never uses more than MAX_BYTES
+ * (at least 64 KB); free with xm_memstore_free */
+struct xm_memstore *xm_memstore_new(size_t max_bytes);
+void xm_memstore_free(struct xm_memstore *m);
+/* xm_memstore_set_max - change the bound (shrinking evicts) */
+void xm_memstore_set_max(struct xm_memstore *m, size_t max_bytes);
+/* xm_memstore_exec - run OPS atomically at time NOW */
+void xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops,
+    size_t n, double now);
+void xm_memstore_stats(struct xm_memstore *m, struct xm_memstore_stats *s);
+/* xm_memstore_slot_bytes - bytes of one table slot */
+size_t xm_memstore_slot_bytes(void);
+
+/* ---- the Redis backend (state_redis.c) ---- */
+
+struct xm_redis;
+/* xm_redis_new - a backend for URL (redis://HOST:PORT[/DB] or
+ * unix:/PATH[?db=N]) with connect/command TIMEOUT seconds and key PREFIX;
+ * NULL with ERR when URL is malformed (connecting happens later) */
+struct xm_redis *xm_redis_new(const char *url, double timeout,
+    const char *prefix, char *err, size_t errlen);
+void xm_redis_free(struct xm_redis *r);
+/* xm_redis_exec - run OPS in one script on this thread's connection; 0,
+ * or -1 with ERR when Redis could not be reached or answered badly (the
+ * caller then falls back) */
+int xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
+    double now, char *err, size_t errlen);
+/* xm_redis_ping - connect (if needed) and PING; 0 or -1 with ERR */
+int xm_redis_ping(struct xm_redis *r, char *err, size_t errlen);
+
+/* ---- the process-global state (state.c) ---- */
+
+struct xm_state_conf {
+	long long memory;      /* bytes for the memory table */
+	const char *redis;     /* "" or NULL: memory only */
+	double redis_timeout;  /* seconds */
+	double redis_retry;    /* seconds between probes while Redis is down */
+	const char *redis_prefix;
+};
+
+/* xm_state_configure - set up (or keep, when unchanged) the global state;
+ * 0 or -1 with ERR (a malformed redis URL) */
+int xm_state_configure(const struct xm_state_conf *c, char *err,
+    size_t errlen);
+/* xm_state_local_only - from now on ignore a configured Redis (its URL is
+ * still checked): `xmilter check` replays must neither read nor change
+ * the counters of the running nodes, and stay deterministic */
+void xm_state_local_only(void);
+/* xm_state_remote - true when a Redis backend is configured (operations
+ * may block: run them off the event loop) */
+bool xm_state_remote(void);
+/* xm_state_exec - run OPS at NOW on Redis, or in memory */
+void xm_state_exec(struct xm_state_op *ops, size_t n, double now);
+/* xm_state_status - health lines (state=..., counters) into OUT; returns
+ * false when degraded (Redis configured but down), with a reason line */
+bool xm_state_status(struct xm_buf *out);
+
+struct xm_state_stats {
+	bool redis_configured, redis_up;
+	unsigned long long redis_ops, redis_errors, fallback_ops;
+	struct xm_memstore_stats mem;
+};
+void xm_state_stats(struct xm_state_stats *s);
+/* xm_state_reset - drop every counter and the backend (tests) */
+void xm_state_reset(void);
+
+#endif

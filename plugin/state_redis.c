@@ -1,0 +1,591 @@
+/*
+ * state_redis.c - the Redis backend of state.h (hiredis, one script per
+ * event)
+ *
+ * Purpose: let several xmilterd instances (one per XMPP server node) share
+ * their counters. Every batch of operations for one event becomes one
+ * EVALSHA of the script below: the operations run atomically inside Redis
+ * and cost one round trip. Every key the script writes gets an expiry
+ * (PX on SET; PEXPIRE in the same script call that creates a set or a
+ * counter, so no key can exist without one), and Redis never fills with
+ * dead counters. The clock is
+ * the caller's (the event's time), passed as the first argument, so every
+ * node agrees on the arithmetic whatever Redis's own clock says.
+ *
+ * Keys: PREFIX + b|d|i|v + ':' + 16 hex digits of the state key (a hash:
+ * no JID or address is stored in Redis). Buckets are strings holding the
+ * GCRA arrival time, DISTINCT sets are Redis sets of member hashes (never
+ * more than CAP members), counters are INCR strings, values are strings.
+ *
+ * Connections: blocking hiredis with connect and command timeouts, one
+ * connection per calling thread (workers run the filter, never the event
+ * loop). A failure drops the connection and bumps an epoch so every
+ * thread reconnects before its next use; the caller (state.c) decides
+ * about fallback. The script is loaded with SCRIPT LOAD on each new
+ * connection, and again when Redis answers NOSCRIPT (after a restart).
+ *
+ * Ownership: struct xm_redis owns its URL parts and every connection
+ * (tracked so xm_redis_free can close them). Failure: -1 with a message;
+ * nothing here logs.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "state.h"
+
+/* ARGV[1] = now in microseconds, ARGV[2] = the number of ops; then per
+ * op an op letter and its arguments (a bucket's rate per minute). Ops
+ * take their keys from KEYS in order (one each; a DISTINCT with a second
+ * counter, 'E', takes two). */
+static const char script[] =
+    "local now = tonumber(ARGV[1]) / 1000000\n"
+    "local res = {}\n"
+    "local nops = tonumber(ARGV[2])\n"
+    "local a = 3\n"
+    "local ki = 1\n"
+    "local function ttl(k, ms)\n"
+    "  redis.call('PEXPIRE', k, math.max(1, math.ceil(ms)))\n"
+    "end\n"
+    "for i = 1, nops do\n"
+    "  local k = KEYS[ki]\n"
+    "  ki = ki + 1\n"
+    "  local op = ARGV[a]\n"
+    "  if op == 'B' then\n"
+    "    local rate, burst, cost = tonumber(ARGV[a+1]) / 60, "
+    "tonumber(ARGV[a+2]), tonumber(ARGV[a+3])\n"
+    "    a = a + 4\n"
+    "    local T = 1 / rate\n"
+    "    local tau = burst * T\n"
+    "    local tol = math.max(T * 0.001, 0.00001)\n"
+    "    local d = (tonumber(redis.call('GET', k) or now) or now) - now\n"
+    "    if d < 0 then d = 0 end\n"
+    "    local nd = d + cost * T\n"
+    "    if nd > tau + tol then\n"
+    "      local left = (tau - d) / T\n"
+    "      if left < 0 then left = 0 end\n"
+    "      res[i] = '0 ' .. left\n"
+    "    else\n"
+    "      redis.call('SET', k, string.format('%.6f', now + nd), 'PX', "
+    "math.max(1, math.ceil(nd * 1000)))\n"
+    "      res[i] = '1 ' .. math.max(0, (tau - nd) / T)\n"
+    "    end\n"
+    "  elseif op == 'D' or op == 'E' then\n"
+    "    local member, ms, cap = ARGV[a+1], tonumber(ARGV[a+2]), "
+    "tonumber(ARGV[a+3])\n"
+    "    a = a + 4\n"
+    "    local k2 = nil\n"
+    "    local n2 = 0\n"
+    "    if op == 'E' then\n"
+    "      k2 = KEYS[ki]\n"
+    "      ki = ki + 1\n"
+    "      n2 = tonumber(redis.call('GET', k2) or '0') or 0\n"
+    "    end\n"
+    "    local n = redis.call('SCARD', k)\n"
+    "    if cap <= 0 or n < cap then\n"
+    "      local added = redis.call('SADD', k, member)\n"
+    "      n = n + added\n"
+    "      if n == 1 and added == 1 then ttl(k, ms) end\n"
+    "      if k2 and added == 1 then\n"
+    "        n2 = redis.call('INCR', k2)\n"
+    "        if n2 == 1 then ttl(k2, ms) end\n"
+    "      end\n"
+    "    end\n"
+    "    res[i] = '1 ' .. n .. ' ' .. n2\n"
+    "  elseif op == 'I' then\n"
+    "    local ms = tonumber(ARGV[a+1])\n"
+    "    a = a + 2\n"
+    "    local n = redis.call('INCR', k)\n"
+    "    if n == 1 then ttl(k, ms) end\n"
+    "    res[i] = '1 ' .. n\n"
+    "  elseif op == 'G' then\n"
+    "    a = a + 1\n"
+    "    res[i] = '1 ' .. (redis.call('GET', k) or '0')\n"
+    "  elseif op == 'S' then\n"
+    "    local v, ms = ARGV[a+1], tonumber(ARGV[a+2])\n"
+    "    a = a + 3\n"
+    "    redis.call('SET', k, v, 'PX', math.max(1, math.ceil(ms)))\n"
+    "    res[i] = '1 ' .. v\n"
+    "  else\n"
+    "    return redis.error_reply('xmilter: bad op')\n"
+    "  end\n"
+    "end\n"
+    "return res\n";
+
+struct conn {
+	struct conn *next;
+	redisContext *ctx;
+	unsigned epoch;
+	char sha[48];
+};
+
+struct xm_redis {
+	char *host;            /* NULL for a Unix socket */
+	char *path;
+	int port;
+	long long db;
+	double timeout;
+	char *prefix;
+	pthread_key_t tkey;
+	pthread_mutex_t lock;  /* the list of connections */
+	struct conn *conns;
+	atomic_uint epoch;
+};
+
+/* xm_redis_new - parse URL; no connection yet */
+struct xm_redis *
+xm_redis_new(const char *url, double timeout, const char *prefix, char *err,
+    size_t errlen)
+{
+	struct xm_redis *r = xm_calloc(1, sizeof(*r));
+	const char *p, *colon, *slash, *q;
+	long long port = 6379;
+
+	if (strncmp(url, "redis://", 8) == 0) {
+		p = url + 8;
+		if ((q = strchr(p, '@')) != NULL)  /* no auth support: refuse */
+			goto bad;
+		slash = strchr(p, '/');
+		colon = strrchr(p, ':');
+		if (colon != NULL && slash != NULL && colon > slash)
+			colon = NULL;
+		if (colon != NULL) {
+			char num[16];
+			size_t n = (size_t)((slash ? slash : p + strlen(p)) -
+			    (colon + 1));
+
+			if (n == 0 || n >= sizeof(num))
+				goto bad;
+			memcpy(num, colon + 1, n);
+			num[n] = '\0';
+			if (xm_parse_ll(num, 1, 65535, &port) < 0)
+				goto bad;
+		}
+		r->host = xm_strndup(p, (size_t)((colon ? colon : slash ? slash :
+		    p + strlen(p)) - p));
+		if (*r->host == '\0')
+			goto bad;
+		if (slash != NULL && slash[1] != '\0' &&
+		    xm_parse_ll(slash + 1, 0, 1000000, &r->db) < 0)
+			goto bad;
+	} else if (strncmp(url, "unix:", 5) == 0 && url[5] == '/') {
+		q = strstr(url, "?db=");
+		r->path = xm_strndup(url + 5, q ? (size_t)(q - url - 5) :
+		    strlen(url + 5));
+		if (q != NULL && xm_parse_ll(q + 4, 0, 1000000, &r->db) < 0)
+			goto bad;
+	} else
+		goto bad;
+	r->port = (int)port;
+	r->timeout = timeout > 0 ? timeout : 0.2;
+	r->prefix = xm_strdup(prefix);
+	pthread_key_create(&r->tkey, NULL);
+	pthread_mutex_init(&r->lock, NULL);
+	atomic_init(&r->epoch, 1);
+	return r;
+bad:
+	snprintf(err, errlen, "redis: \"%s\" is not redis://HOST[:PORT][/DB] "
+	    "or unix:/PATH[?db=N]", url);
+	free(r->host);
+	free(r->path);
+	free(r);
+	return NULL;
+}
+
+/* xm_redis_free - close every connection (no thread may be using R) */
+void
+xm_redis_free(struct xm_redis *r)
+{
+	struct conn *c, *next;
+
+	if (r == NULL)
+		return;
+	for (c = r->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->ctx)
+			redisFree(c->ctx);
+		free(c);
+	}
+	pthread_key_delete(r->tkey);
+	pthread_mutex_destroy(&r->lock);
+	free(r->host);
+	free(r->path);
+	free(r->prefix);
+	free(r);
+}
+
+/* tv - seconds as a timeval */
+static struct timeval
+tv(double s)
+{
+	struct timeval t;
+
+	t.tv_sec = (time_t)s;
+	t.tv_usec = (suseconds_t)((s - (double)t.tv_sec) * 1e6);
+	return t;
+}
+
+/* conn_fail - drop C's connection, make every thread reconnect */
+static int
+conn_fail(struct xm_redis *r, struct conn *c, char *err, size_t errlen,
+    const char *what)
+{
+	snprintf(err, errlen, "%s", what);
+	if (c->ctx) {
+		redisFree(c->ctx);
+		c->ctx = NULL;
+	}
+	atomic_fetch_add(&r->epoch, 1);
+	return -1;
+}
+
+/* load_script - SCRIPT LOAD on C, remembering the sha */
+static int
+load_script(struct xm_redis *r, struct conn *c, char *err, size_t errlen)
+{
+	redisReply *rep = redisCommand(c->ctx, "SCRIPT LOAD %s", script);
+	int rc = 0;
+
+	if (rep == NULL)
+		return conn_fail(r, c, err, errlen, c->ctx->errstr);
+	if (rep->type != REDIS_REPLY_STRING || rep->len >= sizeof(c->sha)) {
+		snprintf(err, errlen, "SCRIPT LOAD: %s", rep->type ==
+		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+		rc = -1;
+	} else
+		memcpy(c->sha, rep->str, rep->len + 1);
+	freeReplyObject(rep);
+	return rc;
+}
+
+/* get_conn - this thread's connection, connected and current */
+static struct conn *
+get_conn(struct xm_redis *r, char *err, size_t errlen)
+{
+	struct conn *c = pthread_getspecific(r->tkey);
+	unsigned ep = atomic_load(&r->epoch);
+
+	if (c == NULL) {
+		c = xm_calloc(1, sizeof(*c));
+		pthread_mutex_lock(&r->lock);
+		c->next = r->conns;
+		r->conns = c;
+		pthread_mutex_unlock(&r->lock);
+		pthread_setspecific(r->tkey, c);
+	}
+	if (c->ctx != NULL && c->epoch == ep)
+		return c;
+	if (c->ctx != NULL) {
+		redisFree(c->ctx);
+		c->ctx = NULL;
+	}
+	c->ctx = r->path ? redisConnectUnixWithTimeout(r->path, tv(r->timeout)) :
+	    redisConnectWithTimeout(r->host, r->port, tv(r->timeout));
+	if (c->ctx == NULL) {
+		snprintf(err, errlen, "cannot allocate a Redis context");
+		return NULL;
+	}
+	if (c->ctx->err) {
+		snprintf(err, errlen, "connect: %s", c->ctx->errstr);
+		redisFree(c->ctx);
+		c->ctx = NULL;
+		return NULL;
+	}
+	redisSetTimeout(c->ctx, tv(r->timeout));
+	c->epoch = ep;
+	if (r->db != 0) {
+		redisReply *rep = redisCommand(c->ctx, "SELECT %lld", r->db);
+
+		if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+			snprintf(err, errlen, "SELECT %lld failed", r->db);
+			if (rep)
+				freeReplyObject(rep);
+			redisFree(c->ctx);
+			c->ctx = NULL;
+			return NULL;
+		}
+		freeReplyObject(rep);
+	}
+	if (load_script(r, c, err, errlen) < 0) {
+		if (c->ctx) {
+			redisFree(c->ctx);
+			c->ctx = NULL;
+		}
+		return NULL;
+	}
+	return c;
+}
+
+/* xm_redis_ping - connect and PING */
+int
+xm_redis_ping(struct xm_redis *r, char *err, size_t errlen)
+{
+	struct conn *c = get_conn(r, err, errlen);
+	redisReply *rep;
+	int rc = 0;
+
+	if (c == NULL)
+		return -1;
+	if ((rep = redisCommand(c->ctx, "PING")) == NULL)
+		return conn_fail(r, c, err, errlen, c->ctx->errstr);
+	if (rep->type == REDIS_REPLY_ERROR) {
+		snprintf(err, errlen, "PING: %s", rep->str);
+		rc = -1;
+	}
+	freeReplyObject(rep);
+	return rc;
+}
+
+/* letter - the key kind of OP */
+static char
+letter(enum xm_sop op)
+{
+	switch (op) {
+	case XM_SOP_BUCKET: return 'b';
+	case XM_SOP_DISTINCT: return 'd';
+	case XM_SOP_INCR: return 'i';
+	default: return 'v';
+	}
+}
+
+/*
+ * The command is written in Redis's protocol (RESP) by hand: one buffer,
+ * no printf and no per-argument allocation (formatting through hiredis
+ * and snprintf cost more than everything else on this path).
+ */
+
+/* put_u - decimal V at P; the length */
+static size_t
+put_u(char *p, unsigned long long v)
+{
+	char t[24];
+	size_t n = 0, i;
+
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (i = 0; i < n; i++)
+		p[i] = t[n - 1 - i];
+	return n;
+}
+
+/* put_num - V as a number Lua's tonumber reads: an integer when it is
+ * one, else %.17g */
+static size_t
+put_num(char *p, double v)
+{
+	if (v == floor(v) && fabs(v) < 1e15) {
+		if (v < 0) {
+			*p = '-';
+			return 1 + put_u(p + 1, (unsigned long long)-v);
+		}
+		return put_u(p, (unsigned long long)v);
+	}
+	return (size_t)snprintf(p, 32, "%.17g", v);
+}
+
+/* put_hex - V as 16 hex digits */
+static size_t
+put_hex(char *p, uint64_t v)
+{
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	for (i = 15; i >= 0; i--) {
+		p[i] = hex[v & 15];
+		v >>= 4;
+	}
+	return 16;
+}
+
+/* arg - append one bulk string of N bytes at S */
+static void
+arg(struct xm_buf *b, unsigned *argc, const char *s, size_t n)
+{
+	char h[32];
+	size_t k = 0;
+
+	h[k++] = '$';
+	k += put_u(h + k, n);
+	h[k++] = '\r';
+	h[k++] = '\n';
+	xm_buf_append(b, h, k);
+	xm_buf_append(b, s, n);
+	xm_buf_append(b, "\r\n", 2);
+	(*argc)++;
+}
+
+/* arg_num, arg_key - a number, a key (PREFIX + kind letter + hex) */
+static void
+arg_num(struct xm_buf *b, unsigned *argc, double v)
+{
+	char t[40];
+
+	arg(b, argc, t, put_num(t, v));
+}
+
+static void
+arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
+    char kind, uint64_t key)
+{
+	char t[80];
+
+	memcpy(t, prefix, plen);
+	t[plen] = kind;
+	t[plen + 1] = ':';
+	arg(b, argc, t, plen + 2 + put_hex(t + plen + 2, key));
+}
+
+/* xm_redis_exec - one EVALSHA for the batch, results parsed back */
+int
+xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
+    double now, char *err, size_t errlen)
+{
+	struct conn *c;
+	redisReply *rep = NULL;
+	struct xm_buf args = { 0 }, cmd = { 0 };
+	size_t i, k, plen = strlen(r->prefix), nkeys;
+	unsigned argc = 0, hargc;
+	int attempt, rc = -1;
+	char t[64];
+
+	if (n == 0)
+		return 0;
+	if ((c = get_conn(r, err, errlen)) == NULL) {
+		atomic_fetch_add(&r->epoch, 1);
+		return -1;
+	}
+	if (plen > 40) {
+		snprintf(err, errlen, "redis_prefix too long");
+		return -1;
+	}
+	/* after EVALSHA sha: numkeys keys... now nops ops... */
+	nkeys = n;
+	for (i = 0; i < n; i++)
+		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
+			nkeys++;
+	arg(&args, &argc, t, put_u(t, nkeys));
+	for (i = 0; i < n; i++) {
+		arg_key(&args, &argc, r->prefix, plen, letter(ops[i].op),
+		    ops[i].key);
+		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
+			arg_key(&args, &argc, r->prefix, plen, 'i', ops[i].key2);
+	}
+	arg_num(&args, &argc, floor(now * 1e6));
+	arg(&args, &argc, t, put_u(t, n));
+	for (i = 0; i < n; i++) {
+		const struct xm_state_op *op = &ops[i];
+
+		switch (op->op) {
+		case XM_SOP_BUCKET:
+			arg(&args, &argc, "B", 1);
+			arg_num(&args, &argc, op->rate > 0 ? op->rate * 60 : 6e10);
+			arg_num(&args, &argc, op->rate > 0 ? op->burst : 1e14);
+			arg_num(&args, &argc, op->cost);
+			break;
+		case XM_SOP_DISTINCT:
+			arg(&args, &argc, op->key2 != 0 ? "E" : "D", 1);
+			arg(&args, &argc, t, put_hex(t, op->member));
+			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			arg_num(&args, &argc, (double)op->cap);
+			break;
+		case XM_SOP_INCR:
+			arg(&args, &argc, "I", 1);
+			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			break;
+		case XM_SOP_GET:
+			arg(&args, &argc, "G", 1);
+			break;
+		case XM_SOP_SET:
+			arg(&args, &argc, "S", 1);
+			arg_num(&args, &argc, op->value);
+			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			break;
+		}
+	}
+	for (attempt = 0; attempt < 2; attempt++) {
+		void *vr = NULL;
+		size_t hk = 0;
+		char h[32];
+
+		/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
+		xm_buf_reset(&cmd);
+		hargc = argc + 2;
+		h[hk++] = '*';
+		hk += put_u(h + hk, hargc);
+		h[hk++] = '\r';
+		h[hk++] = '\n';
+		xm_buf_append(&cmd, h, hk);
+		xm_buf_append(&cmd, "$7\r\nEVALSHA\r\n", 13);
+		hargc = 0;
+		arg(&cmd, &hargc, c->sha, strlen(c->sha));
+		xm_buf_append(&cmd, args.data, args.len);
+		if (redisAppendFormattedCommand(c->ctx, cmd.data, cmd.len) !=
+		    REDIS_OK || redisGetReply(c->ctx, &vr) != REDIS_OK ||
+		    vr == NULL) {
+			if (vr)
+				freeReplyObject(vr);
+			conn_fail(r, c, err, errlen, c->ctx->errstr[0] ?
+			    c->ctx->errstr : "no reply");
+			goto out;
+		}
+		rep = vr;
+		if (rep->type == REDIS_REPLY_ERROR &&
+		    strncmp(rep->str, "NOSCRIPT", 8) == 0 && attempt == 0) {
+			freeReplyObject(rep);
+			rep = NULL;
+			if (load_script(r, c, err, errlen) < 0) {
+				if (c->ctx) {
+					char why[256];
+
+					snprintf(why, sizeof(why), "%s", err);
+					conn_fail(r, c, err, errlen, why);
+				}
+				goto out;
+			}
+			continue;
+		}
+		break;
+	}
+	if (rep == NULL)
+		goto out;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+		snprintf(err, errlen, "script: %s", rep->type ==
+		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+		goto out;
+	}
+	for (k = 0; k < n; k++) {
+		redisReply *e = rep->element[k];
+		char *end;
+
+		if (e->type != REDIS_REPLY_STRING || e->len < 3) {
+			snprintf(err, errlen, "script: bad result %zu", k);
+			goto out;
+		}
+		ops[k].ok = e->str[0] == '1';
+		errno = 0;
+		ops[k].result = strtod(e->str + 2, &end);
+		if (errno != 0 || end == e->str + 2) {
+			snprintf(err, errlen, "script: bad number in result %zu",
+			    k);
+			goto out;
+		}
+		ops[k].result2 = *end == ' ' ? strtod(end + 1, NULL) : 0;
+	}
+	rc = 0;
+out:
+	if (rep)
+		freeReplyObject(rep);
+	xm_buf_free(&args);
+	xm_buf_free(&cmd);
+	return rc;
+}

@@ -1,0 +1,544 @@
+/*
+ * test_state.c - unit tests of the shared state (plugin/state*.c)
+ *
+ * The memory table: token buckets (burst, refill, cost, no refill into
+ * the past), DISTINCT sets (exact, capped, per window key, expiring),
+ * counters and values with expiry, the memory bound under a flood of
+ * random keys (never grows past it, evicts, keeps the keys that are still
+ * in use), determinism (two tables fed the same ops end the same), and the
+ * process-global state: counters survive a reconfiguration (a reload),
+ * a malformed Redis URL is refused, and an unreachable Redis falls back
+ * to memory with the fallback counted and health degraded.
+ * Table-driven where the cases are alike. Each test owns its tables.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "state.h"
+
+#define T0 1795000000.0
+
+/* bucket - one BUCKET op on KEY at NOW; ok or not */
+static bool
+bucket(struct xm_memstore *m, uint64_t key, double rate, double burst,
+    double cost, double now, double *left)
+{
+	struct xm_state_op op = { .op = XM_SOP_BUCKET, .key = key, .rate = rate,
+	    .burst = burst, .cost = cost };
+
+	xm_memstore_exec(m, &op, 1, now);
+	if (left)
+		*left = op.result;
+	return op.ok;
+}
+
+/* distinct - add MEMBER to set KEY; the count */
+static double
+distinct(struct xm_memstore *m, uint64_t key, const char *member, double ttl,
+    long long cap, double now)
+{
+	struct xm_state_op op = { .op = XM_SOP_DISTINCT, .key = key,
+	    .member = xm_state_key("m", member, strlen(member)), .ttl = ttl,
+	    .cap = cap };
+
+	xm_memstore_exec(m, &op, 1, now);
+	return op.result;
+}
+
+struct bcase {
+	const char *name;
+	double rate, burst, cost;
+	double times[12];      /* event times after T0, ended by -1 */
+	const char *want;      /* 1 = allowed, 0 = refused, per time */
+};
+
+static const struct bcase bcases[] = {
+	{ "burst then refused", 1, 3, 1, { 0, 0, 0, 0, 0, -1 }, "11100" },
+	{ "refill one per second", 1, 2, 1, { 0, 0, 0, 1, 1, 2.5, -1 },
+	    "110101" },
+	{ "slow rate", 1.0 / 60, 2, 1, { 0, 1, 2, 59, 61, 125, -1 },
+	    "110011" },
+	{ "cost two", 1, 4, 2, { 0, 0, 0, 2, -1 }, "1101" },
+	{ "cost over burst never fits", 1, 2, 3, { 0, 100, -1 }, "00" },
+	{ "full after idle, not more", 10, 5, 1,
+	    { 0, 0, 0, 0, 0, 1000, 1000, 1000, 1000, 1000, 1000, -1 },
+	    "11111111110" },
+	{ "time going back is no refill", 1, 1, 1, { 10, 5, 9, 11, -1 },
+	    "1001" },
+};
+
+Test(state, buckets)
+{
+	size_t i, k;
+
+	for (i = 0; i < sizeof(bcases) / sizeof(bcases[0]); i++) {
+		const struct bcase *c = &bcases[i];
+		struct xm_memstore *m = xm_memstore_new(1 << 20);
+		uint64_t key = xm_state_key("b", c->name, strlen(c->name));
+
+		for (k = 0; c->times[k] >= 0; k++) {
+			bool ok = bucket(m, key, c->rate, c->burst, c->cost,
+			    T0 + c->times[k], NULL);
+
+			cr_expect_eq(ok, c->want[k] == '1', "%s: event %zu at +%g: "
+			    "got %d", c->name, k, c->times[k], ok);
+		}
+		cr_expect_eq(k, strlen(c->want), "%s: table", c->name);
+		xm_memstore_free(m);
+	}
+}
+
+Test(state, bucket_tokens_left)
+{
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	double left;
+
+	cr_assert(bucket(m, 7, 1, 10, 1, T0, &left));
+	cr_expect(fabs(left - 9) < 1e-6, "left %g", left);
+	cr_assert(bucket(m, 7, 1, 10, 4, T0, &left));
+	cr_expect(fabs(left - 5) < 1e-6, "left %g", left);
+	cr_assert(bucket(m, 7, 1, 10, 1, T0 + 2, &left));
+	cr_expect(fabs(left - 6) < 1e-6, "left %g", left);
+	/* a bucket left alone refills completely and its record goes */
+	cr_assert(bucket(m, 7, 1, 10, 1, T0 + 100, &left));
+	cr_expect(fabs(left - 9) < 1e-6, "left %g", left);
+	/* keys do not share buckets */
+	cr_expect(bucket(m, 8, 1, 1, 1, T0 + 100, NULL));
+	cr_expect(!bucket(m, 8, 1, 1, 1, T0 + 100, NULL));
+	cr_expect(bucket(m, 9, 1, 1, 1, T0 + 100, NULL));
+	xm_memstore_free(m);
+}
+
+Test(state, distinct_sets)
+{
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	uint64_t k1 = xm_state_key("fo", "alice", 5);
+	uint64_t k2 = xm_state_key("fo", "bob", 3);
+
+	cr_expect_eq(distinct(m, k1, "r1", 60, 0, T0), 1);
+	cr_expect_eq(distinct(m, k1, "r1", 60, 0, T0 + 1), 1);  /* again */
+	cr_expect_eq(distinct(m, k1, "r2", 60, 0, T0 + 2), 2);
+	cr_expect_eq(distinct(m, k1, "r3", 60, 0, T0 + 3), 3);
+	cr_expect_eq(distinct(m, k2, "r1", 60, 0, T0 + 3), 1);   /* own set */
+	/* expired with the window: a fresh set */
+	cr_expect_eq(distinct(m, k1, "r1", 60, 0, T0 + 70), 1);
+	xm_memstore_free(m);
+}
+
+Test(state, distinct_cap)
+{
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_memstore_stats st;
+	uint64_t k = xm_state_key("fo", "spammer", 7);
+	char name[32];
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		snprintf(name, sizeof(name), "r%d", i);
+		cr_expect_eq(distinct(m, k, name, 600, 11, T0 + i * 0.1),
+		    i < 11 ? i + 1 : 11);
+	}
+	xm_memstore_stats(m, &st);
+	/* a count and 11 marks: the set stops growing at its cap */
+	cr_expect_eq(st.keys, 12, "keys %zu", st.keys);
+	xm_memstore_free(m);
+}
+
+Test(state, counters_and_values)
+{
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_state_op ops[3] = {
+		{ .op = XM_SOP_INCR, .key = 1, .ttl = 10 },
+		{ .op = XM_SOP_GET, .key = 2 },
+		{ .op = XM_SOP_SET, .key = 2, .value = 1, .ttl = 30 },
+	};
+	struct xm_state_op get = { .op = XM_SOP_GET, .key = 2 };
+	struct xm_state_op inc = { .op = XM_SOP_INCR, .key = 1, .ttl = 10 };
+
+	xm_memstore_exec(m, ops, 3, T0);
+	cr_expect_eq(ops[0].result, 1);
+	cr_expect_eq(ops[1].result, 0);       /* before the SET in the batch */
+	xm_memstore_exec(m, &inc, 1, T0 + 5);
+	cr_expect_eq(inc.result, 2);
+	xm_memstore_exec(m, &get, 1, T0 + 29);
+	cr_expect_eq(get.result, 1);
+	xm_memstore_exec(m, &get, 1, T0 + 31);
+	cr_expect_eq(get.result, 0, "value past its ttl");
+	xm_memstore_exec(m, &inc, 1, T0 + 11);
+	cr_expect_eq(inc.result, 1, "counter past its ttl starts again");
+	/* INCR and DISTINCT keys do not collide with a bucket of the same key */
+	cr_expect(bucket(m, 1, 1, 1, 1, T0 + 12, NULL));
+	xm_memstore_free(m);
+}
+
+/* lcg - a fixed pseudo-random sequence (no libc state) */
+static uint64_t
+lcg(uint64_t *s)
+{
+	*s = *s * UINT64_C(6364136223846793005) + UINT64_C(1442695040888963407);
+	return *s >> 11;
+}
+
+Test(state, eviction_bounded_under_flood)
+{
+	size_t bound = 1 << 20;   /* 1 MB: 65536 slots */
+	struct xm_memstore *m = xm_memstore_new(bound);
+	struct xm_memstore_stats st;
+	uint64_t seed = 42, i;
+	int still = 0;
+
+	/* a steady sender keeps using its bucket while 2 million random
+	 * senders come and go, one each per millisecond */
+	for (i = 0; i < 2000000; i++) {
+		double now = T0 + (double)i / 1000;
+
+		bucket(m, lcg(&seed) | 1, 1.0 / 60, 5, 1, now, NULL);
+		if (i % 1000 == 0 && !bucket(m, 12345, 1.0 / 600, 1000000,
+		    1, now, NULL))
+			still++;
+		if (i % 100000 == 0) {
+			xm_memstore_stats(m, &st);
+			cr_assert_leq(st.bytes, bound, "table %zu bytes > %zu",
+			    st.bytes, bound);
+		}
+	}
+	xm_memstore_stats(m, &st);
+	cr_expect_leq(st.bytes, bound);
+	cr_expect_leq(st.keys, st.slots * 3 / 4);
+	cr_expect_gt(st.evictions, 1000000, "evictions %llu", st.evictions);
+	cr_expect_eq(still, 0, "the steady sender's bucket was lost");
+	/* its bucket still holds what it spent: 2000 tokens taken */
+	{
+		double left;
+
+		cr_expect(bucket(m, 12345, 1.0 / 600, 1000000, 1, T0 + 2000,
+		    &left));
+		cr_expect_lt(left, 1000000 - 1990, "left %g", left);
+	}
+	xm_memstore_free(m);
+}
+
+Test(state, expired_records_swept)
+{
+	struct xm_memstore *m = xm_memstore_new(64 << 20);
+	struct xm_memstore_stats st;
+	uint64_t i;
+
+	for (i = 1; i <= 100000; i++) {
+		struct xm_state_op op = { .op = XM_SOP_INCR, .key = i * 7919,
+		    .ttl = 10 };
+
+		xm_memstore_exec(m, &op, 1, T0 + (double)i / 100);
+	}
+	xm_memstore_stats(m, &st);
+	/* counters live 10 s: about 1000 at a time are live, the sweep
+	 * keeps the rest from piling up */
+	cr_expect_lt(st.keys, 60000, "keys %zu", st.keys);
+	cr_expect_gt(st.expired, 40000, "expired %llu", st.expired);
+	xm_memstore_free(m);
+}
+
+Test(state, shrink_keeps_bound)
+{
+	struct xm_memstore *m = xm_memstore_new(8 << 20);
+	struct xm_memstore_stats st;
+	uint64_t i;
+
+	for (i = 1; i <= 200000; i++)
+		bucket(m, i, 1, 5, 1, T0, NULL);
+	xm_memstore_stats(m, &st);
+	cr_expect_eq(st.keys, 200000);
+	xm_memstore_set_max(m, 1 << 20);
+	xm_memstore_stats(m, &st);
+	cr_expect_leq(st.bytes, 1 << 20);
+	cr_expect_leq(st.keys, st.slots * 3 / 4);
+	cr_expect_gt(st.keys, 40000);
+	xm_memstore_free(m);
+}
+
+Test(state, deterministic)
+{
+	struct xm_memstore *a = xm_memstore_new(256 << 10);
+	struct xm_memstore *b = xm_memstore_new(256 << 10);
+	uint64_t s1 = 7, s2 = 7, i;
+	int diff = 0;
+
+	for (i = 0; i < 300000; i++) {
+		uint64_t k1 = lcg(&s1) % 50000 + 1, k2 = lcg(&s2) % 50000 + 1;
+		double now = T0 + (double)i / 500;
+		bool x = bucket(a, k1, 0.1, 3, 1, now, NULL);
+		bool y = bucket(b, k2, 0.1, 3, 1, now, NULL);
+
+		diff += x != y;
+	}
+	cr_expect_eq(diff, 0);
+	xm_memstore_free(a);
+	xm_memstore_free(b);
+}
+
+Test(state, global_survives_reconfigure)
+{
+	struct xm_state_conf c = { .memory = 1 << 20, .redis = "",
+	    .redis_timeout = 0.2, .redis_retry = 5, .redis_prefix = "xm:" };
+	struct xm_state_op op = { .op = XM_SOP_INCR, .key = 99, .ttl = 600 };
+	char err[256];
+
+	xm_state_reset();
+	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0, "%s", err);
+	xm_state_exec(&op, 1, T0);
+	xm_state_exec(&op, 1, T0 + 1);
+	cr_expect_eq(op.result, 2);
+	/* a reload: same settings, then a larger bound */
+	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0);
+	c.memory = 4 << 20;
+	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0);
+	xm_state_exec(&op, 1, T0 + 2);
+	cr_expect_eq(op.result, 3, "counter lost on reconfigure");
+	cr_expect(!xm_state_remote());
+	xm_state_reset();
+}
+
+Test(state, bad_redis_url)
+{
+	static const char *bad[] = {
+		"localhost:6379", "redis://", "redis://h:0", "redis://h:99999",
+		"redis://h:x", "redis://u:p@h", "unix:relative", "redis://h/x",
+	};
+	struct xm_state_conf c = { .memory = 1 << 20, .redis_timeout = 0.2,
+	    .redis_retry = 5, .redis_prefix = "xm:" };
+	char err[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		xm_state_reset();
+		c.redis = bad[i];
+		cr_expect_eq(xm_state_configure(&c, err, sizeof(err)), -1, "%s",
+		    bad[i]);
+		cr_expect(strstr(err, "redis") != NULL, "%s: %s", bad[i], err);
+	}
+	xm_state_reset();
+}
+
+Test(state, unreachable_redis_falls_back)
+{
+	/* port 1 on loopback: nothing listens there, connect is refused */
+	struct xm_state_conf c = { .memory = 1 << 20,
+	    .redis = "redis://127.0.0.1:1", .redis_timeout = 0.2,
+	    .redis_retry = 3600, .redis_prefix = "xm:" };
+	struct xm_state_op op = { .op = XM_SOP_INCR, .key = 5, .ttl = 600 };
+	struct xm_state_stats st;
+	struct xm_buf b = { 0 };
+	char err[256];
+
+	xm_state_reset();
+	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0, "%s", err);
+	cr_expect(xm_state_remote());
+	xm_state_exec(&op, 1, T0);
+	xm_state_exec(&op, 1, T0 + 1);
+	cr_expect_eq(op.result, 2, "fallback counted in memory");
+	xm_state_stats(&st);
+	cr_expect(st.redis_configured);
+	cr_expect(!st.redis_up);
+	cr_expect_geq(st.redis_errors, 1, "errors %llu", st.redis_errors);
+	cr_expect_eq(st.fallback_ops, 2);
+	cr_expect(!xm_state_status(&b));
+	cr_expect(strstr(b.data, "state=memory-fallback\n") != NULL, "%s",
+	    b.data);
+	cr_expect(strstr(b.data, "reason=redis") != NULL, "%s", b.data);
+	xm_buf_free(&b);
+	xm_state_reset();
+}
+
+Test(state, keys)
+{
+	cr_expect_neq(xm_state_key("a", "x", 1), xm_state_key("b", "x", 1));
+	cr_expect_neq(xm_state_key2("a", "x", "y"), xm_state_key2("a", "xy",
+	    ""));
+	cr_expect_eq(xm_state_key2("a", "x", "y"), xm_state_key2("a", "x",
+	    "y"));
+	cr_expect_neq(xm_state_key("a", "", 0), 0);
+}
+
+Test(state, distinct_with_subset_count)
+{
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_memstore_stats st;
+	static const struct { const char *member; bool stranger; double all,
+	    strangers; } seq[] = {
+		{ "friend", false, 1, 0 }, { "s1", true, 2, 1 },
+		{ "s1", true, 2, 1 }, { "friend", false, 2, 1 },
+		{ "s2", true, 3, 2 }, { "f2", false, 4, 2 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		struct xm_state_op op = { .op = XM_SOP_DISTINCT, .key = 11,
+		    .member = xm_state_key("m", seq[i].member,
+		    strlen(seq[i].member)), .ttl = 60, .cap = 100,
+		    .key2 = seq[i].stranger ? 12 : 0 };
+
+		xm_memstore_exec(m, &op, 1, T0 + (double)i);
+		cr_expect_eq(op.result, seq[i].all, "step %zu: all %g", i,
+		    op.result);
+		if (seq[i].stranger)
+			cr_expect_eq(op.result2, seq[i].strangers, "step %zu: "
+			    "strangers %g", i, op.result2);
+	}
+	xm_memstore_stats(m, &st);
+	/* two counts and four marks: no marks of their own for strangers */
+	cr_expect_eq(st.keys, 6, "keys %zu", st.keys);
+	xm_memstore_free(m);
+}
+
+/* ---- the Redis backend against the memory table ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* free_port - a port nothing listens on at the moment (127.0.0.1) */
+static int
+free_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(fd >= 0);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+/* start_redis - a redis-server of our own on PORT; its pid */
+static pid_t
+start_redis(int port)
+{
+	char p[16];
+	pid_t pid;
+	int i;
+
+	snprintf(p, sizeof(p), "%d", port);
+	if ((pid = fork()) == 0) {
+		freopen("/dev/null", "w", stdout);
+		execlp("redis-server", "redis-server", "--port", p, "--bind",
+		    "127.0.0.1", "--save", "", "--appendonly", "no", (char *)NULL);
+		_exit(127);
+	}
+	cr_assert(pid > 0);
+	for (i = 0; i < 200; i++) {   /* up to 10 s */
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+		    .sin_port = htons((uint16_t)port) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0), st;
+
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			close(fd);
+			return pid;
+		}
+		close(fd);
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			cr_assert_fail("redis-server exited (%d): is it installed?",
+			    st);
+		usleep(50000);
+	}
+	kill(pid, SIGKILL);
+	cr_assert_fail("redis-server did not start");
+	return -1;
+}
+
+/* a mixed sequence of ops, each run alone at its time on both backends */
+struct rop {
+	double t;
+	struct xm_state_op op;
+};
+
+Test(state, redis_gives_the_same_results_as_memory)
+{
+	int port = free_port();
+	pid_t pid = start_redis(port);
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_redis *r;
+	char url[64], err[256];
+	struct rop seq[200];
+	size_t n = 0, i;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	cr_assert_not_null(r = xm_redis_new(url, 2, "xmtest:", err,
+	    sizeof(err)), "%s", err);
+	/* buckets at several rates, with time going back once */
+	for (i = 0; i < 40; i++) {
+		seq[n].t = (double)i * 0.3 - (i == 20 ? 5 : 0);
+		seq[n].op = (struct xm_state_op){ .op = XM_SOP_BUCKET,
+		    .key = 100 + i % 3, .rate = 1.0 + (double)(i % 3),
+		    .burst = 4, .cost = 1 + (double)(i % 2) };
+		n++;
+	}
+	/* (expiry is not compared: Redis expires keys on its own clock, the
+	 * memory table on the events' clock; in production the two agree,
+	 * here the events move faster than the wall clock. TTLs are long.) */
+	/* sets with a cap, with and without a second counter */
+	for (i = 0; i < 40; i++) {
+		seq[n].t = 20 + (double)i;
+		seq[n].op = (struct xm_state_op){ .op = XM_SOP_DISTINCT,
+		    .key = 200, .member = 1000 + i % 13, .ttl = 1000, .cap = 9,
+		    .key2 = i % 2 ? 201 : 0 };
+		n++;
+	}
+	/* counters and values */
+	for (i = 0; i < 20; i++) {
+		seq[n].t = 100 + (double)i * 2;
+		seq[n].op = (struct xm_state_op){ .op = i % 4 == 0 ? XM_SOP_SET :
+		    i % 4 == 1 ? XM_SOP_GET : XM_SOP_INCR, .key = 300 + i % 2,
+		    .ttl = 1000, .value = 7 };
+		n++;
+	}
+	for (i = 0; i < n; i++) {
+		struct xm_state_op a = seq[i].op, b = seq[i].op;
+
+		xm_memstore_exec(m, &a, 1, T0 + seq[i].t);
+		cr_assert_eq(xm_redis_exec(r, &b, 1, T0 + seq[i].t, err,
+		    sizeof(err)), 0, "op %zu: %s", i, err);
+		cr_expect_eq(a.ok, b.ok, "op %zu (kind %d): ok %d vs %d", i,
+		    a.op, a.ok, b.ok);
+		cr_expect(fabs(a.result - b.result) < 1e-3, "op %zu (kind %d): "
+		    "memory %g, redis %g", i, a.op, a.result, b.result);
+		cr_expect(fabs(a.result2 - b.result2) < 1e-3, "op %zu: result2 "
+		    "memory %g, redis %g", i, a.result2, b.result2);
+	}
+	/* a whole batch in one call gives what the single calls gave */
+	{
+		struct xm_state_op batch[3] = {
+			{ .op = XM_SOP_INCR, .key = 400, .ttl = 10 },
+			{ .op = XM_SOP_INCR, .key = 400, .ttl = 10 },
+			{ .op = XM_SOP_BUCKET, .key = 401, .rate = 1, .burst = 1,
+			    .cost = 1 },
+		};
+
+		cr_assert_eq(xm_redis_exec(r, batch, 3, T0 + 500, err,
+		    sizeof(err)), 0, "%s", err);
+		cr_expect_eq(batch[1].result, 2);
+		cr_expect(batch[2].ok);
+	}
+	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), 0, "%s", err);
+	/* Redis gone: an error, not a hang or a crash */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	{
+		struct xm_state_op op = { .op = XM_SOP_INCR, .key = 9, .ttl = 5 };
+
+		cr_expect_eq(xm_redis_exec(r, &op, 1, T0, err, sizeof(err)), -1);
+	}
+	xm_redis_free(r);
+	xm_memstore_free(m);
+}
