@@ -8,9 +8,13 @@
 
 extern const struct xm_filter_ops guard_filter;
 extern const struct xm_filter_ops rules_filter;
+extern const struct xm_filter_ops links_filter;
+extern const struct xm_filter_ops dnsbl_filter;
 
 const struct xm_filter_ops *const xm_filters[] = {
 	&guard_filter,
 	&rules_filter,
+	&links_filter,
+	&dnsbl_filter,
 };
 const size_t xm_nfilters = XM_ARRAY_LEN(xm_filters);
