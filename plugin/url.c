@@ -222,7 +222,11 @@ url_end(const char *s, size_t start, size_t e)
 	}
 	while (p > start) {
 		ch = s[p - 1];
-		if (strchr(".,;:!?'*", ch) != NULL)
+		if (p - start >= 3 && (memcmp(s + p - 3, "\xe3\x80\x82", 3) == 0 ||
+		    memcmp(s + p - 3, "\xef\xbc\x8e", 3) == 0 ||
+		    memcmp(s + p - 3, "\xef\xbd\xa1", 3) == 0))
+			p -= 3;     /* a sentence's ideographic full stop */
+		else if (strchr(".,;:!?'*", ch) != NULL)
 			p--;
 		else if (ch == ')' && paren < 0) {
 			paren++;
@@ -1084,7 +1088,7 @@ xm_url_defang(struct xm_arena *a, const char *text, size_t len,
 				;
 			if (sl - s >= 4 && strncasecmp(text + s, "http", 4) == 0) {
 				xm_buf_append(&b, text + s, 1);
-				xm_buf_puts(&b, "xx");
+				xm_buf_puts(&b, text[s + 1] == 'T' ? "XX" : "xx");
 				xm_buf_append(&b, text + s + 3, sl - s - 3);
 			} else if (sl - s == 3 && strncasecmp(text + s, "ftp",
 			    3) == 0)

@@ -341,6 +341,8 @@ actions:
 filters:
   rules:
     files: [ $list ]
+  links:
+    enabled: false   # link reputation: tests/e2e/links.sh
 EOF
 }
 
