@@ -1,2 +1,227 @@
 #!/bin/bash
-echo "0 passed, 1 failed"; exit 1
+# links.sh - link reputation end to end: Prosody + mod_xmilter + xmilterd
+# with the links and dnsbl filters, a real DNS server (dnsmasq) serving a
+# block-list zone on loopback, and Prosody's own publish-subscribe service
+# carrying a real-time block list.
+#
+# Cases: a link listed in the DNS block list is rejected, an unlisted one
+# passes; a link on the local block list is rejected; a worm-style link
+# (raw IP, odd port) arrives defanged; a normal link arrives unchanged; an
+# RTBL item present at start-up is enforced; an item published live makes
+# the next message with that domain score (rejected), its retraction makes
+# it pass again; the verdict log names the DNSBL answer.
+#
+# Prints "ok N - name" / "not ok N - name" and a closing "N passed, M
+# failed"; exit 77 when Prosody, dnsmasq or the programs are missing.
+# Environment as run.sh (XM_SUITE_TIMEOUT default 170, XM_VERBOSE=1).
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+: "${DNSMASQ:=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)}"
+XMTEST_PUBSUB=${XMTEST_PUBSUB:-$top_builddir/tests/e2e/xmtest-pubsub}
+
+for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_CLIENT" "$XMTEST_PUBSUB" "$DNSMASQ"; do
+	if ! [ -x "$prog" ]; then
+		echo "# $prog not found or not executable: skipping the links suite"
+		echo "0 passed, 0 failed"
+		exit 77
+	fi
+done
+
+xm_init || exit 1
+xm_dns_start
+trap 'xm_cleanup' EXIT
+trap 'echo "# interrupted"; exit 130' INT TERM HUP
+
+xm_suite_begin "${XM_SUITE_TIMEOUT:-170}"
+
+DOM=a.example
+PUBSUB=pubsub.$DOM
+NODE=spam_source_domains
+ZONE=multi.test.bl
+SOCK=$XM_TMP/xmilterd.sock
+DLOG=$XM_TMP/xmilterd.log
+P_C2S=$(xm_free_port)
+P_BL=$(xm_free_port $((P_C2S + 1)))
+
+# ---- the DNS block list: dnsmasq answering for one zone ---------------------
+# listed.example and 198.51.100.99 are listed (127.0.0.2); every other name
+# in the zone is NXDOMAIN (--local), as a real list answers
+"$DNSMASQ" --no-daemon --conf-file=/dev/null --pid-file= --port "$P_BL" \
+	--listen-address 127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
+	--local=/$ZONE/ \
+	--address=/listed.example.$ZONE/127.0.0.2 \
+	--address=/99.100.51.198.$ZONE/127.0.0.4 \
+	--log-queries --log-facility="$XM_TMP/dnsmasq.log" \
+	>"$XM_TMP/dnsmasq.out" 2>&1 &
+XM_PIDS+=($!)
+n=100
+until grep -q "listed.example" "$XM_TMP/dnsmasq.log" 2>/dev/null || [ $n -le 0 ]; do
+	# probe until it answers (dnsmasq logs the query)
+	lua5.4 -e "local s=require'socket'.udp(); s:settimeout(0.2)
+		s:setpeername('127.0.0.1', $P_BL)
+		s:send('\\0\\1\\1\\0\\0\\1\\0\\0\\0\\0\\0\\0\\6listed\\7example\\5multi\\4test\\2bl\\0\\0\\1\\0\\1')
+		s:receive()" 2>/dev/null
+	n=$((n - 1))
+done
+if ! grep -q "listed.example" "$XM_TMP/dnsmasq.log" 2>/dev/null; then
+	echo "not ok 1 - dnsmasq answers on 127.0.0.1:$P_BL"
+	cat "$XM_TMP/dnsmasq.out" >&2
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+# ---- Prosody with a publish-subscribe service --------------------------------
+xm_hosts_add 127.0.0.1 $DOM
+# the publisher is an admin: Prosody 0.12 lets only admins create nodes
+xm_prosody_config a 127.0.0.1 $DOM "$P_C2S" "socket=$SOCK" \
+	"extra=admins = { \"publisher@$DOM\" }" \
+	"extra=Component \"$PUBSUB\" \"pubsub\"" \
+	"extra=	autocreate_on_publish = true"
+if ! xm_prosody_start a; then
+	echo "not ok 1 - prosody starts"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+for u in alice bob publisher rtbl; do
+	xm_register a "$u" $DOM pw || xm_log "could not register $u"
+done
+
+pub() { # pub publish|retract ITEM... - output in $OUT
+	"$XMTEST_PUBSUB" -s "127.0.0.1:$P_C2S" -j "publisher@$DOM" -p pw \
+		-S "$PUBSUB" -n "$NODE" -T 15 "$@" >"$OUT" 2>&1
+}
+
+# the node exists before the daemon subscribes: seed it with one entry
+pub publish seeded.example
+has '^published seeded.example$'
+result "publisher creates the block-list node on Prosody's pubsub" $?
+
+# ---- xmilterd with links + dnsbl ---------------------------------------------
+cat >"$XM_TMP/block.list" <<'EOF'
+# local block list (links.block_files)
+blocked.example
+EOF
+mkdir -p "$XM_TMP/quarantine"
+cat >"$XM_TMP/xmilterd.yml" <<EOF
+daemon:
+  socket: $SOCK
+  quarantine_dir: $XM_TMP/quarantine
+  log_level: debug
+actions:
+  modify: 5
+  quarantine: none
+  reject: 15
+  modify_warning: "[links defanged]"
+filters:
+  rules:
+    enabled: false
+  links:
+    block_files: [ $XM_TMP/block.list ]
+    rtbl_jid: rtbl@$DOM
+    rtbl_password: pw
+    rtbl_server: 127.0.0.1:$P_C2S
+    rtbl_service: $PUBSUB
+    rtbl_domain_nodes: [ $NODE ]
+    rtbl_jid_nodes: [ ]
+    rtbl_tls: false
+    rtbl_reconnect: 0.5s
+  dnsbl:
+    zones: [ $ZONE=20 ]
+    servers: [ 127.0.0.1:$P_BL ]
+    timeout: 3s
+EOF
+if ! xm_daemon_start "$XM_TMP/xmilterd.yml" "$DLOG"; then
+	echo "not ok 2 - xmilterd starts"
+	echo "1 passed, 1 failed"
+	exit 1
+fi
+wait_glue_connected 0
+result "glue connects to xmilterd" $?
+
+xm_wait_log "$DLOG" "rtbl: $PUBSUB/$NODE: 1 items" 15
+result "RTBL subscriber logs in, subscribes and fetches the node (1 item)" $?
+
+A=(-s "127.0.0.1:$P_C2S" -p pw -P pw -T 20 -f "alice@$DOM" -t "bob@$DOM" -q 2)
+
+# ---- DNS block list ----------------------------------------------------------
+client "${A[@]}" -b "cheap meds http://www.listed.example/buy" message
+has '^error m1 [a-z-]+ ' && hasnt '^delivered m1'
+result "dnsbl: a link whose domain the DNS list names is rejected" $?
+
+grep -Eq "verdict .*action=reject .*DNSBL\(20" "$DLOG"
+rc=$?
+grep -q "listed.example.$ZONE" "$XM_TMP/dnsmasq.log" || rc=1
+result "dnsbl: the query reached dnsmasq and the verdict names DNSBL" $rc
+
+client "${A[@]}" -b "see http://198.51.100.99/x" message
+has '^error m1 [a-z-]+ ' && hasnt '^delivered m1'
+result "dnsbl: a listed IP address (reversed octets) is rejected" $?
+
+client "${A[@]}" -b "docs at https://docs.unlisted.example/guide" message
+has '^delivered m1 docs at https://docs.unlisted.example/guide$'
+result "dnsbl: an unlisted link passes unchanged (NXDOMAIN)" $?
+
+# ---- local lists and heuristics ------------------------------------------------
+client "${A[@]}" -b "free stuff at https://blocked.example/win" message
+has '^error m1 [a-z-]+ ' && hasnt '^delivered m1'
+result "local block list: a listed domain is rejected" $?
+
+client "${A[@]}" -b "lol is this you? http://198.51.100.7:8080/photo.php" message
+has '^delivered m1 \[links defanged\]\\nlol is this you\? hxxp://198\[\.\]51\[\.\]100\[\.\]7:8080/photo\.php$'
+result "heuristics: a raw-IP link on an odd port arrives defanged" $?
+
+client "${A[@]}" -b "release notes: https://www.debian.org/News/" message
+has '^delivered m1 release notes: https://www.debian.org/News/$'
+result "a normal link passes unchanged" $?
+
+# ---- real-time block list over pubsub -------------------------------------------
+client "${A[@]}" -b "hi http://www.seeded.example/" message
+has '^error m1 [a-z-]+ ' && hasnt '^delivered m1'
+result "rtbl: an entry fetched at start-up is enforced" $?
+
+client "${A[@]}" -b "try http://spam-live.example/offer" message
+has '^delivered m1 try http://spam-live.example/offer$'
+result "rtbl: a domain not (yet) listed passes" $?
+
+pub publish spam-live.example
+rc=1
+if has '^published spam-live.example$' &&
+	xm_wait_log "$DLOG" "rtbl: $PUBSUB/$NODE: 1 listed" 10; then
+	client "${A[@]}" -b "try http://spam-live.example/offer" message
+	has '^error m1 [a-z-]+ ' && hasnt '^delivered m1' && rc=0
+fi
+result "rtbl: an item published live makes the next message score (rejected)" $rc
+
+pub retract spam-live.example
+rc=1
+if has '^retracted spam-live.example$' &&
+	xm_wait_log "$DLOG" "rtbl: $PUBSUB/$NODE: 0 listed, 1 unlisted" 10; then
+	client "${A[@]}" -b "try http://spam-live.example/offer" message
+	has '^delivered m1 try http://spam-live.example/offer$' && rc=0
+fi
+result "rtbl: its retraction makes the same message pass" $rc
+
+# ---- reload keeps the subscriber ---------------------------------------------------
+before=$(grep -c "rtbl: subscriber .* started" "$DLOG")
+echo "also-blocked.example" >>"$XM_TMP/block.list"
+kill -HUP "$XM_DAEMON_PID"
+xm_wait_log "$DLOG" "reloaded" 10
+client "${A[@]}" -b "see https://also-blocked.example/" message
+rc=1
+if has '^error m1 [a-z-]+ '; then
+	[ "$(grep -c "rtbl: subscriber .* started" "$DLOG")" = "$before" ] && rc=0 ||
+		echo "the RTBL subscriber was started again" >>"$OUT"
+fi
+result "SIGHUP re-reads the block list and keeps the RTBL subscriber" $rc
+
+if kill -0 "$XM_DAEMON_PID" 2>/dev/null; then
+	result "xmilterd still running" 0
+else
+	result "xmilterd still running" 1
+fi
+
+xm_suite_end
