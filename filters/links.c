@@ -213,20 +213,22 @@ struct links_list {
 	size_t npats;
 };
 
-/* a protected name: its registrable domain and skeletons */
-struct links_brand {
-	char *domain;       /* A-label */
-	char *skel;         /* skeleton of the U-label domain */
-	char *label;        /* the label before the suffix, U-label */
-	char *label_skel;
+/* a name as the eye reads it: a protected domain, or a link's */
+struct links_name {
+	const char *domain;      /* registrable domain, A-label */
+	const char *dom_u;       /* the same in Unicode */
+	const char *skel;        /* skeleton of dom_u */
+	const char *label;       /* its first label (the brand), Unicode */
+	const char *label_skel;
 };
 
 struct links_state {
 	const struct links_conf *c;
 	struct links_list block, allow;
 	struct xm_strset shorteners;
-	struct links_brand *brands;
+	struct links_name *brands;  /* in arena */
 	size_t nbrands;
+	struct xm_arena *arena;     /* the brands' strings */
 	pcre2_match_context *mctx;
 	struct xm_rtbl *rtbl;
 };
@@ -446,73 +448,85 @@ links_list_hit(const struct links_state *st, const struct links_list *l,
 
 /* ---- protected names ---- */
 
-/* links_brand_make - a protected domain's skeletons */
+/* links_name_of - the name a host shows: HOST_U is its Unicode form,
+ * DOMAIN its registrable domain (NULL: the host itself) */
+static void
+links_name_of(struct xm_arena *a, const char *host, const char *host_u,
+    const char *domain, struct links_name *n)
+{
+	const char *p, *dot;
+	size_t labels = 1;
+
+	n->domain = domain != NULL ? domain : host;
+	n->dom_u = n->domain;
+	if (strcmp(host_u, host) != 0) {
+		/* as many trailing labels of the Unicode form */
+		for (p = n->domain; (p = strchr(p, '.')) != NULL; p++)
+			labels++;
+		for (p = host_u + strlen(host_u); p > host_u; p--)
+			if (p[-1] == '.' && --labels == 0)
+				break;
+		n->dom_u = p;
+	}
+	n->skel = xm_url_skeleton(a, n->dom_u);
+	dot = strchr(n->dom_u, '.');
+	n->label = dot ? xm_arena_strndup(a, n->dom_u,
+	    (size_t)(dot - n->dom_u)) : n->dom_u;
+	n->label_skel = xm_url_skeleton(a, n->label);
+}
+
+/* links_name_make - the name of a protected domain written NAME */
 static int
-links_brand_make(struct xm_arena *a, const char *name, struct links_brand *b)
+links_name_make(struct xm_arena *a, const char *name, struct links_name *n)
 {
 	struct xm_url_info u;
-	const char *dom, *dot;
-	char *uni;
+	const char *p;
+	char *h;
 
+	for (p = name; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80 || *p == '%' || *p == '/' ||
+		    *p == ':' || *p == '@')
+			break;
+	if (*p == '\0' && strstr(name, "xn--") == NULL) {
+		/* plain ASCII: no need for the URL parser */
+		h = xm_arena_strdup(a, name);
+		for (size_t i = 0; h[i] != '\0'; i++)
+			if (h[i] >= 'A' && h[i] <= 'Z')
+				h[i] = (char)(h[i] + 32);
+		for (size_t l = strlen(h); l > 0 && h[l - 1] == '.'; l--)
+			h[l - 1] = '\0';
+		if (*h == '\0' || strchr(h, '.') == NULL)
+			return -1;
+		links_name_of(a, h, h, xm_url_registrable(a, h), n);
+		return 0;
+	}
 	if (xm_url_normalize(a, name, strlen(name), true, &u) < 0 ||
 	    *u.host == '\0' || u.ip)
 		return -1;
-	dom = u.domain != NULL ? u.domain : u.host;
-	memset(b, 0, sizeof(*b));
-	b->domain = xm_strdup(dom);
-	/* the U-label form of the registrable domain */
-	if (xm_url_normalize(a, dom, strlen(dom), true, &u) < 0)
-		return -1;
-	uni = (char *)u.host_u;
-	b->skel = xm_strdup(xm_url_skeleton(a, uni));
-	dot = strchr(uni, '.');
-	b->label = xm_strndup(uni, dot ? (size_t)(dot - uni) : strlen(uni));
-	b->label_skel = xm_strdup(xm_url_skeleton(a, b->label));
+	links_name_of(a, u.host, u.host_u, u.domain, n);
 	return 0;
 }
 
-/* links_brand_free - free one */
-static void
-links_brand_free(struct links_brand *b)
-{
-	free(b->domain);
-	free(b->skel);
-	free(b->label);
-	free(b->label_skel);
-}
-
-/* links_lookalike - U looks like brand B without being it: a reason */
+/* links_lookalike - link name L (of host HOST) looks like protected name
+ * B without being it: a reason, or NULL */
 static const char *
-links_lookalike(struct xm_arena *a, const struct xm_url_info *u,
-    const struct links_brand *b)
+links_lookalike(struct xm_arena *a, const char *host, const char *host_u,
+    const struct links_name *l, const struct links_name *b)
 {
-	const char *dom = u->domain, *p;
-	char *label, *uni, *dot;
+	const char *p;
 	size_t bl;
-	struct xm_url_info du;
 
-	if (dom == NULL || u->ip || strcmp(dom, b->domain) == 0)
+	if (strcmp(l->domain, b->domain) == 0)
 		return NULL;
 	/* bank.example.evil.test: the protected name as labels inside */
 	bl = strlen(b->domain);
-	for (p = u->host; (p = strstr(p, b->domain)) != NULL; p++) {
-		if ((p == u->host || p[-1] == '.') && p[bl] == '.')
-			return xm_arena_printf(a, "%s inside %s", b->domain,
-			    u->host);
-	}
-	if (xm_url_normalize(a, dom, strlen(dom), true, &du) < 0)
-		return NULL;
-	uni = (char *)du.host_u;
-	if (strcmp(xm_url_skeleton(a, uni), b->skel) == 0)
-		return xm_arena_printf(a, "%s looks like %s", u->host_u,
-		    b->domain);
-	label = xm_arena_strdup(a, uni);
-	if ((dot = strchr(label, '.')) != NULL)
-		*dot = '\0';
-	if (strcmp(label, b->label) != 0 &&
-	    strcmp(xm_url_skeleton(a, label), b->label_skel) == 0)
-		return xm_arena_printf(a, "%s looks like %s", u->host_u,
-		    b->domain);
+	for (p = host; (p = strstr(p, b->domain)) != NULL; p++)
+		if ((p == host || p[-1] == '.') && p[bl] == '.')
+			return xm_arena_printf(a, "%s inside %s", b->domain, host);
+	if (strcmp(l->skel, b->skel) == 0 ||
+	    (strcmp(l->label, b->label) != 0 &&
+	    strcmp(l->label_skel, b->label_skel) == 0))
+		return xm_arena_printf(a, "%s looks like %s", host_u, b->domain);
 	return NULL;
 }
 
@@ -634,7 +648,13 @@ links_collect(struct links_check *k)
 		links_text(k, ev->bodies[i].text, i);
 	for (i = 0; i < ev->nsubjects; i++)
 		links_text(k, ev->subjects[i].text, (size_t)-1);
-	links_text(k, ev->xhtml_text, (size_t)-1);
+	/* rich text usually repeats the plain body: read it once */
+	for (i = 0; i < ev->nbodies && ev->xhtml_text != NULL; i++)
+		if (ev->bodies[i].text != NULL &&
+		    strcmp(ev->bodies[i].text, ev->xhtml_text) == 0)
+			break;
+	if (i == ev->nbodies)
+		links_text(k, ev->xhtml_text, (size_t)-1);
 	links_text(k, ev->status, (size_t)-1);
 	for (i = 0; i < ev->ninvites; i++)
 		links_text(k, ev->invites[i].reason, (size_t)-1);
@@ -686,7 +706,7 @@ links_mismatch(struct xm_arena *a, const struct links_item *it)
 /* links_judge - lists, RTBL and heuristics for one link */
 static void
 links_judge(struct links_check *k, struct links_item *it,
-    const struct links_brand *extra, size_t nextra)
+    const struct links_name *extra, size_t nextra)
 {
 	const struct links_state *st = k->st;
 	const struct links_conf *c = st->c;
@@ -730,12 +750,19 @@ links_judge(struct links_check *k, struct links_item *it,
 		links_note(k, it, LS_USERINFO, u->host);
 	if (u->idn && xm_url_mixed_script(u->host_u))
 		links_note(k, it, LS_MIXED_SCRIPT, u->host_u);
-	for (i = 0; i < st->nbrands + nextra; i++) {
-		why = links_lookalike(a, u, i < st->nbrands ? &st->brands[i] :
-		    &extra[i - st->nbrands]);
-		if (why != NULL) {
-			links_note(k, it, LS_LOOKALIKE, why);
-			break;
+	if (st->nbrands + nextra > 0 && !u->ip && *u->host != '\0' &&
+	    u->domain != NULL) {
+		struct links_name ln;
+
+		links_name_of(a, u->host, u->host_u, u->domain, &ln);
+		for (i = 0; i < st->nbrands + nextra; i++) {
+			why = links_lookalike(a, u->host, u->host_u, &ln,
+			    i < st->nbrands ? &st->brands[i] :
+			    &extra[i - st->nbrands]);
+			if (why != NULL) {
+				links_note(k, it, LS_LOOKALIKE, why);
+				break;
+			}
 		}
 	}
 	if ((why = links_mismatch(a, it)) != NULL)
@@ -779,7 +806,7 @@ links_sender(struct links_check *k)
 
 /* links_event_brands - the stanza's own domains as protected names */
 static size_t
-links_event_brands(struct links_check *k, struct links_brand *out,
+links_event_brands(struct links_check *k, struct links_name *out,
     size_t max)
 {
 	const struct xm_event *ev = k->t->ev;
@@ -792,20 +819,17 @@ links_event_brands(struct links_check *k, struct links_brand *out,
 	d[1] = ev->origin && strcmp(ev->origin, "c2s") == 0 && ev->from ?
 	    xm_jid_domain(a, ev->from) : NULL;
 	for (i = 0; i < 2 && n < max; i++) {
-		if (d[i] == NULL || strchr(d[i], '.') == NULL)
-			continue;
-		if (links_brand_make(a, d[i], &out[n]) < 0)
+		if (d[i] == NULL || (i == 1 && d[0] != NULL &&
+		    strcmp(d[0], d[1]) == 0) ||
+		    links_name_make(a, d[i], &out[n]) < 0)
 			continue;
 		dup = false;
 		for (j = 0; j < k->st->nbrands && !dup; j++)
 			dup = strcmp(k->st->brands[j].domain, out[n].domain) == 0;
 		for (j = 0; j < n && !dup; j++)
 			dup = strcmp(out[j].domain, out[n].domain) == 0;
-		if (dup) {
-			links_brand_free(&out[n]);
-			continue;
-		}
-		n++;
+		if (!dup)
+			n++;
 	}
 	return n;
 }
@@ -853,7 +877,7 @@ links_check(void *state, struct xm_task *t)
 	struct links_state *st = state;
 	const struct links_conf *c = st->c;
 	struct links_check k;
-	struct links_brand extra[2];
+	struct links_name extra[2];
 	size_t i, nextra = 0;
 	bool any;
 
@@ -866,8 +890,6 @@ links_check(void *state, struct xm_task *t)
 		nextra = links_event_brands(&k, extra, XM_ARRAY_LEN(extra));
 	for (i = 0; i < k.n; i++)
 		links_judge(&k, &k.items[i], extra, nextra);
-	for (i = 0; i < nextra; i++)
-		links_brand_free(&extra[i]);
 	any = false;
 	for (i = 0; i < LS_COUNT; i++) {
 		if (k.hit[i].n == 0)
@@ -889,16 +911,14 @@ static void
 links_free(void *state)
 {
 	struct links_state *st = state;
-	size_t i;
 
 	if (st == NULL)
 		return;
 	links_list_free(&st->block);
 	links_list_free(&st->allow);
 	xm_strset_free(&st->shorteners);
-	for (i = 0; i < st->nbrands; i++)
-		links_brand_free(&st->brands[i]);
-	free(st->brands);
+	if (st->arena != NULL)
+		xm_arena_free(st->arena);
 	if (st->mctx != NULL)
 		pcre2_match_context_free(st->mctx);
 	if (st->rtbl != NULL)
@@ -935,11 +955,12 @@ links_init(void **state, const void *conf, char *err, size_t errlen)
 		}
 		xm_strset_add(&st->shorteners, h, strlen(h));
 	}
+	st->arena = xm_arena_new();
+	st->brands = xm_arena_array(st->arena, c->protected_domains.n +
+	    c->local_domains.n + 1, sizeof(*st->brands));
 	for (i = 0; i < XM_ARRAY_LEN(names); i++)
 		for (j = 0; j < names[i]->n; j++) {
-			st->brands = xm_reallocarray(st->brands, st->nbrands + 1,
-			    sizeof(*st->brands));
-			if (links_brand_make(a, names[i]->v[j],
+			if (links_name_make(st->arena, names[i]->v[j],
 			    &st->brands[st->nbrands]) < 0) {
 				snprintf(err, errlen, "links: not a domain: %s",
 				    names[i]->v[j]);

@@ -285,8 +285,11 @@ url_bare_at(const char *s, size_t q, size_t e)
 	h = hend;
 	while (h > q && s[h - 1] == '.')
 		h--;            /* "see example.com." */
-	if (dots == 0 || h <= q || (www && h <= q + 4))
-		return 0;
+	if (dots == 0 || h <= q || (www && h <= q + 4) ||
+	    (memchr(s + q, '.', h - q) == NULL && !www &&
+	    memchr(s + q, 0xe3, h - q) == NULL &&
+	    memchr(s + q, 0xef, h - q) == NULL))
+		return 0;       /* "place." is a word and a full stop */
 	if (!www && !xm_url_has_public_suffix(s + q, h - q))
 		return 0;
 	/* an e-mail address is not a link to its domain */
@@ -356,26 +359,65 @@ url_in_word(const char *s, size_t p, size_t e, size_t *ts, size_t *te,
 	return 0;
 }
 
+/* url_ascii_space - ASCII white space */
+static inline bool
+url_ascii_space(int c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* ASCII bytes in a word: 0 plain, 1 white space, 2 dot or colon */
+static const unsigned char url_word_class[128] = {
+	['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1, [' '] = 1,
+	['.'] = 2, [':'] = 2,
+};
+
 /* xm_url_find - the links of a text, in order */
 size_t
 xm_url_find(const char *text, size_t len, struct xm_url_span *out, size_t max)
 {
 	size_t i = 0, n = 0, we, w, p, ts, te;
-	bool bare;
+	bool bare, maybe;
 	long cp;
+	int c;
 
 	while (i < len && n < max) {
-		cp = url_cp_at(text, i, len, &w);
-		if (url_space(cp)) {
-			i += w;
-			continue;
+		c = (unsigned char)text[i];
+		if (c < 0x80) {
+			if (url_ascii_space(c)) {
+				i++;
+				continue;
+			}
+		} else {
+			cp = url_cp_at(text, i, len, &w);
+			if (url_space(cp)) {
+				i += w;
+				continue;
+			}
 		}
-		for (we = i; we < len; we += w) {
+		/* the word; only a dot, a colon or a non-ASCII character
+		 * (an ideographic dot) can make a link of it */
+		maybe = false;
+		for (we = i; we < len; ) {
+			c = (unsigned char)text[we];
+			if (c < 0x80) {
+				if (url_word_class[c] == 0) {
+					we++;
+					continue;
+				}
+				if (url_word_class[c] == 1)
+					break;
+				maybe = true;
+				we++;
+				continue;
+			}
 			cp = url_cp_at(text, we, len, &w);
 			if (url_space(cp))
 				break;
+			maybe = true;
+			we += w;
 		}
-		for (p = i; p < we && n < max; p = te) {
+		for (p = i; maybe && p < we && n < max; p = te) {
 			if (!url_in_word(text, p, we, &ts, &te, &bare))
 				break;
 			if (te - ts > XM_URL_MAX_LEN)
