@@ -86,19 +86,27 @@ if ! xm_prosody_start a; then
 	echo "0 passed, 1 failed"
 	exit 1
 fi
-for u in alice bob publisher rtbl; do
+for u in alice bob mallory publisher rtbl; do
 	xm_register a "$u" $DOM pw || xm_log "could not register $u"
 done
 
-pub() { # pub publish|retract ITEM... - output in $OUT
+pub() { # pub [-n NODE] publish|retract ITEM... - output in $OUT
+	local node=$NODE
+	if [ "$1" = -n ]; then node=$2; shift 2; fi
 	"$XMTEST_PUBSUB" -s "127.0.0.1:$P_C2S" -j "publisher@$DOM" -p pw \
-		-S "$PUBSUB" -n "$NODE" -T 15 "$@" >"$OUT" 2>&1
+		-S "$PUBSUB" -n "$node" -T 15 "$@" >"$OUT" 2>&1
 }
+JNODE=spam_source_jids_sha256
+MALLORY_SHA=$(printf '%s' "mallory@$DOM" | sha256sum | cut -d' ' -f1)
 
 # the node exists before the daemon subscribes: seed it with one entry
 pub publish seeded.example
-has '^published seeded.example$'
-result "publisher creates the block-list node on Prosody's pubsub" $?
+rc=1
+if has '^published seeded.example$'; then
+	pub -n $JNODE publish "$MALLORY_SHA"
+	has "^published $MALLORY_SHA\$" && rc=0
+fi
+result "publisher creates the domain and JID block-list nodes on Prosody's pubsub" $rc
 
 # ---- xmilterd with links + dnsbl ---------------------------------------------
 cat >"$XM_TMP/block.list" <<'EOF'
@@ -126,7 +134,8 @@ filters:
     rtbl_server: 127.0.0.1:$P_C2S
     rtbl_service: $PUBSUB
     rtbl_domain_nodes: [ $NODE ]
-    rtbl_jid_nodes: [ ]
+    rtbl_jid_nodes: [ $JNODE ]
+    score_rtbl_jid: 20
     rtbl_tls: false
     rtbl_reconnect: 0.5s
   dnsbl:
@@ -142,8 +151,9 @@ fi
 wait_glue_connected 0
 result "glue connects to xmilterd" $?
 
-xm_wait_log "$DLOG" "rtbl: $PUBSUB/$NODE: 1 items" 15
-result "RTBL subscriber logs in, subscribes and fetches the node (1 item)" $?
+xm_wait_log "$DLOG" "rtbl: $PUBSUB/$NODE: 1 items" 15 &&
+	xm_wait_log "$DLOG" "rtbl: $PUBSUB/$JNODE: 1 items" 5
+result "RTBL subscriber logs in, subscribes and fetches both nodes (1 item each)" $?
 
 A=(-s "127.0.0.1:$P_C2S" -p pw -P pw -T 20 -f "alice@$DOM" -t "bob@$DOM" -q 2)
 
@@ -204,6 +214,64 @@ if has '^retracted spam-live.example$' &&
 	has '^delivered m1 try http://spam-live.example/offer$' && rc=0
 fi
 result "rtbl: its retraction makes the same message pass" $rc
+
+client -s "127.0.0.1:$P_C2S" -p pw -P pw -T 20 -f "mallory@$DOM" -t "bob@$DOM" \
+	-q 2 -b "hi bob, no links at all" message
+rc=1
+if has '^error m1 [a-z-]+ ' && hasnt '^delivered m1'; then
+	grep -Eq "verdict .*from=\"?mallory@$DOM.*LINKS_RTBL_JID\(20" "$DLOG" && rc=0
+fi
+result "rtbl: a sender whose bare JID's SHA-256 is listed is rejected" $rc
+
+# ---- the dnsbl cache and time-outs, through xmilter check ---------------------
+cat >"$XM_TMP/cache.events" <<'EOF'
+origin=c2s
+auth=alice@a.example
+
+<message from='alice@a.example/pc' to='bob@a.example' id='c1'><body>see http://cachetest.example/</body></message>
+
+origin=c2s
+auth=alice@a.example
+
+<message from='alice@a.example/pc' to='bob@a.example' id='c2'><body>again https://www.cachetest.example/x</body></message>
+
+origin=c2s
+auth=alice@a.example
+
+<message from='alice@a.example/pc' to='bob@a.example' id='c3'><body>and http://listed.example/ twice http://listed.example/y</body></message>
+EOF
+cat >"$XM_TMP/check-dns.yml" <<EOF
+filters:
+  rules: {enabled: false}
+  dnsbl:
+    zones: [ $ZONE ]
+    servers: [ 127.0.0.1:$P_BL ]
+EOF
+"$top_builddir/xmilter" check -c "$XM_TMP/check-dns.yml" "$XM_TMP/cache.events" >"$OUT" 2>&1
+rc=1
+q=$(grep -c "query\[A\] cachetest.example.$ZONE" "$XM_TMP/dnsmasq.log")
+if [ "$q" = 1 ] && [ "$(grep -c '"DNSBL"' "$OUT")" = 1 ] && grep -q '"id":"c3".*listed.example in' "$OUT"; then
+	rc=0
+else
+	echo "cachetest queries: $q" >>"$OUT"
+fi
+result "dnsbl: one query per name and process (cache), one symbol per zone" $rc
+
+P_HOLE=$(xm_free_port $((P_BL + 1)))
+lua5.4 -e "local s = require'socket'.udp(); assert(s:setsockname('127.0.0.1', $P_HOLE))
+	while true do s:receivefrom() end" &
+XM_PIDS+=($!)
+cat >"$XM_TMP/check-hole.yml" <<EOF
+filters:
+  rules: {enabled: false}
+  dnsbl:
+    zones: [ $ZONE ]
+    servers: [ 127.0.0.1:$P_HOLE ]
+    timeout: 0.5s
+EOF
+"$top_builddir/xmilter" check -c "$XM_TMP/check-hole.yml" "$XM_TMP/cache.events" >"$OUT" 2>&1
+[ "$(grep -c '"DNSBL_FAIL".*timed out' "$OUT")" = 3 ] && ! grep -q '"DNSBL"' "$OUT"
+result "dnsbl: a server that never answers gives DNSBL_FAIL (timed out), no listing" $?
 
 # ---- reload keeps the subscriber ---------------------------------------------------
 before=$(grep -c "rtbl: subscriber .* started" "$DLOG")
