@@ -4,6 +4,7 @@
 #
 # Usage: bench/links-bench.sh [--reps N] [--seconds S] [--domains N]
 #                             [--rate R] [--link-rate R] [--keep]
+#                             [--only 1|2]
 #
 # 1. Throughput: xmilterd with guard + rules (bench/rules-50.cf) and the
 #    links filter off, then on with a local block list of --domains
@@ -23,7 +24,7 @@ set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
 
-REPS=3 SECS=5 NDOM=100000 RATE=3000 LRATE=4 KEEP=0
+REPS=3 SECS=5 NDOM=100000 RATE=3000 LRATE=4 KEEP=0 PARTS=12
 while [ $# -gt 0 ]; do
 	case $1 in
 	--reps) REPS=$2; shift ;;
@@ -32,6 +33,7 @@ while [ $# -gt 0 ]; do
 	--rate) RATE=$2; shift ;;
 	--link-rate) LRATE=$2; shift ;;
 	--keep) KEEP=1 ;;
+	--only) PARTS=$2; shift ;;
 	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "links-bench.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -124,6 +126,7 @@ field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---- 1. throughput, links off and on, alternating ----
+if [[ $PARTS == *1* ]]; then
 say "== links throughput: guard + rules-50, links off vs on ($NDOM-domain block list)"
 write_config "$TMP/off.yml" false false
 write_config "$TMP/on.yml" true false
@@ -157,7 +160,10 @@ con=$(printf '%s\n' "${ONC[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR
 say "  median daemon CPU per stanza: off $coff us, on $con us: off/on = $(awk -v a="$coff" -v b="$con" 'BEGIN {printf "%.1f %%", 100 * a / b}') (the throughput ratio on an otherwise idle core)"
 say "  link symbols in the last 'on' round: ${LSYM:-none}"
 
+fi
+
 # ---- 2. link-less latency while DNS look-ups hang ----
+[[ $PARTS == *2* ]] || exit 0
 say "== link-less latency at $RATE/s, links at $LRATE/s beside them: dnsbl off vs on with a DNS black hole"
 BHPORT=$(( 40000 + $$ % 20000 ))
 lua5.4 -e "local s = require'socket'.udp(); assert(s:setsockname('127.0.0.1', $BHPORT))

@@ -15,7 +15,11 @@
  * the look-ups of one stanza go out at once through c-ares and are
  * waited for together with poll(), bounded by `timeout` for the whole
  * stanza. Channels come from a per-state pool (mutex), so workers never
- * share one.
+ * share one. At most max_waiting stanzas wait for DNS at once (default:
+ * half the worker pool), and after a time-out only one at a time does
+ * for `backoff` seconds: the others skip their uncached look-ups with
+ * DNSBL_FAIL, so a dead DNS server cannot tie up every worker (which
+ * quarantine writes and other SLOW filters need too).
  *
  * Cache: process-global (survives reloads), a bounded hash table of
  * query name -> listed address or "not listed", guarded by a mutex, kept
@@ -35,6 +39,7 @@
 #include <arpa/nameser.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +62,8 @@ struct dnsbl_conf {
 	double min_ttl, max_ttl, negative_ttl;
 	double score;
 	double score_fail;
+	long long max_waiting;
+	double backoff;
 };
 
 #define DNSBL_OFF(f) offsetof(struct dnsbl_conf, f)
@@ -94,7 +101,16 @@ static const struct xm_setting dnsbl_settings[] = {
 	    "Score of DNSBL: a link listed in a zone (unless the zone "
 	    "has its own =SCORE)" },
 	{ "score_fail", XM_ST_DOUBLE, DNSBL_OFF(score_fail), "0", 0, 1000,
-	    NULL, true, "Score of DNSBL_FAIL: a look-up timed out or failed" },
+	    NULL, true, "Score of DNSBL_FAIL: a look-up timed out, failed or "
+	    "was skipped" },
+	{ "max_waiting", XM_ST_INT, DNSBL_OFF(max_waiting), "0", 0, 1024,
+	    NULL, true, "Most stanzas waiting for DNS answers at once (each "
+	    "holds a worker thread); others skip their uncached look-ups "
+	    "(DNSBL_FAIL). 0: half the daemon's workers, at least 1" },
+	{ "backoff", XM_ST_DURATION, DNSBL_OFF(backoff), "10s", 0, 3600, NULL,
+	    true, "After a look-up timed out, for this long only one stanza "
+	    "at a time waits for DNS (the others skip): a dead server does "
+	    "not tie up the worker pool" },
 	XM_SETTINGS_END
 };
 
@@ -112,6 +128,9 @@ struct dnsbl_state {
 	pthread_mutex_t pool_lock;
 	ares_channel *pool;
 	size_t npool, poolcap;
+	long limit;                   /* max_waiting resolved */
+	atomic_long waiting;          /* stanzas waiting for DNS now */
+	_Atomic double down_until;    /* monotonic: backing off until */
 };
 
 /* ---- the process-wide cache ---- */
@@ -231,6 +250,7 @@ struct dnsbl_query {
 	uint32_t addr;
 	int ttl;
 	int ares_status;
+	bool cached;            /* answered from the cache */
 };
 
 /* dnsbl_answer - c-ares callback: classify the answer */
@@ -520,6 +540,9 @@ dnsbl_check(void *state, struct xm_task *t)
 	uint32_t addr;
 	const char *firstfail = NULL;
 
+	bool slot = false, skipped = false;
+	long lim;
+
 	if (st->nzones == 0 || (ns = dnsbl_subjects(st, t, &subj)) == 0)
 		return;
 	q = xm_arena_array(t->arena, ns * st->nzones, sizeof(*q));
@@ -533,8 +556,21 @@ dnsbl_check(void *state, struct xm_task *t)
 			if (dnsbl_cache_get(q[nq].name, now, &addr)) {
 				q[nq].st = addr ? Q_LISTED : Q_CLEAN;
 				q[nq].addr = addr;
+				q[nq].cached = true;
 			} else {
-				if (ch == NULL && (ch = dnsbl_channel(st)) == NULL) {
+				if (!slot && !skipped) {
+					/* a slot to wait in, or skip the look-ups */
+					lim = now < atomic_load(&st->down_until) ?
+					    1 : st->limit;
+					if (atomic_fetch_add(&st->waiting, 1) < lim)
+						slot = true;
+					else {
+						atomic_fetch_sub(&st->waiting, 1);
+						skipped = true;
+					}
+				}
+				if (skipped || (ch == NULL &&
+				    (ch = dnsbl_channel(st)) == NULL)) {
 					q[nq].st = Q_FAIL;
 					nq++;
 					continue;
@@ -549,12 +585,22 @@ dnsbl_check(void *state, struct xm_task *t)
 		if (!waited)
 			ares_cancel(ch);    /* callbacks: ARES_ECANCELLED */
 		dnsbl_release(st, ch);
+		if (!waited && atomic_load(&st->down_until) == 0.0)
+			log_warn("dnsbl: DNS servers not answering within %gs; "
+			    "for %gs only one stanza at a time waits for them",
+			    c->timeout, c->backoff);
+		else if (waited && atomic_load(&st->down_until) != 0.0)
+			log_info("dnsbl: DNS servers answer again");
+		atomic_store(&st->down_until, waited ? 0.0 :
+		    xm_monotonic() + c->backoff);
 	}
+	if (slot)
+		atomic_fetch_sub(&st->waiting, 1);
 	now = xm_monotonic();
 	for (i = 0; i < nq; i++) {
 		switch (q[i].st) {
 		case Q_LISTED:
-			if (q[i].ttl > 0 || q[i].ares_status == ARES_SUCCESS) {
+			if (!q[i].cached) {
 				ttl = q[i].ttl < c->min_ttl ? c->min_ttl :
 				    q[i].ttl > c->max_ttl ? c->max_ttl : q[i].ttl;
 				dnsbl_cache_put(q[i].name, q[i].addr, now + ttl);
@@ -569,7 +615,7 @@ dnsbl_check(void *state, struct xm_task *t)
 			    q[i].addr & 255);
 			break;
 		case Q_CLEAN:
-			if (q[i].ares_status != 0)
+			if (!q[i].cached && q[i].ares_status != ARES_SUCCESS)
 				dnsbl_cache_put(q[i].name, 0,
 				    now + c->negative_ttl);
 			break;
@@ -585,9 +631,13 @@ dnsbl_check(void *state, struct xm_task *t)
 			break;
 		}
 	}
+	if (skipped)
+		log_debug("dnsbl: %zu look-ups skipped: DNS busy or not "
+		    "answering", fails);
 	if (fails > 0)
 		xm_task_symbol(t, "DNSBL_FAIL", c->score_fail, 0,
 		    "%zu of %zu look-ups %s (first %s)", fails, nq,
+		    skipped ? "skipped (DNS busy or not answering)" :
 		    waited ? "failed" : "timed out", firstfail);
 }
 
@@ -677,6 +727,18 @@ dnsbl_init(void **state, const void *conf, char *err, size_t errlen)
 	for (i = 0; i < c->skip.n; i++)
 		xm_strset_add(&st->skip, c->skip.v[i], strlen(c->skip.v[i]));
 	dnsbl_cache_init((size_t)c->cache_size);
+	st->limit = (long)c->max_waiting;
+	if (st->limit == 0) {
+		/* the daemon sizes libuv's pool through this variable */
+		const char *w = getenv("UV_THREADPOOL_SIZE");
+		long long nw = 2;
+
+		if (w != NULL && xm_parse_ll(w, 1, 1024, &nw) < 0)
+			nw = 2;
+		st->limit = nw / 2 > 0 ? (long)(nw / 2) : 1;
+	}
+	atomic_init(&st->waiting, 0);
+	atomic_init(&st->down_until, 0.0);
 	*state = st;
 	return 0;
 fail:

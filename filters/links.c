@@ -820,8 +820,13 @@ links_event_brands(struct links_check *k, struct links_name *out,
 	    xm_jid_domain(a, ev->from) : NULL;
 	for (i = 0; i < 2 && n < max; i++) {
 		if (d[i] == NULL || (i == 1 && d[0] != NULL &&
-		    strcmp(d[0], d[1]) == 0) ||
-		    links_name_make(a, d[i], &out[n]) < 0)
+		    strcasecmp(d[0], d[1]) == 0))
+			continue;
+		/* already protected (local_domains): nothing to build */
+		for (j = 0; j < k->st->nbrands; j++)
+			if (strcasecmp(k->st->brands[j].domain, d[i]) == 0)
+				break;
+		if (j < k->st->nbrands || links_name_make(a, d[i], &out[n]) < 0)
 			continue;
 		dup = false;
 		for (j = 0; j < k->st->nbrands && !dup; j++)

@@ -86,7 +86,7 @@ if ! xm_prosody_start a; then
 	echo "0 passed, 1 failed"
 	exit 1
 fi
-for u in alice bob mallory publisher rtbl; do
+for u in alice bob carol dave erin frank mallory publisher rtbl; do
 	xm_register a "$u" $DOM pw || xm_log "could not register $u"
 done
 
@@ -258,8 +258,10 @@ fi
 result "dnsbl: one query per name and process (cache), one symbol per zone" $rc
 
 P_HOLE=$(xm_free_port $((P_BL + 1)))
+# a DNS server that never answers; it notes every query it swallows
 lua5.4 -e "local s = require'socket'.udp(); assert(s:setsockname('127.0.0.1', $P_HOLE))
-	while true do s:receivefrom() end" &
+	while true do s:receivefrom(); local f = io.open('$XM_TMP/hole.log', 'a')
+	f:write('query\\n'); f:close() end" &
 XM_PIDS+=($!)
 cat >"$XM_TMP/check-hole.yml" <<EOF
 filters:
@@ -285,6 +287,49 @@ if has '^error m1 [a-z-]+ '; then
 		echo "the RTBL subscriber was started again" >>"$OUT"
 fi
 result "SIGHUP re-reads the block list and keeps the RTBL subscriber" $rc
+
+# ---- a DNS server that never answers: only link look-ups wait ---------------------
+# A's link waits the whole timeout on a worker; B's link, arriving
+# meanwhile, finds the one DNS slot taken and skips its look-up; C, no
+# link, is answered on the event loop before A's verdict
+conns=$(glue_log_count 'xmilter: connected to')
+xm_daemon_stop
+sed -i -e "s/^    servers: .*/    servers: [ 127.0.0.1:$P_HOLE ]/" \
+	-e "s/^    timeout: .*/    timeout: 1.5s\n    max_waiting: 1/" "$XM_TMP/xmilterd.yml"
+rc=1
+if xm_daemon_start "$XM_TMP/xmilterd.yml" "$DLOG" && wait_glue_connected "$conns"; then
+	xm_client -s "127.0.0.1:$P_C2S" -p pw -P pw -T 20 -f "alice@$DOM" -t "bob@$DOM" \
+		-q 4 -b "slow http://never-answers.example/a" message >"$XM_TMP/a.out" 2>&1 &
+	apid=$!
+	# A's look-up is in flight once the black hole has one more query
+	before=$(grep -c . "$XM_TMP/hole.log" 2>/dev/null || echo 0)
+	n=200
+	until [ "$(grep -c . "$XM_TMP/hole.log" 2>/dev/null || echo 0)" -gt "$before" ] ||
+		[ $n -le 0 ]; do
+		sleep 0.05; n=$((n - 1))
+	done
+	client -s "127.0.0.1:$P_C2S" -p pw -P pw -T 20 -f "erin@$DOM" -t "frank@$DOM" \
+		-q 1 -b "plain words while DNS hangs" message
+	has '^delivered m1 plain words while DNS hangs$' && cok=1 || cok=0
+	client -s "127.0.0.1:$P_C2S" -p pw -P pw -T 20 -f "carol@$DOM" -t "dave@$DOM" \
+		-q 1 -b "meanwhile http://also-slow.example/b" message
+	has '^delivered m1 meanwhile http://also-slow.example/b$' && bok=1 || bok=0
+	wait $apid
+	cp "$XM_TMP/a.out" "$OUT"
+	la=$(grep -n 'verdict .*from="\?alice@.*DNSBL_FAIL' "$DLOG" | tail -1 | cut -d: -f1)
+	lc=$(grep -n 'verdict .*from="\?erin@' "$DLOG" | tail -1 | cut -d: -f1)
+	if [ "$cok" = 1 ] && [ "$bok" = 1 ] && has '^delivered m1 slow' &&
+		[ -n "$la" ] && [ -n "$lc" ] && [ "$lc" -lt "$la" ] &&
+		grep -q 'dnsbl: DNS servers not answering' "$DLOG" &&
+		grep -q 'dnsbl: 1 look-ups skipped' "$DLOG" &&
+		grep -Eq 'verdict .*from="?carol@.*DNSBL_FAIL' "$DLOG"; then
+		rc=0
+	else
+		echo "plain=$cok second-link=$bok verdict lines: alice $la erin $lc" >>"$OUT"
+		grep -E 'verdict|DNSBL' "$DLOG" | tail -5 >>"$OUT"
+	fi
+fi
+result "dnsbl: a dead DNS server holds only its link's verdict; plain chat answered first, a second link skips" $rc
 
 if kill -0 "$XM_DAEMON_PID" 2>/dev/null; then
 	result "xmilterd still running" 0
