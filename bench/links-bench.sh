@@ -16,7 +16,8 @@
 #    at --link-rate (default 4/s); once with the dnsbl filter off, once
 #    with it on and its DNS server a black hole (a UDP socket that never
 #    answers: every look-up waits the whole 2 s timeout on a worker).
-#    The link-less p50/p99 of both runs and their ratio are printed.
+#    A third run lets every worker wait (backoff 0, max_waiting 4).
+#    The link-less p50/p99 of the runs and their ratios are printed.
 #
 # Environment: DAEMON_CPU (0), LOAD_CPU (1) as in bench/run.sh; CONNS (4),
 # WINDOW (64). Figures, not pass/fail: exit 0 when the runs completed.
@@ -101,6 +102,7 @@ filters:
     zones: [multi.test.bl]
     servers: [127.0.0.1:${BHPORT:-53}]
     timeout: 2s
+${4:-}
 EOF
 }
 
@@ -108,7 +110,7 @@ daemon_start() {
 	rm -f "$SOCK"
 	$PIN_D "$XMILTERD" -c "$1" 2>>"$TMP/xmilterd.stderr" &
 	DPID=$!
-	for _ in $(seq 200); do
+	for _ in $(seq 600); do
 		"$XMILTER" health -s "$SOCK" -t 1 >/dev/null 2>&1 && return 0
 		kill -0 "$DPID" 2>/dev/null || break
 		sleep 0.05
@@ -171,9 +173,13 @@ lua5.4 -e "local s = require'socket'.udp(); assert(s:setsockname('127.0.0.1', $B
 BHPID=$!
 write_config "$TMP/dns-off.yml" true false
 write_config "$TMP/dns-hole.yml" true true
+# the worst case: no back-off, every worker may wait for DNS
+write_config "$TMP/dns-hole-all.yml" true true "    backoff: 0s
+    max_waiting: 4"
 P99_dns_off=() P99_dns_hole=() P50_dns_off=() P50_dns_hole=()
+P99_dns_hole_all=() P50_dns_hole_all=()
 for i in $(seq "$REPS"); do
-for mode in dns-off dns-hole; do
+for mode in dns-off dns-hole dns-hole-all; do
 	daemon_start "$TMP/$mode.yml"
 	$PIN_L "$XMLOAD" -s "$SOCK" -c 1 -w 64 -r "$LRATE" -d "$SECS" -W 1 -D 5 \
 		-L links >"$TMP/l.out" 2>"$TMP/l.err" &
@@ -196,5 +202,8 @@ done
 done
 a99=$(median "${P99_dns_hole[@]}") b99=$(median "${P99_dns_off[@]}")
 a50=$(median "${P50_dns_hole[@]}") b50=$(median "${P50_dns_off[@]}")
-say "  median link-less p50: dns-off $b50 us, dns-hole $a50 us; p99: dns-off $b99 us, dns-hole $a99 us"
+c99=$(median "${P99_dns_hole_all[@]}") c50=$(median "${P50_dns_hole_all[@]}")
+say "  median link-less p50: dns-off $b50 us, dns-hole $a50 us, dns-hole-all $c50 us;" \
+    "p99: dns-off $b99 us, dns-hole $a99 us, dns-hole-all $c99 us"
+say "  link-less p99 with every worker waiting for DNS / without DNS lists = $(awk -v a="$c99" -v b="$b99" 'BEGIN {printf "%.2f", a / b}')"
 say "  link-less p99 with DNS hanging / without DNS lists = $(awk -v a="$a99" -v b="$b99" 'BEGIN {printf "%.2f", a / b}')"
