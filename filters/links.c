@@ -662,12 +662,11 @@ links_collect(struct links_check *k)
 
 /* links_ext - the extension of the last segment of PATH, lower case */
 static const char *
-links_ext(struct xm_arena *a, const char *path, char *buf, size_t n)
+links_ext(const char *path, char *buf, size_t n)
 {
 	const char *seg = strrchr(path, '/'), *dot;
 	size_t i, l;
 
-	(void)a;
 	seg = seg ? seg + 1 : path;
 	if ((dot = strrchr(seg, '.')) == NULL || dot[1] == '\0')
 		return NULL;
@@ -739,7 +738,7 @@ links_judge(struct links_check *k, struct links_item *it,
 	if (u->odd_port)
 		links_note(k, it, LS_ODD_PORT, xm_arena_printf(a, "%s port %ld",
 		    u->host, u->port));
-	if ((ext = links_ext(a, u->path, buf, sizeof(buf))) != NULL &&
+	if ((ext = links_ext(u->path, buf, sizeof(buf))) != NULL &&
 	    xm_strlist_has(&c->exec_extensions, ext))
 		links_note(k, it, LS_EXECUTABLE, xm_arena_printf(a, "%s .%s",
 		    u->host, ext));
