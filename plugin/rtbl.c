@@ -13,7 +13,8 @@
  * service) add published item ids, remove retracted ones, and empty the
  * set on purge or delete. On disconnect: wait `reconnect` seconds and
  * start over; the sets keep their contents meanwhile (a stale list beats
- * none). Items of a node are not paged: a service returns what it keeps
+ * none). A node that cannot be fetched or subscribed to (not created
+ * yet) is asked for again every `reconnect` seconds (at least 1 s). Items of a node are not paged: a service returns what it keeps
  * (Prosody: up to pubsub_max_items).
  *
  * Ownership: the registry owns every subscriber; the thread owns its
@@ -68,6 +69,8 @@ struct xm_rtbl {
 	xmpp_conn_t *conn;
 	bool down;
 	unsigned fetched;
+	bool *have;                /* node i fetched on this connection */
+	bool retrying;             /* a retry timer is set */
 };
 
 static pthread_mutex_t rtbl_reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -154,8 +157,9 @@ rtbl_apply_items(struct xm_rtbl *r, xmpp_stanza_t *items, bool replace)
 		pthread_rwlock_wrlock(&r->lock);
 		xm_strset_free(&r->set[ni]);
 		r->set[ni] = fresh;
-		if (++r->fetched >= r->nnodes)
+		if (!r->have[ni] && ++r->fetched >= r->nnodes)
 			r->ready = true;
+		r->have[ni] = true;
 		pthread_rwlock_unlock(&r->lock);
 		log_info("rtbl: %s/%s: %zu items", r->service, r->node[ni],
 		    added);
@@ -227,6 +231,40 @@ rtbl_on_message(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 	return 1;
 }
 
+static void rtbl_ask(struct xm_rtbl *r, size_t i);
+
+/* rtbl_retry - timer: ask again for the nodes not fetched yet (a node
+ * may be created after we logged in); stops when all are there */
+static int
+rtbl_retry(xmpp_conn_t *conn, void *ud)
+{
+	struct xm_rtbl *r = ud;
+	size_t i;
+	bool missing = false;
+
+	(void)conn;
+	for (i = 0; i < r->nnodes; i++)
+		if (!r->have[i]) {
+			missing = true;
+			rtbl_ask(r, i);
+		}
+	r->retrying = missing;
+	return missing ? 1 : 0;
+}
+
+/* rtbl_schedule_retry - set the retry timer unless it is set */
+static void
+rtbl_schedule_retry(struct xm_rtbl *r)
+{
+	double s = r->reconnect < 1 ? 1 : r->reconnect;
+
+	if (r->retrying || r->conn == NULL)
+		return;
+	r->retrying = true;
+	xmpp_timed_handler_add(r->conn, rtbl_retry, (unsigned long)(s * 1000),
+	    r);
+}
+
 /* rtbl_on_items - the answer to an items fetch */
 static int
 rtbl_on_items(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
@@ -241,9 +279,12 @@ rtbl_on_items(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 	    NS_PUBSUB)) != NULL &&
 	    (items = xmpp_stanza_get_child_by_name(ps, "items")) != NULL)
 		rtbl_apply_items(r, items, true);
-	else
-		log_warn("rtbl: %s: fetching items failed (%s)", r->service,
-		    xmpp_stanza_get_id(st) ? xmpp_stanza_get_id(st) : "?");
+	else {
+		log_warn("rtbl: %s: fetching items failed (%s); will ask again",
+		    r->service, xmpp_stanza_get_id(st) ?
+		    xmpp_stanza_get_id(st) : "?");
+		rtbl_schedule_retry(r);
+	}
 	return 0;
 }
 
@@ -255,9 +296,12 @@ rtbl_on_subscribe(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 	const char *type = xmpp_stanza_get_type(st);
 
 	(void)conn;
-	if (type == NULL || strcmp(type, "result") != 0)
-		log_warn("rtbl: %s: subscription refused (%s)", r->service,
-		    xmpp_stanza_get_id(st) ? xmpp_stanza_get_id(st) : "?");
+	if (type == NULL || strcmp(type, "result") != 0) {
+		log_warn("rtbl: %s: subscription refused (%s); will ask again",
+		    r->service, xmpp_stanza_get_id(st) ?
+		    xmpp_stanza_get_id(st) : "?");
+		rtbl_schedule_retry(r);
+	}
 	return 0;
 }
 
@@ -294,7 +338,6 @@ rtbl_on_conn(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
     xmpp_stream_error_t *se, void *ud)
 {
 	struct xm_rtbl *r = ud;
-	char id[64];
 	size_t i;
 
 	(void)se;
@@ -308,12 +351,20 @@ rtbl_on_conn(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
 	log_info("rtbl: %s logged in, subscribing to %zu nodes of %s",
 	    r->jid, r->nnodes, r->service);
 	xmpp_handler_add(conn, rtbl_on_message, NULL, "message", NULL, r);
-	for (i = 0; i < r->nnodes; i++) {
-		snprintf(id, sizeof(id), "rtbl-sub-%zu", i);
-		rtbl_iq(r, "set", "subscribe", i, id, rtbl_on_subscribe);
-		snprintf(id, sizeof(id), "rtbl-items-%zu", i);
-		rtbl_iq(r, "get", "items", i, id, rtbl_on_items);
-	}
+	for (i = 0; i < r->nnodes; i++)
+		rtbl_ask(r, i);
+}
+
+/* rtbl_ask - subscribe to node I and fetch its items */
+static void
+rtbl_ask(struct xm_rtbl *r, size_t i)
+{
+	char id[64];
+
+	snprintf(id, sizeof(id), "rtbl-sub-%zu", i);
+	rtbl_iq(r, "set", "subscribe", i, id, rtbl_on_subscribe);
+	snprintf(id, sizeof(id), "rtbl-items-%zu", i);
+	rtbl_iq(r, "get", "items", i, id, rtbl_on_items);
 }
 
 /* rtbl_sleep - wait SECONDS unless asked to stop */
@@ -344,6 +395,8 @@ rtbl_main(void *arg)
 		xmpp_conn_set_pass(r->conn, r->password);
 		r->down = false;
 		r->fetched = 0;
+		r->retrying = false;
+		memset(r->have, 0, r->nnodes * sizeof(*r->have));
 		if (xmpp_connect_client(r->conn, r->host, r->port, rtbl_on_conn,
 		    r) != XMPP_EOK) {
 			log_warn("rtbl: %s: cannot connect", r->jid);
@@ -424,6 +477,7 @@ xm_rtbl_get(const struct xm_rtbl_conf *c)
 	r->node = xm_calloc(n ? n : 1, sizeof(*r->node));
 	r->is_jid = xm_calloc(n ? n : 1, sizeof(*r->is_jid));
 	r->set = xm_calloc(n ? n : 1, sizeof(*r->set));
+	r->have = xm_calloc(n ? n : 1, sizeof(*r->have));
 	for (i = 0; i < c->domain_nodes->n; i++)
 		r->node[r->nnodes++] = xm_strdup(c->domain_nodes->v[i]);
 	for (i = 0; i < c->jid_nodes->n; i++) {
@@ -470,6 +524,7 @@ xm_rtbl_put(struct xm_rtbl *r)
 	free(r->node);
 	free(r->is_jid);
 	free(r->set);
+	free(r->have);
 	pthread_rwlock_destroy(&r->lock);
 	free(r->key);
 	free(r->jid);

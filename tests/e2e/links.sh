@@ -133,7 +133,7 @@ filters:
     rtbl_password: pw
     rtbl_server: 127.0.0.1:$P_C2S
     rtbl_service: $PUBSUB
-    rtbl_domain_nodes: [ $NODE ]
+    rtbl_domain_nodes: [ $NODE, late_domains ]
     rtbl_jid_nodes: [ $JNODE ]
     score_rtbl_jid: 20
     rtbl_tls: false
@@ -274,6 +274,16 @@ EOF
 "$top_builddir/xmilter" check -c "$XM_TMP/check-hole.yml" "$XM_TMP/cache.events" >"$OUT" 2>&1
 [ "$(grep -c '"DNSBL_FAIL".*timed out' "$OUT")" = 3 ] && ! grep -q '"DNSBL"' "$OUT"
 result "dnsbl: a server that never answers gives DNSBL_FAIL (timed out), no listing" $?
+
+# a node that did not exist when the subscriber logged in
+pub -n late_domains publish late-spam.example
+rc=1
+if has '^published late-spam.example$' &&
+	xm_wait_log "$DLOG" "rtbl: $PUBSUB/late_domains: 1 items" 10; then
+	client "${A[@]}" -b "see http://late-spam.example/" message
+	has '^error m1 [a-z-]+ ' && hasnt '^delivered m1' && rc=0
+fi
+result "rtbl: a node created after start-up is fetched when it appears" $rc
 
 # ---- reload keeps the subscriber ---------------------------------------------------
 before=$(grep -c "rtbl: subscriber .* started" "$DLOG")
