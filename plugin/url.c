@@ -33,6 +33,10 @@
 #include <string.h>
 #include <strings.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include <curl/curl.h>
 #include <idn2.h>
 #include <libpsl.h>
@@ -372,16 +376,51 @@ static const unsigned char url_word_class[128] = {
 	['.'] = 2, [':'] = 2,
 };
 
+/* url_next_mark - the first '.', ':' or non-ASCII byte of S[i..len), or
+ * LEN: only a word with one of them can hold a link (16 bytes at a time) */
+static size_t
+url_next_mark(const char *s, size_t i, size_t len)
+{
+	int c;
+#ifdef __SSE2__
+	const __m128i dot = _mm_set1_epi8('.'), colon = _mm_set1_epi8(':');
+	__m128i v;
+	int m;
+
+	for (; i + 16 <= len; i += 16) {
+		v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		m = _mm_movemask_epi8(_mm_or_si128(v, _mm_or_si128(
+		    _mm_cmpeq_epi8(v, dot), _mm_cmpeq_epi8(v, colon))));
+		if (m != 0)
+			return i + (size_t)__builtin_ctz((unsigned)m);
+	}
+#endif
+	for (; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c == '.' || c == ':' || c >= 0x80)
+			return i;
+	}
+	return len;
+}
+
 /* xm_url_find - the links of a text, in order */
 size_t
 xm_url_find(const char *text, size_t len, struct xm_url_span *out, size_t max)
 {
-	size_t i = 0, n = 0, we, w, p, ts, te;
+	size_t i = 0, n = 0, we, w, p, ts, te, j;
 	bool bare, maybe;
 	long cp;
 	int c;
 
 	while (i < len && n < max) {
+		/* skip the words that cannot hold a link: on to the word of the
+		 * next mark (a non-ASCII space is a mark itself, so the way
+		 * back is over ASCII only) */
+		if ((j = url_next_mark(text, i, len)) >= len)
+			break;
+		while (j > i && !url_ascii_space((unsigned char)text[j - 1]))
+			j--;
+		i = j;
 		c = (unsigned char)text[i];
 		if (c < 0x80) {
 			if (url_ascii_space(c)) {
