@@ -27,7 +27,11 @@
  * Usage
  *	xmload (-s SOCKET | -T HOST:PORT) [-c CONNS] [-w WINDOW] [-d SECONDS]
  *	       [-r RATE] [-W WARMUP] [-p PID] [-i INTERVAL] [-n ITEMS]
- *	       [-S SEED] [-D DRAIN] [-q]
+ *	       [-S SEED] [-D DRAIN] [-q] [-L plain|links]
+ *
+ *	-L keeps only the items without links (plain) or with links (links):
+ *	two runs side by side measure link-less latency while link
+ *	look-ups are slow (docs/PERFORMANCE.md, link reputation).
  *
  *	The final line is machine-readable: "xmload mode=... key=value...".
  *	Run time is bounded: WARMUP + SECONDS + DRAIN, and an alarm ends the
@@ -67,6 +71,7 @@
 #include "proto.h"
 #include "util.h"
 #include "stanzamix.h"
+#include "url.h"
 #include "benchutil.h"
 
 #define SLOT_BITS 16
@@ -193,6 +198,7 @@ static struct {
 	size_t nitems;
 	uint64_t seed;
 	bool quiet;
+	int links_only;         /* -L: 0 all, 1 plain only, 2 links only */
 
 	/* run */
 	struct mix *mix;
@@ -224,9 +230,28 @@ usage(void)
 	    "usage: xmload (-s SOCKET | -T HOST:PORT) [-c CONNS] [-w WINDOW]\n"
 	    "              [-d SECONDS] [-r RATE] [-W WARMUP] [-p PID]\n"
 	    "              [-i INTERVAL] [-n ITEMS] [-S SEED] [-D DRAIN] [-q]\n"
+	    "              [-L plain|links]\n"
 	    "  -r 0 (default): as fast as the windows allow (closed loop)\n"
 	    "  -r R: R requests/s on schedule, latency from the due time\n");
 	exit(2);
+}
+
+/* mix_links_ok - the item passes -L: does it carry a link (in its text,
+ * an XHTML-IM href/src or an out-of-band URL) as -L asks */
+static bool
+mix_links_ok(const struct mix_item *it)
+{
+	struct xm_url_span sp;
+	bool links;
+
+	if (G.links_only == 0)
+		return true;
+	links = strstr(it->stanza, " href=") != NULL ||
+	    strstr(it->stanza, " src=") != NULL ||
+	    strstr(it->stanza, "<url>") != NULL ||
+	    (it->body != NULL && xm_url_find(it->body, strlen(it->body), &sp,
+	    1) > 0);
+	return links == (G.links_only == 2);
 }
 
 /* ---- /proc ---- */
@@ -539,7 +564,8 @@ on_hello_reply(struct conn *c, const char *b, size_t len)
 		want[MIX_FILE] = xfer;
 		G.order = xm_calloc(G.mix->n, sizeof(*G.order));
 		for (i = 0; i < G.mix->n; i++)
-			if (want[G.mix->items[i].cls])
+			if (want[G.mix->items[i].cls] &&
+			    mix_links_ok(&G.mix->items[i]))
 				G.order[G.norder++] = i;
 		if (G.norder == 0)
 			fatalx("the daemon wants none of the kinds in the mix");
@@ -813,7 +839,7 @@ main(int argc, char **argv)
 	G.drain = 10;
 	G.nitems = 10000;
 	G.seed = 1;
-	while ((opt = getopt(argc, argv, "s:T:c:w:d:r:W:p:i:n:S:D:qh")) != -1) {
+	while ((opt = getopt(argc, argv, "s:T:c:w:d:r:W:p:i:n:S:D:qL:h")) != -1) {
 		switch (opt) {
 		case 's': G.sock_path = optarg; break;
 		case 'T': G.tcp = optarg; break;
@@ -828,6 +854,14 @@ main(int argc, char **argv)
 		case 'S': G.seed = (uint64_t)num(optarg, 0, 1e18); break;
 		case 'D': G.drain = num(optarg, 0, 600); break;
 		case 'q': G.quiet = true; break;
+		case 'L':
+			if (strcmp(optarg, "plain") == 0)
+				G.links_only = 1;
+			else if (strcmp(optarg, "links") == 0)
+				G.links_only = 2;
+			else
+				usage();
+			break;
 		default: usage();
 		}
 	}

@@ -13,6 +13,8 @@ extern const struct xm_filter_ops transfer_filter;
 extern const struct xm_filter_ops oobfetch_filter;
 extern const struct xm_filter_ops antivirus_filter;
 extern const struct xm_filter_ops ratelimit_filter;
+extern const struct xm_filter_ops links_filter;
+extern const struct xm_filter_ops dnsbl_filter;
 
 const struct xm_filter_ops *const xm_filters[] = {
 	&guard_filter,
@@ -21,5 +23,7 @@ const struct xm_filter_ops *const xm_filters[] = {
 	&oobfetch_filter,
 	&antivirus_filter,
 	&ratelimit_filter,
+	&links_filter,
+	&dnsbl_filter,
 };
 const size_t xm_nfilters = XM_ARRAY_LEN(xm_filters);

@@ -345,6 +345,8 @@ filters:
   # writes its own configuration with ratelimit on
   ratelimit:
     enabled: false
+  links:
+    enabled: false   # link reputation: tests/e2e/links.sh
 EOF
 }
 

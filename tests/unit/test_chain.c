@@ -68,7 +68,9 @@ chain_of(const char *yaml)
 #define NO_FILTERS "filters:\n  guard: {enabled: false}\n" \
 	"  rules: {enabled: false}\n" \
 	"  transfer: {enabled: false}\n" \
-	"  oobfetch: {enabled: false}\n"
+	"  oobfetch: {enabled: false}\n" NO_LINKS
+/* link reputation has suites of its own (test_links, test_url) */
+#define NO_LINKS "  links: {enabled: false}\n  dnsbl: {enabled: false}\n"
 #define MSG "origin=c2s\nauth=alice@example.org\n\n<message " \
 	"from='alice@example.org/pc' to='bob@example.org' type='chat' " \
 	"id='m1'><body>hi</body></message>"
@@ -362,7 +364,7 @@ static const char chain_rules[] =
     "score    CH_NEG     -3\n";
 
 #define RULES_CONF "filters:\n  transfer: {enabled: false}\n" \
-	"  oobfetch: {enabled: false}\n" \
+	"  oobfetch: {enabled: false}\n" NO_LINKS \
 	"  rules:\n    files: [chain.cf]\n"
 
 /* check - run TEXT through CH; fills V, keeps the arena in *A */

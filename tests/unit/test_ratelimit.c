@@ -244,6 +244,7 @@ chain_with(const char *extra, const char *scopes)
 	cr_assert_not_null(fp = fopen(path, "w"));
 	fprintf(fp, "actions: {modify: 5, quarantine: 10, reject: 15}\n"
 	    "filters:\n  guard: {enabled: false}\n  rules: {enabled: false}\n"
+	    "  links: {enabled: false}\n  dnsbl: {enabled: false}\n"
 	    "  ratelimit:\n    enabled: true\n%s%s", extra ? extra : "",
 	    scopes ? scopes : "");
 	fclose(fp);

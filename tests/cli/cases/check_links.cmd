@@ -1,0 +1,1 @@
+check -c @CASES@/links.yml @FIX@/links.events

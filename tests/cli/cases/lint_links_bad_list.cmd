@@ -1,0 +1,1 @@
+lint -c @CASES@/links-bad.yml
