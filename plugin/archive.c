@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,7 +238,7 @@ xm_archive_time(double t, char *buf, size_t len)
 	return buf;
 }
 
-/* jstr - a JSON string for S[0..n); invalid UTF-8 becomes U+FFFD */
+/* jstr - a JSON string for S[0..n); invalid UTF-8 and NUL become U+FFFD */
 static json_t *
 jstr(const char *s, size_t n)
 {
@@ -245,12 +246,12 @@ jstr(const char *s, size_t n)
 	const char *p = s, *end = s + n;
 	json_t *j;
 
-	if (xm_utf8_valid(s, n))
+	if (xm_utf8_valid(s, n) && memchr(s, '\0', n) == NULL)
 		return json_stringn(s, n);
 	while (p < end) {
 		const char *q = p;
 
-		if (xm_utf8_next(&p, end) < 0) {
+		if (*p == '\0' || xm_utf8_next(&p, end) < 0) {
 			xm_buf_puts(&b, "\xef\xbf\xbd");
 			p = q + 1;
 		} else
@@ -362,7 +363,7 @@ xm_archive_encode(const struct xm_archive_item *it)
 		json_object_set_new(o, "event_base64", json_string(b));
 		free(b);
 	}
-	r = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+	r = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
 	json_decref(o);
 	if (r == NULL)
 		panic("archive: cannot encode a record");
@@ -755,6 +756,12 @@ sink_thread(void *arg)
 	char err[256];
 	int stopping_tries = 0;
 	double next_try = 0;
+	sigset_t pipe_set;
+
+	/* a consumer that went away is an EPIPE here, never a dead process */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
 
 	if (s->ops->connect(s, err, sizeof(err)) == 0)
 		set_ready(s, true);

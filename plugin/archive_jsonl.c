@@ -724,7 +724,7 @@ xm_archive_jsonl_verify(const char *dir, FILE *report,
 					res->errors++;
 				}
 			}
-			if (memmem(buf + off, ll, "\"record\":\"purge\"", 17) != NULL) {
+			if (memmem(buf + off, ll, "\"record\":\"purge\"", 16) != NULL) {
 				json_t *o = line_json(buf + off, ll);
 
 				if (o && json_is_string(json_object_get(o, "record"))) {
