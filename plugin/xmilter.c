@@ -7,6 +7,8 @@
  *   xmilter health [-s SOCKET] [-t S] ask a running xmilterd (HELLO
  *                                     healthcheck=1)
  *   xmilter config-doc                the configuration reference
+ *   xmilter archive ...               search, export, verify, purge the
+ *                                     compliance archive (archive_cli.c)
  *
  * check uses the same chain code as the daemon (chain.c), carries state
  * from event to event and takes the clock from each event's time, so a
@@ -45,9 +47,7 @@ usage(void)
 	    "usage: xmilter check [-c CONF] FILE...   (FILE - is stdin)\n"
 	    "       xmilter lint [-c CONF]\n"
 	    "       xmilter health [-c CONF | -s SOCKET] [-t SECONDS]\n"
-	    "       xmilter config-doc\n"
-	    "       xmilter archive search|export|verify|purge ... "
-	    "(xmilter archive -h)\n");
+	    "       xmilter config-doc\n");
 	exit(1);
 }
 
