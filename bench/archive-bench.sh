@@ -132,7 +132,7 @@ measure() {
 	rm -f "$SOCK"
 	$PIN_D "$XMILTERD" -c "$cfg" 2>>"$TMP/xmilterd.stderr" &
 	DPID=$!
-	for _ in $(seq 100); do "$XMILTER" health -s "$SOCK" -t 1 >/dev/null 2>&1 && break; sleep 0.05; done
+	for _ in $(seq 400); do "$XMILTER" health -s "$SOCK" -t 1 >/dev/null 2>&1 && break; sleep 0.05; done
 	w0=$(counter written) t0=$(date +%s.%N)
 	out=$($PIN_L "$XMLOAD" -s "$SOCK" -p "$DPID" -c "$CONNS" -w "$WINDOW" \
 	    -d "$SECS" -W 1 -q 2>>"$TMP/xmload.err" | grep '^xmload ' | tail -1)
@@ -146,9 +146,12 @@ measure() {
 		    'BEGIN {printf "%.0f", (b - a) / (t1 - t0)}')
 	fi
 	: "${THR:=0}" "${P99:=0}" "${OVF:=0}"
+	[ -n "$out" ] || echo "  ($1: no xmload result: $(tail -n2 "$TMP/xmload.err" | tr '\n' ' '))"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+# median_ok - the median of the runs that completed (non-zero)
+median_ok() { median $(printf '%s\n' "$@" | grep -v '^0$'); }
 
 declare -A T P A O
 echo "archive-bench: $REPS rounds x ($MODES), $SECS s each, archive dir $base," \
@@ -161,11 +164,11 @@ for ROUND in $(seq "$REPS"); do
 		    "$ROUND" "$m" "$THR" "$P99" "$ARATE" "$OVF"
 	done
 done
-off=$(median ${T[off]:-0})
+off=$(median_ok ${T[off]:-0})
 printf '\n%-12s %12s %10s %10s %14s %10s\n' mode stanzas/s p99_us vs_off archive_rec/s overflow
 for m in $MODES; do
-	t=$(median ${T[$m]})
-	printf '%-12s %12s %10s %9s%% %14s %10s\n' "$m" "$t" "$(median ${P[$m]})" \
+	t=$(median_ok ${T[$m]})
+	printf '%-12s %12s %10s %9s%% %14s %10s\n' "$m" "$t" "$(median_ok ${P[$m]})" \
 	    "$(awk -v a="$t" -v b="$off" 'BEGIN {if (b > 0) printf "%.0f", 100 * a / b; else print "-"}')" \
 	    "$(median ${A[$m]})" "$(median ${O[$m]})"
 done

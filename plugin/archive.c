@@ -859,10 +859,13 @@ sink_thread(void *arg)
 			s->len++;
 		}
 		pthread_mutex_unlock(&s->mu);
-		if (s->stop)
+		if (s->stop) {
+			/* stopping: a few more tries half a second apart */
 			stopping_tries++;
-		if (sink_wait(s, s->stop ? 0.5 : delay) && stopping_tries > 2)
+			usleep(500000);
 			continue;
+		}
+		sink_wait(s, delay);
 		delay = delay * 2 > 30 ? 30 : delay * 2;
 	}
 	free(batch);
@@ -956,7 +959,7 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 {
 	struct xm_archive_item *it;
 	struct archive_waiter *w = NULL;
-	struct archive_sink *take[32];
+	struct archive_sink *take[XM_ARCHIVE_MAX_SINKS];
 	size_t i, ntake = 0, nmust = 0;
 	int refused = 0;
 
@@ -999,8 +1002,8 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 		if (!queued) {
 			double t = xm_monotonic();
 
-			if (!is_must && t - s->last_log >= 10) {
-				s->last_log = t;
+			if (!is_must && t - s->last_overflow_log >= 10) {
+				s->last_overflow_log = t;
 				log_warn("archive %s: queue full (%lld records): "
 				    "record dropped, %llu so far", s->conf->name,
 				    s->conf->queue, s->overflow);

@@ -37,6 +37,7 @@
 
 #define XM_ARCHIVE_FORMAT 1   /* "v" of every record */
 #define XM_ARCHIVE_HASHLEN 64 /* hex SHA-256 */
+#define XM_ARCHIVE_MAX_SINKS 32
 
 struct xm_archive;
 
@@ -222,7 +223,8 @@ struct archive_sink {
 	/* counters (under mu) */
 	unsigned long long written, overflow, failures, lost, must_failed;
 	char last_error[256];
-	double last_error_at, last_purge, last_log;
+	double last_error_at, last_purge, last_log;  /* writer thread */
+	double last_overflow_log;                    /* submitting thread */
 	unsigned long long logged_overflow;
 };
 

@@ -1001,6 +1001,9 @@ load_archive(struct loader *ld, yaml_node_t *m, struct xm_config *c)
 		struct xm_archive_sink_conf *k;
 		char err[256];
 
+		if (c->archive.nsinks == 32)  /* XM_ARCHIVE_MAX_SINKS */
+			return fail(ld, node(ld, *it), "archive.sinks: at most 32 "
+			    "sinks");
 		c->archive.sinks = xm_reallocarray(c->archive.sinks,
 		    c->archive.nsinks + 1, sizeof(*c->archive.sinks));
 		k = &c->archive.sinks[c->archive.nsinks++];
