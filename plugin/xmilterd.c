@@ -139,16 +139,15 @@ static void
 archive_done_cb(void *arg, bool ok)
 {
 	struct task *k = arg;
-	bool send;
 
 	pthread_mutex_lock(&archive_mu);
 	k->archive_ok = ok;
 	k->adone = archive_done_list;
 	archive_done_list = k;
-	send = !archive_closing;
-	pthread_mutex_unlock(&archive_mu);
-	if (send)
+	/* under the lock: the handle cannot be closed meanwhile */
+	if (!archive_closing)
 		uv_async_send(&archive_async);
+	pthread_mutex_unlock(&archive_mu);
 }
 
 /* archive_unwait - take K off the waiting list */
@@ -287,6 +286,9 @@ archive_stop_handles(void)
 {
 	if (archive == NULL)
 		return;
+	pthread_mutex_lock(&archive_mu);
+	archive_closing = true;
+	pthread_mutex_unlock(&archive_mu);
 	uv_close((uv_handle_t *)&archive_async, NULL);
 	uv_close((uv_handle_t *)&archive_timer, NULL);
 }
