@@ -9,7 +9,9 @@
 #   --reps N      rounds (default 3); each round measures every mode once
 #   --seconds S   measured seconds per measurement (default 5; 1 s warm-up)
 #   --only LIST   modes to run (default: all of off sqlite-be sqlite-must
-#                 jsonl-be jsonl-must command-be pg-be pg-must)
+#                 jsonl-be jsonl-must command-be pg-be pg-must; also
+#                 sqlite-be-nice0: best-effort with the writer at the
+#                 daemon's priority instead of nice 10)
 #   --keep        keep the temporary directory
 #
 # Every mode runs the same daemon configuration (guard + the 50 bench
@@ -111,6 +113,8 @@ EOF
 	pg-*) type=postgresql extra="      conninfo: $PGINFO" ;;
 	esac
 	case $mode in *-must) guarantee=must-archive ;; *) guarantee=best-effort ;; esac
+	case $mode in *-nice0) extra="$extra
+      nice: 0" ;; esac
 	cat >>"$2" <<EOF
 archive:
   node: bench

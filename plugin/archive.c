@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -758,6 +760,12 @@ sink_thread(void *arg)
 	double next_try = 0;
 	sigset_t pipe_set;
 
+	/* best-effort: filtering first when the CPU is short (Linux: the nice
+	 * value of one thread) */
+	if (!must && k->nice > 0 && setpriority(PRIO_PROCESS,
+	    (id_t)syscall(SYS_gettid), (int)k->nice) < 0)
+		log_warn("archive %s: nice %lld: %s", k->name, k->nice,
+		    strerror(errno));
 	/* a consumer that went away is an EPIPE here, never a dead process */
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);

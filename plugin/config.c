@@ -884,6 +884,11 @@ const struct xm_setting xm_archive_sink_settings[] = {
 	{ "restart_delay", XM_ST_DURATION, K(restart_delay), "1s", 0.01, 3600,
 	  NULL, false, "command, postgresql: first delay before restarting the "
 	  "command or reconnecting (doubles up to 30 s)." },
+	{ "nice", XM_ST_INT, K(nice), "10", 0, 19, NULL, false,
+	  "best-effort: the writer thread's nice value, so that on a busy CPU "
+	  "filtering goes first and the archive takes what is left (records "
+	  "beyond the queue are counted as overflow). must-archive writers "
+	  "run at the daemon's priority: verdicts wait for them." },
 	XM_SETTINGS_END
 };
 #undef K

@@ -147,6 +147,7 @@ struct xm_archive_sink_conf {
 	struct xm_strlist retention_scopes;  /* "SCOPE=DURATION" */
 	double purge_interval; /* seconds; -1: only `xmilter archive purge` */
 	double restart_delay;  /* command / postgresql: first retry delay */
+	long long nice;        /* best-effort writer thread's nice value */
 	long long line;        /* where it was declared, for messages */
 };
 
