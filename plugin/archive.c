@@ -38,6 +38,8 @@ struct archive_waiter {
 	void *arg;
 };
 
+static void gc_free(struct xm_archive_item *it);
+
 struct xm_archive {
 	const struct xm_config *cf;
 	char node[256];
@@ -655,6 +657,7 @@ xm_archive_sink_close(struct archive_sink *s)
 		return;
 	if (s->ops->close)
 		s->ops->close(s);
+	gc_free(s->garbage);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	pthread_cond_destroy(&s->idle);
@@ -694,6 +697,33 @@ sink_note_error(struct archive_sink *s, const char *what, const char *err)
 	if (now - s->last_log >= 10 || s->last_log == 0) {
 		s->last_log = now;
 		log_warn("archive %s: %s: %s", s->conf->name, what, err);
+	}
+}
+
+/* sink_release - drop the writer's reference to IT; the last one puts it
+ * on the garbage list for the submitting thread to free (a free() here
+ * would take the event loop's malloc arena lock, and a writer at nice 10
+ * holding that lock stalls the loop) */
+static void
+sink_release(struct archive_sink *s, struct xm_archive_item *it)
+{
+	if (__atomic_sub_fetch(&it->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	pthread_mutex_lock(&s->mu);
+	it->gc_next = s->garbage;
+	s->garbage = it;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* gc_free - free a garbage list */
+static void
+gc_free(struct xm_archive_item *it)
+{
+	struct xm_archive_item *next;
+
+	for (; it != NULL; it = next) {
+		next = it->gc_next;
+		free(it);
 	}
 }
 
@@ -833,7 +863,7 @@ sink_thread(void *arg)
 		for (i = 0; i < done; i++) {
 			if (must)  /* the waiter counts must-archive sinks only */
 				waiter_answer(batch[i], true);
-			xm_archive_item_unref(batch[i]);
+			sink_release(s, batch[i]);
 		}
 		pthread_mutex_lock(&s->mu);
 		s->written += done;
@@ -858,8 +888,11 @@ sink_thread(void *arg)
 				pthread_mutex_unlock(&s->mu);
 				if (must)
 					waiter_answer(it, false);
-				xm_archive_item_unref(it);
 				pthread_mutex_lock(&s->mu);
+				if (__atomic_sub_fetch(&it->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+					it->gc_next = s->garbage;
+					s->garbage = it;
+				}
 				continue;
 			}
 			s->head = (s->head + s->cap - 1) % s->cap;
@@ -973,6 +1006,15 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 
 	if (a == NULL)
 		return 0;
+	for (i = 0; i < a->nsinks; i++) {  /* free what the writers are done with */
+		struct xm_archive_item *g;
+
+		pthread_mutex_lock(&a->sinks[i]->mu);
+		g = a->sinks[i]->garbage;
+		a->sinks[i]->garbage = NULL;
+		pthread_mutex_unlock(&a->sinks[i]->mu);
+		gc_free(g);
+	}
 	it = xm_archive_item_new(ev, event_text, event_len, v, id, a->node,
 	    xm_now());
 	(void)now;

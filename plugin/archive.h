@@ -51,6 +51,7 @@ struct xm_archive_sym {
 /* one record: every string points into the item's own block */
 struct xm_archive_item {
 	int refs;                 /* atomic */
+	struct xm_archive_item *gc_next;  /* on a sink's garbage list */
 	struct archive_waiter *waiter;  /* must-archive, or NULL */
 	double time;              /* the event's time (unix seconds) */
 	double archived;          /* when it was submitted */
@@ -226,6 +227,10 @@ struct archive_sink {
 	double last_error_at, last_purge, last_log;  /* writer thread */
 	double last_overflow_log;                    /* submitting thread */
 	unsigned long long logged_overflow;
+	/* items written here and no longer referenced: freed by the thread
+	 * that allocated them (xm_archive_submit), so the writer never frees
+	 * into the event loop's malloc arena (under mu) */
+	struct xm_archive_item *garbage;
 };
 
 extern const struct archive_sink_ops xm_archive_sqlite_ops;
