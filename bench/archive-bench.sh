@@ -3,11 +3,13 @@
 # with archiving off, then each sink in best-effort and must-archive modes,
 # all in the same run, interleaved round by round; medians reported
 #
-# Usage: bench/archive-bench.sh [--reps N] [--seconds S] [--keep]
+# Usage: bench/archive-bench.sh [--reps N] [--seconds S] [--rate R] [--keep]
 #                               [--only "off sqlite-be ..."]
 #
 #   --reps N      rounds (default 3); each round measures every mode once
 #   --seconds S   measured seconds per measurement (default 5; 1 s warm-up)
+#   --rate R      open loop at R stanzas/s instead of closed-loop maximum:
+#                 then compare latency and the daemon's CPU per stanza
 #   --only LIST   modes to run (default: all of off sqlite-be sqlite-must
 #                 jsonl-be jsonl-must command-be pg-be pg-must; also
 #                 sqlite-be-nice0: best-effort with the writer at the
@@ -23,18 +25,20 @@
 # start a private server (initdb into the temporary directory, loopback).
 #
 # Printed per mode: filtered stanzas/s (median), p99 latency, the ratio to
-# "off" measured in the same run, records the archive wrote per second
-# (from the health counters), and best-effort overflow. Figures, not
+# "off" measured in the same run, the daemon's CPU time per stanza (all
+# its threads, writers included; from xmload -p), records the archive
+# wrote per second (from the health counters), and best-effort overflow. Figures, not
 # pass/fail: exit 0 when the runs completed.
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
-REPS=3 SECS=5 KEEP=0
+REPS=3 SECS=5 KEEP=0 RATE=0
 MODES="off sqlite-be sqlite-must jsonl-be jsonl-must command-be pg-be pg-must"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--reps) REPS=$2; shift ;;
 	--seconds) SECS=$2; shift ;;
+	--rate) RATE=$2; shift ;;
 	--only) MODES=$2; shift ;;
 	--keep) KEEP=1 ;;
 	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -129,7 +133,7 @@ EOF
 # counter NAME - a number from the sink's health line
 counter() { "$XMILTER" health -s "$SOCK" -t 2 2>/dev/null | sed -n "s/^archive=.* $1=\([0-9]*\).*/\1/p" | head -1; }
 
-# measure MODE - one measurement; sets THR P99 ARATE OVF
+# measure MODE - one measurement; sets THR P99 CPU ARATE OVF
 measure() {
 	local cfg=$TMP/$1.yml w0 w1 t0 t1 out
 	write_config "$1" "$cfg"
@@ -138,18 +142,24 @@ measure() {
 	DPID=$!
 	for _ in $(seq 400); do "$XMILTER" health -s "$SOCK" -t 1 >/dev/null 2>&1 && break; sleep 0.05; done
 	w0=$(counter written) t0=$(date +%s.%N)
-	out=$($PIN_L "$XMLOAD" -s "$SOCK" -p "$DPID" -c "$CONNS" -w "$WINDOW" \
-	    -d "$SECS" -W 1 -q 2>>"$TMP/xmload.err" | grep '^xmload ' | tail -1)
+	if [ "$RATE" = 0 ]; then
+		out=$($PIN_L "$XMLOAD" -s "$SOCK" -p "$DPID" -c "$CONNS" -w "$WINDOW" \
+		    -d "$SECS" -W 1 -q 2>>"$TMP/xmload.err" | grep '^xmload ' | tail -1)
+	else
+		out=$($PIN_L "$XMLOAD" -s "$SOCK" -p "$DPID" -c 1 -w 1024 -r "$RATE" \
+		    -d "$SECS" -W 1 -q 2>>"$TMP/xmload.err" | grep '^xmload ' | tail -1)
+	fi
 	w1=$(counter written) t1=$(date +%s.%N)
 	OVF=$(counter overflow)
 	kill -TERM "$DPID"; wait "$DPID" 2>/dev/null; DPID=
 	THR=$(printf '%s\n' "$out" | tr ' ' '\n' | sed -n 's/^stanzas_per_s=//p')
 	P99=$(printf '%s\n' "$out" | tr ' ' '\n' | sed -n 's/^p99_us=//p')
+	CPU=$(printf '%s\n' "$out" | tr ' ' '\n' | sed -n 's/^daemon_us_per_stanza=//p')
 	if [ "$1" = off ]; then ARATE=0; OVF=0; else
 		ARATE=$(awk -v a="${w0:-0}" -v b="${w1:-0}" -v t0="$t0" -v t1="$t1" \
 		    'BEGIN {printf "%.0f", (b - a) / (t1 - t0)}')
 	fi
-	: "${THR:=0}" "${P99:=0}" "${OVF:=0}"
+	: "${THR:=0}" "${P99:=0}" "${OVF:=0}" "${CPU:=0}"
 	[ -n "$out" ] || echo "  ($1: no xmload result: $(tail -n2 "$TMP/xmload.err" | tr '\n' ' '))"
 }
 
@@ -157,22 +167,22 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a
 # median_ok - the median of the runs that completed (non-zero)
 median_ok() { median $(printf '%s\n' "$@" | grep -v '^0$'); }
 
-declare -A T P A O
+declare -A T P A O C
 echo "archive-bench: $REPS rounds x ($MODES), $SECS s each, archive dir $base," \
 	"daemon on CPU ${DAEMON_CPU}, load on CPU ${LOAD_CPU}, $(nproc) CPUs"
 for ROUND in $(seq "$REPS"); do
 	for m in $MODES; do
 		measure "$m"
-		T[$m]="${T[$m]:-} $THR" P[$m]="${P[$m]:-} $P99" A[$m]="${A[$m]:-} $ARATE" O[$m]="${O[$m]:-} $OVF"
-		printf '  round %d %-12s %8s stanzas/s  p99 %7s us  archive %7s rec/s  overflow %s\n' \
-		    "$ROUND" "$m" "$THR" "$P99" "$ARATE" "$OVF"
+		T[$m]="${T[$m]:-} $THR" P[$m]="${P[$m]:-} $P99" A[$m]="${A[$m]:-} $ARATE" O[$m]="${O[$m]:-} $OVF" C[$m]="${C[$m]:-} $CPU"
+		printf '  round %d %-15s %8s stanzas/s  p99 %7s us  cpu %5s us/stanza  archive %7s rec/s  overflow %s\n' \
+		    "$ROUND" "$m" "$THR" "$P99" "$CPU" "$ARATE" "$OVF"
 	done
 done
 off=$(median_ok ${T[off]:-0})
-printf '\n%-12s %12s %10s %10s %14s %10s\n' mode stanzas/s p99_us vs_off archive_rec/s overflow
+printf '\n%-15s %12s %10s %8s %12s %14s %10s\n' mode stanzas/s p99_us vs_off cpu_us/stz archive_rec/s overflow
 for m in $MODES; do
 	t=$(median_ok ${T[$m]})
-	printf '%-12s %12s %10s %9s%% %14s %10s\n' "$m" "$t" "$(median_ok ${P[$m]})" \
+	printf '%-15s %12s %10s %7s%% %12s %14s %10s\n' "$m" "$t" "$(median_ok ${P[$m]})" \
 	    "$(awk -v a="$t" -v b="$off" 'BEGIN {if (b > 0) printf "%.0f", 100 * a / b; else print "-"}')" \
-	    "$(median ${A[$m]})" "$(median ${O[$m]})"
+	    "$(median_ok ${C[$m]})" "$(median ${A[$m]})" "$(median ${O[$m]})"
 done
