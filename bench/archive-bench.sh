@@ -13,7 +13,8 @@
 #   --only LIST   modes to run (default: all of off sqlite-be sqlite-must
 #                 jsonl-be jsonl-must command-be pg-be pg-must; also
 #                 sqlite-be-nice0: best-effort with the writer at the
-#                 daemon's priority instead of nice 10)
+#                 daemon's priority instead of nice 10; sqlite-be-nofsync,
+#                 jsonl-be-nofsync: best-effort with fsync: false)
 #   --keep        keep the temporary directory
 #
 # Every mode runs the same daemon configuration (guard + the 50 bench
@@ -119,6 +120,8 @@ EOF
 	case $mode in *-must) guarantee=must-archive ;; *) guarantee=best-effort ;; esac
 	case $mode in *-nice0) extra="$extra
       nice: 0" ;; esac
+	case $mode in *-nofsync) extra="$extra
+      fsync: false" ;; esac
 	cat >>"$2" <<EOF
 archive:
   node: bench

@@ -840,6 +840,20 @@ sink_thread(void *arg)
 			pthread_mutex_unlock(&s->mu);
 			break;
 		}
+		if (!must && k->linger > 0 && s->len < max && !s->stop) {
+			/* best-effort: let a batch gather (fewer commits, fsyncs
+			 * and wake-ups); a full batch signals at once */
+			struct timespec ts;
+			double t;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			t = (double)ts.tv_sec + ts.tv_nsec / 1e9 + k->linger;
+			ts.tv_sec = (time_t)t;
+			ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+			while (s->len < max && !s->stop &&
+			    pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0)
+				;
+		}
 		s->busy = true;
 		for (n = 0; n < max && s->len > 0; n++) {
 			batch[n] = s->ring[s->head];
@@ -1043,7 +1057,10 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 			s->ring[(s->head + s->len) % s->cap] = it;
 			s->len++;
 			queued = true;
-			pthread_cond_signal(&s->cv);
+			/* wake the writer when it may be waiting: the queue was
+			 * empty, or a lingering batch is full */
+			if (s->len == 1 || s->len == (size_t)s->conf->batch)
+				pthread_cond_signal(&s->cv);
 		} else if (is_must)
 			s->must_failed++;
 		else

@@ -7,7 +7,8 @@
  *   xmilter archive purge  [SINK] [--dry-run] [--now TIME]
  *
  * SINK: -c CONF -s NAME (a sink of the configuration; default: its first
- * searchable sink), or --sqlite FILE, --jsonl DIR, --pg CONNINFO.
+ * searchable sink, for verify its first jsonl sink), or --sqlite FILE,
+ * --jsonl DIR, --pg CONNINFO.
  * FILTERS: --from TIME --until TIME (RFC 3339 or YYYY-MM-DD), --jid JID
  * (sender or recipient; *@domain), --text WORDS (all must appear in body
  * or subject), --match EXPR (a raw FTS5 / tsquery expression), --verdict
@@ -45,6 +46,7 @@ struct cli {
 	const char *anchor;
 	struct xm_archive_query q;
 	bool json, dry;
+	bool want_jsonl;        /* verify: the default sink is the first jsonl */
 	double now;
 	unsigned long long n;
 	FILE *out;
@@ -396,7 +398,9 @@ open_sink(struct cli *c, struct xm_config **cfp,
 	} else {
 		for (i = 0; i < cf->archive.nsinks && k == NULL; i++)
 			if (c->sink ? strcmp(cf->archive.sinks[i].name, c->sink) == 0
-			    : cf->archive.sinks[i].type != XM_ARCHIVE_COMMAND)
+			    : c->want_jsonl ? cf->archive.sinks[i].type ==
+			    XM_ARCHIVE_JSONL : cf->archive.sinks[i].type !=
+			    XM_ARCHIVE_COMMAND)
 				k = &cf->archive.sinks[i];
 		if (k == NULL) {
 			fprintf(stderr, "xmilter: %s%s%s\n", c->sink ?
@@ -553,6 +557,7 @@ xm_archive_cli(int argc, char **argv)
 		const char *dir = c.jsonl;
 
 		memset(&res, 0, sizeof(res));
+		c.want_jsonl = true;
 		if (c.anchor) {
 			const char *colon = strchr(c.anchor, ':');
 			char num[24];

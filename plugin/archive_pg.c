@@ -8,6 +8,7 @@
  * is created on first connect under an advisory lock, so instances
  * starting together do not race. A batch is one transaction; a
  * best-effort batch without fsync commits with synchronous_commit off.
+ * Records go in multi-row INSERTs: one round trip per batch.
  *
  * Interface: xm_archive_pg_ops (archive.h); the connection belongs to the
  * sink's writer thread (or to the command reading back).
@@ -79,7 +80,6 @@ static int
 pg_connect(struct archive_sink *s, char *err, size_t errlen)
 {
 	struct pg *p = s->priv;
-	PGresult *r;
 
 	if (p->conn && PQstatus(p->conn) == CONNECTION_OK && p->prepared)
 		return 0;
@@ -103,15 +103,7 @@ pg_connect(struct archive_sink *s, char *err, size_t errlen)
 	if (pg_exec(p, "SELECT pg_advisory_unlock(" PG_LOCK_KEY ")", err,
 	    errlen) < 0)
 		return -1;
-	r = PQprepare(p->conn, "xm_ins", "INSERT INTO xmilter_archive (t, node, "
-	    "req, kind, origin, peer, sender, recipient, sender_domain, "
-	    "recipient_domain, action, score, scope, subject, body, record) "
-	    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
-	    16, NULL);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		return pg_err(p, r, "prepare", err, errlen);
-	PQclear(r);
-	p->prepared = true;
+	p->prepared = true;  /* the schema is there */
 	return 0;
 }
 
@@ -124,13 +116,15 @@ pg_open(struct archive_sink *s, char *err, size_t errlen)
 	return s->readonly ? pg_connect(s, err, errlen) : 0;
 }
 
-/* pg_write - one transaction for the batch */
+/* pg_write - one transaction for the batch, one multi-row INSERT per up
+ * to PG_ROWS records: a round trip per batch, not per record */
+#define PG_ROWS 1024   /* 16 parameters each: far below libpq's 65535 */
 static int
 pg_write(struct archive_sink *s, struct xm_archive_item **items, size_t n,
     bool durable, size_t *done, char *err, size_t errlen)
 {
 	struct pg *p = s->priv;
-	size_t i;
+	size_t i, j, base;
 
 	*done = 0;
 	if (pg_exec(p, "BEGIN", err, errlen) < 0)
@@ -138,20 +132,57 @@ pg_write(struct archive_sink *s, struct xm_archive_item **items, size_t n,
 	if (!durable && pg_exec(p, "SET LOCAL synchronous_commit = off", err,
 	    errlen) < 0)
 		goto fail;
-	for (i = 0; i < n; i++) {
-		const struct xm_archive_item *it = items[i];
-		char t[32], req[24], score[32], *json = xm_archive_encode(it);
-		const char *v[16] = { t, it->node, req, it->kind, it->origin,
-		    it->peer, it->sender, it->recipient, it->sender_domain,
-		    it->recipient_domain, it->action, score, it->scope,
-		    it->subject, it->body, json };
+	for (base = 0; base < n; base += PG_ROWS) {
+		size_t rows = n - base < PG_ROWS ? n - base : PG_ROWS;
+		const char **v = xm_calloc(rows * 16, sizeof(*v));
+		char (*nums)[3][32] = xm_calloc(rows, sizeof(*nums));
+		char **json = xm_calloc(rows, sizeof(*json));
+		struct xm_buf sql = { 0 };
 		PGresult *r;
 
-		snprintf(t, sizeof(t), "%.3f", it->time);
-		snprintf(req, sizeof(req), "%llu", it->id);
-		snprintf(score, sizeof(score), "%.10g", it->score);
-		r = PQexecPrepared(p->conn, "xm_ins", 16, v, NULL, NULL, 0);
+		xm_buf_puts(&sql, "INSERT INTO xmilter_archive (t, node, req, kind, "
+		    "origin, peer, sender, recipient, sender_domain, "
+		    "recipient_domain, action, score, scope, subject, body, "
+		    "record) VALUES ");
+		for (i = 0; i < rows; i++) {
+			const struct xm_archive_item *it = items[base + i];
+			const char **row = v + i * 16;
+
+			json[i] = xm_archive_encode(it);
+			snprintf(nums[i][0], sizeof(nums[i][0]), "%.3f", it->time);
+			snprintf(nums[i][1], sizeof(nums[i][1]), "%llu", it->id);
+			snprintf(nums[i][2], sizeof(nums[i][2]), "%.10g", it->score);
+			row[0] = nums[i][0];
+			row[1] = it->node;
+			row[2] = nums[i][1];
+			row[3] = it->kind;
+			row[4] = it->origin;
+			row[5] = it->peer;
+			row[6] = it->sender;
+			row[7] = it->recipient;
+			row[8] = it->sender_domain;
+			row[9] = it->recipient_domain;
+			row[10] = it->action;
+			row[11] = nums[i][2];
+			row[12] = it->scope;
+			row[13] = it->subject;
+			row[14] = it->body;
+			row[15] = json[i];
+			xm_buf_puts(&sql, i ? ",(" : "(");
+			for (j = 0; j < 16; j++)
+				xm_buf_printf(&sql, "%s$%zu%s", j ? "," : "",
+				    i * 16 + j + 1, j == 0 ? "::float8" : j == 2 ?
+				    "::bigint" : j == 11 ? "::float8" : "");
+			xm_buf_puts(&sql, ")");
+		}
+		r = PQexecParams(p->conn, sql.data, (int)(rows * 16), NULL, v, NULL,
+		    NULL, 0);
+		for (i = 0; i < rows; i++)
+			free(json[i]);
 		free(json);
+		free(nums);
+		free(v);
+		xm_buf_free(&sql);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			pg_err(p, r, "insert", err, errlen);
 			goto fail;

@@ -889,6 +889,10 @@ const struct xm_setting xm_archive_sink_settings[] = {
 	  "filtering goes first and the archive takes what is left (records "
 	  "beyond the queue are counted as overflow). must-archive writers "
 	  "run at the daemon's priority: verdicts wait for them." },
+	{ "linger", XM_ST_DURATION, K(linger), "50ms", 0, 10, NULL, false,
+	  "best-effort: after the first record, wait up to this long for a "
+	  "batch to fill, so that records share transactions and fsyncs. "
+	  "must-archive writers never wait: verdicts wait for them." },
 	XM_SETTINGS_END
 };
 #undef K

@@ -148,6 +148,7 @@ struct xm_archive_sink_conf {
 	double purge_interval; /* seconds; -1: only `xmilter archive purge` */
 	double restart_delay;  /* command / postgresql: first retry delay */
 	long long nice;        /* best-effort writer thread's nice value */
+	double linger;         /* best-effort: wait this long for a batch */
 	long long line;        /* where it was declared, for messages */
 };
 

@@ -260,6 +260,10 @@ archive_failure(struct task *k)
 	k->v.stanza = NULL;
 }
 
+/* the chain whose configuration the archive runs with: a reload swaps the
+ * filters, never the sinks (archive settings take effect on restart) */
+static struct xm_chain *archive_chain;
+
 /* archive_start - open the sinks and the loop's handles (start-up) */
 static void
 archive_start(const struct xm_config *cf)
@@ -272,6 +276,8 @@ archive_start(const struct xm_config *cf)
 			fatalx("%s", err);
 		return;
 	}
+	archive_chain = chain;  /* CF is its config: keep it alive */
+	xm_chain_ref(archive_chain);
 	uv_async_init(loop, &archive_async, archive_async_cb);
 	uv_timer_init(loop, &archive_timer);
 	uv_timer_start(&archive_timer, archive_timer_cb, 50, 50);
@@ -311,6 +317,8 @@ archive_finish(void)
 		task_free(k);
 	}
 	archive_waiting = NULL;
+	xm_chain_unref(archive_chain);
+	archive_chain = NULL;
 }
 
 /* ---- tasks ---- */

@@ -173,6 +173,12 @@ result "export as JSON lines: one record with the event text as received" $?
 health_line pg >"$OUT" && grep -q 'state=ok' "$OUT" && grep -q 'written=[1-9]' "$OUT"
 result "health shows each sink's counters" $?
 
+kill -HUP "$XM_DAEMON_PID"
+xm_wait_log "$DLOG" 'reloaded' 10
+client "${A[@]}" -q 2 -b "after a reload ARCHTOKENRELOAD" message
+has '^delivered m1 ' && search_until db --text ARCHTOKENRELOAD && search_until chain --text ARCHTOKENRELOAD
+result "after SIGHUP the sinks go on (they keep the configuration they started with)" $?
+
 # ---- must-archive with the archive unavailable ----------------------------------
 
 pg_stop
