@@ -572,6 +572,11 @@ xm_archive_cli(int argc, char **argv)
 			res.anchor_seq = (unsigned long long)n;
 			memcpy(res.anchor_hash, colon + 1, 65);
 		}
+		if (dir != NULL && access(dir, R_OK | X_OK) < 0) {
+			fprintf(stderr, "xmilter: %s: %s\n", dir, strerror(errno));
+			rc = 2;
+			goto out;
+		}
 		if (dir == NULL) {
 			if ((s = open_sink(&c, &cf, &adhoc, true)) == NULL) {
 				rc = cf ? 2 : 1;
