@@ -700,21 +700,6 @@ sink_note_error(struct archive_sink *s, const char *what, const char *err)
 	}
 }
 
-/* sink_release - drop the writer's reference to IT; the last one puts it
- * on the garbage list for the submitting thread to free (a free() here
- * would take the event loop's malloc arena lock, and a writer at nice 10
- * holding that lock stalls the loop) */
-static void
-sink_release(struct archive_sink *s, struct xm_archive_item *it)
-{
-	if (__atomic_sub_fetch(&it->refs, 1, __ATOMIC_ACQ_REL) != 0)
-		return;
-	pthread_mutex_lock(&s->mu);
-	it->gc_next = s->garbage;
-	s->garbage = it;
-	pthread_mutex_unlock(&s->mu);
-}
-
 /* gc_free - free a garbage list */
 static void
 gc_free(struct xm_archive_item *it)
@@ -789,6 +774,7 @@ sink_thread(void *arg)
 	int stopping_tries = 0;
 	double next_try = 0;
 	sigset_t pipe_set;
+	struct xm_archive_item *gc;
 
 	/* best-effort: filtering first when the CPU is short (Linux: the nice
 	 * value of one thread) */
@@ -874,13 +860,27 @@ sink_thread(void *arg)
 				set_ready(s, false);  /* connect() again first */
 			}
 		}
+		gc = NULL;
 		for (i = 0; i < done; i++) {
 			if (must)  /* the waiter counts must-archive sinks only */
 				waiter_answer(batch[i], true);
-			sink_release(s, batch[i]);
+			if (__atomic_sub_fetch(&batch[i]->refs, 1,
+			    __ATOMIC_ACQ_REL) == 0) {
+				batch[i]->gc_next = gc;
+				gc = batch[i];
+			}
 		}
+		/* one short hold of the lock per batch: a writer at nice 10
+		 * preempted while holding it would stall the event loop */
 		pthread_mutex_lock(&s->mu);
 		s->written += done;
+		while (gc != NULL) {
+			struct xm_archive_item *next = gc->gc_next;
+
+			gc->gc_next = s->garbage;
+			s->garbage = gc;
+			gc = next;
+		}
 		pthread_mutex_unlock(&s->mu);
 		if (done == n) {
 			delay = k->restart_delay;
@@ -1020,10 +1020,13 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 
 	if (a == NULL)
 		return 0;
-	for (i = 0; i < a->nsinks; i++) {  /* free what the writers are done with */
+	/* free what the writers are done with (here, in the allocating
+	 * thread's malloc arena); a busy lock is left for the next time */
+	for (i = 0; i < a->nsinks; i++) {
 		struct xm_archive_item *g;
 
-		pthread_mutex_lock(&a->sinks[i]->mu);
+		if (pthread_mutex_trylock(&a->sinks[i]->mu) != 0)
+			continue;
 		g = a->sinks[i]->garbage;
 		a->sinks[i]->garbage = NULL;
 		pthread_mutex_unlock(&a->sinks[i]->mu);
