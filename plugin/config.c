@@ -810,6 +810,287 @@ load_scopes(struct loader *ld, yaml_node_t *s, struct xm_config *c)
 	return 0;
 }
 
+/* ---- the archive section (issue 6) ----
+ *
+ * archive: { node, on_failure, ..., sinks: [ {name, type, ...}, ... ] }.
+ * The top-level settings and each sink's settings are two tables; a sink
+ * starts from the sink table's defaults. Type-specific requirements (a
+ * path, a command, a connection string) and the syntax of holds and
+ * per-scope retention are checked here so that every error names a line.
+ */
+
+#define R(f) offsetof(struct xm_archive_conf, f)
+static const struct xm_setting archive_settings[] = {
+	{ "node", XM_ST_STRING, R(node), "", 0, 0, NULL, false,
+	  "This instance's name in every record (several daemons may share one "
+	  "archive). Empty: the host name." },
+	{ "on_failure", XM_ST_ENUM, R(on_failure), "reject", 0, 0,
+	  "accept|modify|quarantine|reject|discard", false,
+	  "must-archive: what a stanza gets when its record could not be "
+	  "written durably in time (accept: delivered anyway and logged; "
+	  "reject: an internal-server-error to the sender; discard: dropped "
+	  "and logged)." },
+	{ "failure_text", XM_ST_STRING, R(failure_text),
+	  "This message could not be archived as the law requires; it was not "
+	  "delivered. Please try again later.", 0, 0, NULL, false,
+	  "Error text the sender sees when on_failure is reject." },
+	{ "timeout", XM_ST_DURATION, R(timeout), "5s", 0.001, 3600, NULL, false,
+	  "must-archive: longest wait for the durable write before on_failure "
+	  "applies." },
+	{ "check", XM_ST_BOOL, R(check), "false", 0, 0, NULL, false,
+	  "`xmilter check` archives its verdicts too (synchronously)." },
+	{ "hold_accounts", XM_ST_LIST, R(hold_accounts), "", 0, 0, NULL, false,
+	  "Legal hold: records whose sender or recipient is one of these bare "
+	  "JIDs (or *@domain) are never purged." },
+	{ "hold_periods", XM_ST_LIST, R(hold_periods), "", 0, 0, NULL, false,
+	  "Legal hold: records whose time falls in one of these periods, "
+	  "written START/END in RFC 3339, are never purged." },
+	XM_SETTINGS_END
+};
+#undef R
+
+#define K(f) offsetof(struct xm_archive_sink_conf, f)
+const struct xm_setting xm_archive_sink_settings[] = {
+	{ "name", XM_ST_STRING, K(name), "", 0, 0, NULL, false,
+	  "The sink's name (for `xmilter archive -s NAME`, logs and health); "
+	  "required, unique." },
+	{ "type", XM_ST_ENUM, K(type), "sqlite", 0, 0,
+	  "sqlite|jsonl|command|postgresql", false,
+	  "Where records go: an SQLite file with full-text search, hash-chained "
+	  "JSON-lines files, an external command's standard input, or "
+	  "PostgreSQL." },
+	{ "guarantee", XM_ST_ENUM, K(guarantee), "best-effort", 0, 0,
+	  "best-effort|must-archive", false,
+	  "best-effort: records are queued off the event loop and the verdict "
+	  "is not held (overflow and failures are counted, logged and shown in "
+	  "health). must-archive: the verdict waits until the record is "
+	  "durably written (fsync/COMMIT/acknowledged); if it cannot be, the "
+	  "stanza gets archive.on_failure." },
+	{ "path", XM_ST_PATH, K(path), "", 0, 0, NULL, false,
+	  "sqlite: the database file; jsonl: the directory of chained files." },
+	{ "command", XM_ST_STRING, K(command), "", 0, 0, NULL, false,
+	  "command: run with /bin/sh -c, fed one JSON record per line on "
+	  "standard input, restarted when it exits." },
+	{ "command_ack", XM_ST_BOOL, K(command_ack), "false", 0, 0, NULL, false,
+	  "command: the consumer writes one line to its standard output per "
+	  "record it has kept; a record counts as written only then (required "
+	  "for must-archive)." },
+	{ "conninfo", XM_ST_STRING, K(conninfo), "", 0, 0, NULL, false,
+	  "postgresql: the libpq connection string (host=... dbname=...)." },
+	{ "queue", XM_ST_INT, K(queue), "65536", 1, 100000000, NULL, false,
+	  "Records waiting for this sink, at most; beyond it a best-effort "
+	  "record is dropped and counted, a must-archive one fails." },
+	{ "batch", XM_ST_INT, K(batch), "512", 1, 100000, NULL, false,
+	  "Records written per transaction or fsync, at most." },
+	{ "rotate_size", XM_ST_SIZE, K(rotate_size), "64M", 4096,
+	  1024.0 * 1024 * 1024 * 1024, NULL, false,
+	  "jsonl: start a new file beyond this size (the chain continues)." },
+	{ "rotate_age", XM_ST_DURATION, K(rotate_age), "1d", -1, 1e9, NULL,
+	  false, "jsonl: start a new file when the current one is older. none: "
+	  "never." },
+	{ "fsync", XM_ST_BOOL, K(fsync), "true", 0, 0, NULL, false,
+	  "best-effort: also make each batch durable (fsync, synchronous=FULL). "
+	  "must-archive always does." },
+	{ "actions", XM_ST_LIST, K(actions), "", 0, 0,
+	  "accept|modify|quarantine|reject|discard", false,
+	  "Select: only verdicts with these actions (e.g. quarantine, reject, "
+	  "discard: only what was blocked). Empty: all." },
+	{ "origins", XM_ST_LIST, K(origins), "", 0, 0,
+	  "c2s|s2s|component|server", false,
+	  "Select: only events from these origins. Empty: all." },
+	{ "domains", XM_ST_LIST, K(domains), "", 0, 0, NULL, false,
+	  "Select: only events whose sender's or recipient's domain is one of "
+	  "these (*.example.org matches subdomains). Empty: all." },
+	{ "peers", XM_ST_LIST, K(peers), "", 0, 0, NULL, false,
+	  "Select: only events from these remote servers or transport "
+	  "networks (component domains). Empty: all." },
+	{ "kinds", XM_ST_LIST, K(kinds), "", 0, 0,
+	  "message|subscription|transfer|upload|presence|iq|other", false,
+	  "Select: only these kinds of stanza. Empty: all." },
+	{ "scopes", XM_ST_LIST, K(scopes), "", 0, 0, NULL, false,
+	  "Select: only events to which one of these scopes applied (global "
+	  "included). Empty: all." },
+	{ "retention", XM_ST_DURATION, K(retention), "none", -1, 1e11, NULL,
+	  false, "Purge records older than this (except those under legal "
+	  "hold). none: keep for ever. Not for command sinks." },
+	{ "retention_scopes", XM_ST_LIST, K(retention_scopes), "", 0, 0, NULL,
+	  false, "Per-scope retention, SCOPE=DURATION items (e.g. "
+	  "partners=90d); other scopes use retention." },
+	{ "purge_interval", XM_ST_DURATION, K(purge_interval), "1h", -1, 1e9,
+	  NULL, false, "How often the daemon purges this sink by its "
+	  "retention. none: only `xmilter archive purge`." },
+	{ "restart_delay", XM_ST_DURATION, K(restart_delay), "1s", 0.01, 3600,
+	  NULL, false, "command, postgresql: first delay before restarting the "
+	  "command or reconnecting (doubles up to 30 s)." },
+	{ "nice", XM_ST_INT, K(nice), "10", 0, 19, NULL, false,
+	  "best-effort: the writer thread's nice value, so that on a busy CPU "
+	  "filtering goes first and the archive takes what is left (records "
+	  "beyond the queue are counted as overflow). must-archive writers "
+	  "run at the daemon's priority: verdicts wait for them." },
+	{ "linger", XM_ST_DURATION, K(linger), "50ms", 0, 10, NULL, false,
+	  "best-effort: after the first record, wait up to this long for a "
+	  "batch to fill, so that records share transactions and fsyncs. "
+	  "must-archive writers never wait: verdicts wait for them." },
+	XM_SETTINGS_END
+};
+#undef K
+
+/* xm_config_duration - a duration setting's text to seconds */
+int
+xm_config_duration(const char *s, double *out)
+{
+	return scaled(s, true, out) < 0 || *out < 0 ? -1 : 0;
+}
+
+/* archive_period_ok - "START/END" in RFC 3339, START before END */
+static bool
+archive_period_ok(const char *p)
+{
+	const char *slash = strchr(p, '/');
+	char *a;
+	double t0, t1;
+	bool ok;
+
+	if (slash == NULL)
+		return false;
+	a = xm_strndup(p, (size_t)(slash - p));
+	ok = xm_parse_time(a, &t0) == 0 && xm_parse_time(slash + 1, &t1) == 0 &&
+	    t0 < t1;
+	free(a);
+	return ok;
+}
+
+/* load_archive_sink - one item of archive.sinks */
+static int
+load_archive_sink(struct loader *ld, yaml_node_t *m, struct xm_config *c,
+    struct xm_archive_sink_conf *k)
+{
+	size_t i;
+
+	k->line = m ? (long long)m->start_mark.line + 1 : 0;
+	if (apply_mapping(ld, m, "archive.sinks", xm_archive_sink_settings, k,
+	    NULL, NULL) < 0)
+		return -1;
+	if (*k->name == '\0')
+		return fail(ld, m, "archive sink without a name");
+	for (i = 0; &c->archive.sinks[i] != k; i++)
+		if (strcmp(c->archive.sinks[i].name, k->name) == 0)
+			return fail(ld, m, "archive sink \"%s\" declared twice",
+			    k->name);
+	if ((k->type == XM_ARCHIVE_SQLITE || k->type == XM_ARCHIVE_JSONL) &&
+	    *k->path == '\0')
+		return fail(ld, m, "archive sink \"%s\": path is required",
+		    k->name);
+	if (k->type == XM_ARCHIVE_COMMAND && *k->command == '\0')
+		return fail(ld, m, "archive sink \"%s\": command is required",
+		    k->name);
+	if (k->type == XM_ARCHIVE_PG && *k->conninfo == '\0')
+		return fail(ld, m, "archive sink \"%s\": conninfo is required",
+		    k->name);
+	if (k->type == XM_ARCHIVE_COMMAND && k->guarantee == XM_ARCHIVE_MUST &&
+	    !k->command_ack)
+		return fail(ld, m, "archive sink \"%s\": must-archive to a "
+		    "command needs command_ack: true (a pipe is not durable)",
+		    k->name);
+	for (i = 0; i < k->retention_scopes.n; i++) {
+		const char *it = k->retention_scopes.v[i], *eq = strchr(it, '=');
+		double d;
+
+		if (eq == NULL || eq == it || xm_config_duration(eq + 1, &d) < 0)
+			return fail(ld, m, "archive sink \"%s\": retention_scopes: "
+			    "\"%.60s\" is not SCOPE=DURATION", k->name, it);
+	}
+	return 0;
+}
+
+/* load_archive - the archive: section */
+static int
+load_archive(struct loader *ld, yaml_node_t *m, struct xm_config *c)
+{
+	yaml_node_pair_t *p;
+	yaml_node_t *sinks = NULL;
+	yaml_node_item_t *it;
+	size_t i;
+
+	if (m->type != YAML_MAPPING_NODE)
+		return fail(ld, m, "archive: expected a mapping of settings");
+	for (p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node(ld, p->key), *v = node(ld, p->value);
+		const struct xm_setting *st;
+
+		if (scalar(k) && strcmp(scalar(k), "sinks") == 0) {
+			sinks = v;
+			continue;
+		}
+		if (scalar(k) == NULL ||
+		    (st = find_setting(archive_settings, scalar(k))) == NULL)
+			return fail(ld, k, "archive: unknown setting \"%s\"",
+			    scalar(k) ? scalar(k) : "?");
+		if (apply_value(ld, st, &c->archive, v) < 0)
+			return -1;
+	}
+	for (i = 0; i < c->archive.hold_periods.n; i++)
+		if (!archive_period_ok(c->archive.hold_periods.v[i]))
+			return fail(ld, m, "archive: hold_periods: \"%.80s\" is not "
+			    "START/END (RFC 3339, START first)",
+			    c->archive.hold_periods.v[i]);
+	if (c->archive.on_failure != XM_ACCEPT &&
+	    c->archive.on_failure != XM_REJECT &&
+	    c->archive.on_failure != XM_DISCARD)
+		return fail(ld, m, "archive: on_failure must be accept, reject "
+		    "or discard");
+	if (sinks == NULL)
+		return 0;
+	if (sinks->type != YAML_SEQUENCE_NODE)
+		return fail(ld, sinks, "archive.sinks: expected a list of sinks");
+	for (it = sinks->data.sequence.items.start;
+	    it < sinks->data.sequence.items.top; it++) {
+		struct xm_archive_sink_conf *k;
+		char err[256];
+
+		if (c->archive.nsinks == 32)  /* XM_ARCHIVE_MAX_SINKS */
+			return fail(ld, node(ld, *it), "archive.sinks: at most 32 "
+			    "sinks");
+		c->archive.sinks = xm_reallocarray(c->archive.sinks,
+		    c->archive.nsinks + 1, sizeof(*c->archive.sinks));
+		k = &c->archive.sinks[c->archive.nsinks++];
+		memset(k, 0, sizeof(*k));
+		xm_settings_defaults(xm_archive_sink_settings, k, ld->base, err,
+		    sizeof(err));
+		if (load_archive_sink(ld, node(ld, *it), c, k) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* archive_conf_free - release the archive section */
+static void
+archive_conf_free(struct xm_archive_conf *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nsinks; i++)
+		xm_settings_free(xm_archive_sink_settings, &a->sinks[i]);
+	free(a->sinks);
+	xm_settings_free(archive_settings, a);
+}
+
+static void doc_table(FILE *out, const char *section,
+    const struct xm_setting *tab);
+
+/* archive_doc - the archive part of the reference */
+static void
+archive_doc(FILE *out)
+{
+	fprintf(out, "## archive\n\nThe compliance archive (docs/ARCHIVE.md): "
+	    "after each verdict, the event and its verdict go to every sink "
+	    "whose selection matches. No sinks: archiving is off. Archive "
+	    "settings take effect on restart.\n\n");
+	doc_table(out, "archive", archive_settings);
+	fprintf(out, "### archive.sinks\n\nA list; each item is one sink:\n\n");
+	doc_table(out, "archive.sinks[]", xm_archive_sink_settings);
+}
+
 /* load_document - walk the top-level mapping */
 static int
 load_document(struct loader *ld, struct xm_config *c)
@@ -845,6 +1126,8 @@ load_document(struct loader *ld, struct xm_config *c)
 		else if (strcmp(key, "quarantine") == 0)
 			rc = apply_mapping(ld, v, "quarantine", quarantine_settings,
 			    &c->quarantine, NULL, NULL);
+		else if (strcmp(key, "archive") == 0)
+			rc = load_archive(ld, v, c);  /* issue 6 */
 		else if (strcmp(key, "scopes") == 0) {
 			scopes = v;  /* after the global settings, wherever it is */
 			rc = 0;
@@ -882,6 +1165,7 @@ xm_config_load(const char *path, char *err, size_t errlen)
 	xm_settings_defaults(quarantine_settings, &c->quarantine, ld.base, err,
 	    errlen);
 	scope_init_global(&c->global, ld.base);
+	xm_settings_defaults(archive_settings, &c->archive, ld.base, err, errlen);
 	if (path == NULL)
 		return c;
 
@@ -929,6 +1213,7 @@ xm_config_free(struct xm_config *c)
 	for (i = 0; i < c->nscopes; i++)
 		scope_free(&c->scopes[i]);
 	free(c->scopes);
+	archive_conf_free(&c->archive);
 	free(c->path);
 	free(c);
 }
@@ -1173,4 +1458,5 @@ xm_config_doc(FILE *out)
 	    "`actions` and `filters` and overrides what it names. Keys: `name`, "
 	    "`match`, `actions`, `filters`.\n\n");
 	doc_table(out, "match", match_settings);
+	archive_doc(out);
 }

@@ -136,6 +136,52 @@ struct xm_scope {
 	size_t nfilters;
 };
 
+/* ---- the archive section (issue 6; archive.h uses it) ---- */
+enum xm_archive_type { XM_ARCHIVE_SQLITE = 0, XM_ARCHIVE_JSONL,
+	XM_ARCHIVE_COMMAND, XM_ARCHIVE_PG };
+enum xm_archive_guarantee { XM_ARCHIVE_BEST_EFFORT = 0, XM_ARCHIVE_MUST };
+
+/* one item of archive.sinks */
+struct xm_archive_sink_conf {
+	char *name;
+	int type;              /* enum xm_archive_type */
+	int guarantee;         /* enum xm_archive_guarantee */
+	char *path;            /* sqlite: the database file; jsonl: a directory */
+	char *command;         /* command: run by /bin/sh -c */
+	bool command_ack;      /* command: the consumer acknowledges each line */
+	char *conninfo;        /* postgresql: libpq connection string */
+	long long queue;       /* records waiting, at most */
+	long long batch;       /* records per transaction / fsync, at most */
+	long long rotate_size; /* jsonl */
+	double rotate_age;     /* jsonl, seconds; -1 never */
+	bool fsync;            /* best-effort: fsync/synchronous=FULL too */
+	struct xm_strlist actions, origins, domains, peers, kinds, scopes;
+	double retention;      /* seconds; -1 keep for ever */
+	struct xm_strlist retention_scopes;  /* "SCOPE=DURATION" */
+	double purge_interval; /* seconds; -1: only `xmilter archive purge` */
+	double restart_delay;  /* command / postgresql: first retry delay */
+	long long nice;        /* best-effort writer thread's nice value */
+	double linger;         /* best-effort: wait this long for a batch */
+	long long line;        /* where it was declared, for messages */
+};
+
+struct xm_archive_conf {
+	char *node;            /* this instance's name in records; "" hostname */
+	int on_failure;        /* enum xm_action: accept, reject or discard */
+	char *failure_text;
+	double timeout;        /* must-archive: longest wait for the write */
+	bool check;            /* `xmilter check` archives too */
+	struct xm_strlist hold_accounts;  /* bare JIDs or *@domain */
+	struct xm_strlist hold_periods;   /* "START/END", RFC 3339 */
+	struct xm_archive_sink_conf *sinks;
+	size_t nsinks;
+};
+
+/* xm_config_duration - "30d" etc. to seconds; 0 or -1 */
+int xm_config_duration(const char *s, double *out);
+/* xm_archive_sink_settings - the settings table of one archive sink */
+extern const struct xm_setting xm_archive_sink_settings[];
+
 struct xm_config {
 	char *path;
 	struct xm_daemon_conf daemon;
@@ -144,6 +190,7 @@ struct xm_config {
 	struct xm_scope global;    /* name "global", matches everything */
 	struct xm_scope *scopes;   /* tried in order, first match wins */
 	size_t nscopes;
+	struct xm_archive_conf archive;  /* no sinks: archiving is off */
 };
 
 /* xm_config_load - read PATH (NULL: built-in defaults only); on error

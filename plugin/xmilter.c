@@ -9,6 +9,8 @@
  *   xmilter config-doc                the configuration reference
  *   xmilter quarantine ...            list, show, release, delete, purge
  *                                     quarantined items (quarantine_cli.c)
+ *   xmilter archive ...               search, export, verify, purge the
+ *                                     compliance archive (archive_cli.c)
  *
  * check uses the same chain code as the daemon (chain.c), carries state
  * from event to event and takes the clock from each event's time, so a
@@ -32,6 +34,7 @@
 #include "event.h"
 #include "state.h"
 #include "proto.h"
+#include "archive.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -106,6 +109,21 @@ read_all(FILE *fp, const char *name, size_t *len)
 	return b.data ? b.data : xm_strdup("");
 }
 
+/* the archive `xmilter check` writes to when archive.check is on (issue 6) */
+static struct xm_archive *check_archive;
+
+/* check_archive_one - archive one checked event, waiting for must-archive */
+static void
+check_archive_one(struct xm_arena *a, const struct xm_event *ev,
+    const struct xm_verdict *v, size_t n)
+{
+	const char *text = xm_event_format(a, ev, NULL);
+
+	if (xm_archive_submit_wait(check_archive, ev, text, strlen(text), v, n,
+	    xm_now()) < 0)
+		fprintf(stderr, "xmilter: event %zu: could not be archived\n", n);
+}
+
 /* check_file - every event of one file; 0, or 2 on bad input */
 static int
 check_file(const struct xm_chain *chain, const char *name)
@@ -151,6 +169,8 @@ check_file(const struct xm_chain *chain, const char *name)
 		pos += used;
 		xm_task_init(&t, chain, a, ev, ev->time >= 0 ? ev->time : xm_now());
 		xm_chain_check(chain, &t, &v);
+		if (check_archive != NULL)  /* issue 6: archive.check */
+			check_archive_one(a, ev, &v, n);
 		printf("%s\n", xm_verdict_json(a, ev, &v));
 		xm_arena_free(a);
 	}
@@ -178,9 +198,20 @@ cmd_check(int argc, char **argv)
 	/* a replay counts in its own memory, never in the nodes' Redis */
 	xm_state_local_only();
 	chain = load_chain(conf);
+	if (xm_chain_config(chain)->archive.check) {  /* issue 6 */
+		char err[1024];
+
+		check_archive = xm_archive_open(xm_chain_config(chain), err,
+		    sizeof(err));
+		if (check_archive == NULL && err[0] != '\0') {
+			fprintf(stderr, "xmilter: %s\n", err);
+			return 1;
+		}
+	}
 	for (i = optind; i < argc; i++)
 		if (check_file(chain, argv[i]) != 0)
 			rc = 2;
+	xm_archive_close(check_archive);
 	xm_chain_unref(chain);
 	return rc;
 }
@@ -312,6 +343,8 @@ main(int argc, char **argv)
 		return cmd_health(argc - 1, argv + 1);
 	if (strcmp(argv[1], "quarantine") == 0)
 		return xm_quarantine_cli(argc - 1, argv + 1);
+	if (strcmp(argv[1], "archive") == 0)  /* issue 6: archive_cli.c */
+		return xm_archive_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "config-doc") == 0) {
 		xm_config_doc(stdout);
 		return 0;

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include <uv.h>
 
 #include "autoconf.h"
+#include "archive.h"
 #include "chain.h"
 #include "config.h"
 #include "event.h"
@@ -65,6 +67,16 @@ struct task {
 	long long qid;                /* the quarantine item, once stored */
 	double start;
 	uv_work_t work;
+	/* the compliance archive (issue 6) */
+	const char *evtext;           /* the request's event, in the arena */
+	size_t evlen;
+	bool archive_done;            /* submitted (answer without again) */
+	bool archive_failed;          /* must-archive failed: on_failure */
+	bool archive_ok;              /* set by the writer's callback */
+	bool archive_keep;            /* answered on timeout: freed later */
+	double archive_deadline;
+	struct task *anext, *aprev;   /* archive_waiting list */
+	struct task *adone;           /* archive_done_list */
 };
 
 struct conn {
@@ -130,6 +142,215 @@ qstore_get(const struct xm_config *cf)
 	q = qstore;
 	pthread_mutex_unlock(&qstore_mu);
 	return q;
+}
+
+/* ---- the compliance archive (issue 6; archive.c does the work) ----
+ *
+ * After the verdict, task_answer hands the record to the archive. For
+ * best-effort sinks that is all. When a must-archive sink selected it, the
+ * verdict is held: the task waits on archive_waiting until a writer thread
+ * calls archive_done_cb (record durable, or failed), which queues it on
+ * archive_done_list and wakes the loop through archive_async; only then is
+ * the verdict sent, so "delivered" implies "archived". archive_timer
+ * enforces archive.timeout: a task still waiting gets archive.on_failure
+ * at once and is freed when the writer is done with it.
+ */
+static struct xm_archive *archive;
+static uv_async_t archive_async;
+static uv_timer_t archive_timer;
+static pthread_mutex_t archive_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct task *archive_done_list;  /* under archive_mu */
+static bool archive_closing;             /* under archive_mu */
+static struct task *archive_waiting;     /* loop thread only */
+static unsigned long long archive_held_verdicts;
+static void task_unlink(struct task *k);
+static void task_free(struct task *k);
+
+/* archive_done_cb - on a writer thread: the record is durable (or not) */
+static void
+archive_done_cb(void *arg, bool ok)
+{
+	struct task *k = arg;
+
+	pthread_mutex_lock(&archive_mu);
+	k->archive_ok = ok;
+	k->adone = archive_done_list;
+	archive_done_list = k;
+	/* under the lock: the handle cannot be closed meanwhile */
+	if (!archive_closing)
+		uv_async_send(&archive_async);
+	pthread_mutex_unlock(&archive_mu);
+}
+
+/* archive_unwait - take K off the waiting list */
+static void
+archive_unwait(struct task *k)
+{
+	if (k->aprev)
+		k->aprev->anext = k->anext;
+	else if (archive_waiting == k)
+		archive_waiting = k->anext;
+	if (k->anext)
+		k->anext->aprev = k->aprev;
+	k->anext = k->aprev = NULL;
+}
+
+/* archive_async_cb - on the loop: answer the tasks whose records are done */
+static void
+archive_async_cb(uv_async_t *h)
+{
+	struct task *k, *next;
+
+	pthread_mutex_lock(&archive_mu);
+	k = archive_done_list;
+	archive_done_list = NULL;
+	pthread_mutex_unlock(&archive_mu);
+	for (; k != NULL; k = next) {
+		next = k->adone;
+		archive_unwait(k);
+		if (k->archive_keep) {  /* answered already, on timeout */
+			if (k->archive_ok)
+				log_warn("archive: id=%llu written after its "
+				    "timeout (the stanza got on_failure)",
+				    (unsigned long long)k->id);
+			task_unlink(k);
+			task_free(k);
+			continue;
+		}
+		k->archive_failed = !k->archive_ok;
+		task_unlink(k);
+		task_answer(k);
+	}
+}
+
+/* archive_timer_cb - apply on_failure to verdicts held past the timeout */
+static void
+archive_timer_cb(uv_timer_t *h)
+{
+	double now = xm_monotonic();
+	struct task *k;
+
+	for (k = archive_waiting; k != NULL; k = k->anext)
+		if (!k->archive_keep && now >= k->archive_deadline) {
+			k->archive_failed = true;
+			k->archive_keep = true;
+			log_warn("archive: id=%llu not written within %.3gs",
+			    (unsigned long long)k->id,
+			    xm_archive_config(archive)->timeout);
+			task_answer(k);  /* sends, keeps the task */
+		}
+}
+
+/* archive_hold - submit K's record; true when its verdict must wait */
+static bool
+archive_hold(struct task *k)
+{
+	int rc;
+
+	k->archive_done = true;
+	rc = xm_archive_submit(archive, k->ev, k->evtext ? k->evtext : "",
+	    k->evtext ? k->evlen : 0, &k->v, (unsigned long long)k->id,
+	    k->t.now, archive_done_cb, k);
+	if (rc < 0) {
+		k->archive_failed = true;
+		return false;
+	}
+	if (rc == 0)
+		return false;
+	archive_held_verdicts++;
+	k->archive_deadline = xm_monotonic() +
+	    xm_archive_config(archive)->timeout;
+	k->anext = archive_waiting;
+	if (archive_waiting)
+		archive_waiting->aprev = k;
+	archive_waiting = k;
+	if (k->conn != NULL) {  /* so a closing connection orphans it */
+		k->next = k->conn->tasks;
+		if (k->conn->tasks)
+			k->conn->tasks->prev = k;
+		k->conn->tasks = k;
+	}
+	return true;
+}
+
+/* archive_failure - the verdict becomes archive.on_failure */
+static void
+archive_failure(struct task *k)
+{
+	const struct xm_archive_conf *ac = xm_archive_config(archive);
+
+	log_warn("archive: id=%llu could not be archived: %s", (unsigned long
+	    long)k->id, ac->on_failure == XM_ACCEPT ? "delivered anyway "
+	    "(on_failure: accept)" : ac->on_failure == XM_DISCARD ?
+	    "discarded" : "rejected");
+	if (ac->on_failure == XM_ACCEPT)
+		return;
+	k->v.action = (enum xm_action)ac->on_failure;
+	k->v.condition = "internal-server-error";
+	k->v.text = ac->failure_text;
+	k->v.reason = "XM_ARCHIVE_FAILED";
+	k->v.stanza = NULL;
+}
+
+/* the chain whose configuration the archive runs with: a reload swaps the
+ * filters, never the sinks (archive settings take effect on restart) */
+static struct xm_chain *archive_chain;
+
+/* archive_start - open the sinks and the loop's handles (start-up) */
+static void
+archive_start(const struct xm_config *cf)
+{
+	char err[1024];
+
+	archive = xm_archive_open(cf, err, sizeof(err));
+	if (archive == NULL) {
+		if (err[0] != '\0')
+			fatalx("%s", err);
+		return;
+	}
+	archive_chain = chain;  /* CF is its config: keep it alive */
+	xm_chain_ref(archive_chain);
+	uv_async_init(loop, &archive_async, archive_async_cb);
+	uv_timer_init(loop, &archive_timer);
+	uv_timer_start(&archive_timer, archive_timer_cb, 50, 50);
+	uv_unref((uv_handle_t *)&archive_timer);
+	log_info("archive: %zu sink%s, node %s", cf->archive.nsinks,
+	    cf->archive.nsinks == 1 ? "" : "s", xm_archive_node(archive));
+}
+
+/* archive_stop_handles - on SIGTERM: the loop may end */
+static void
+archive_stop_handles(void)
+{
+	if (archive == NULL)
+		return;
+	pthread_mutex_lock(&archive_mu);
+	archive_closing = true;
+	pthread_mutex_unlock(&archive_mu);
+	uv_close((uv_handle_t *)&archive_async, NULL);
+	uv_close((uv_handle_t *)&archive_timer, NULL);
+}
+
+/* archive_finish - after the loop: drain the sinks, free held tasks */
+static void
+archive_finish(void)
+{
+	struct task *k, *next;
+
+	if (archive == NULL)
+		return;
+	pthread_mutex_lock(&archive_mu);
+	archive_closing = true;
+	pthread_mutex_unlock(&archive_mu);
+	xm_archive_close(archive);
+	archive = NULL;
+	for (k = archive_waiting; k != NULL; k = next) {
+		next = k->anext;
+		task_free(k);
+	}
+	archive_waiting = NULL;
+	xm_chain_unref(archive_chain);
+	archive_chain = NULL;
 }
 
 /* ---- tasks ---- */
@@ -272,6 +493,11 @@ task_answer(struct task *k)
 		    "message; please try again later.";
 		k->v.reason = "XM_QUARANTINE_FAILED";
 	}
+	/* issue 6: archive the verdict; must-archive answers when durable */
+	if (archive != NULL && !k->archive_done && archive_hold(k))
+		return;
+	if (k->archive_failed)
+		archive_failure(k);
 	proto_format_verdict(&body, k->arena, &k->v);
 	if (k->v.action == XM_QUARANTINE && k->qid > 0)
 		quarantine_verdict_lines(k, &body);
@@ -282,7 +508,8 @@ task_answer(struct task *k)
 		log_info("%s", xm_verdict_logline(k->arena, k->ev, &k->v,
 		    (unsigned long long)k->id, ms));
 	xm_buf_free(&body);
-	task_free(k);
+	if (!k->archive_keep)  /* issue 6: a timed-out archive write */
+		task_free(k);
 }
 
 /* on_filter - a FILTER request: parse, fast stage, maybe the pool */
@@ -300,6 +527,10 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	k->arena = xm_arena_new();
 	k->chain = chain;
 	xm_chain_ref(chain);
+	if (archive != NULL) {  /* issue 6: the event text as received */
+		k->evtext = xm_arena_strndup(k->arena, event, len);
+		k->evlen = len;
+	}
 	if (xm_chain_event(chain, k->arena, event, len, &k->ev, err,
 	    sizeof(err)) < 0) {
 		log_warn("conn %llu: request %llu: malformed event: %s", c->n,
@@ -351,6 +582,8 @@ on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
 	struct conn *c = ctx;
 
 	xm_chain_hello(chain, reply, PACKAGE_VERSION);
+	if (archive != NULL)  /* issue 6: the sinks' counters */
+		xm_archive_health(archive, reply);
 	if (!health && log_enabled(XM_LOG_INFO)) {
 		struct xm_arena *a = xm_arena_new();
 
@@ -1085,6 +1318,7 @@ on_term(uv_signal_t *h, int sig)
 	uv_close((uv_handle_t *)&sig_hup, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
+	archive_stop_handles();  /* issue 6 */
 }
 
 /* write_pidfile - our pid for init scripts */
@@ -1160,6 +1394,7 @@ main(int argc, char **argv)
 	uv_timer_init(loop, &purge_timer);
 	uv_unref((uv_handle_t *)&purge_timer);
 	purge_arm();
+	archive_start(cf);  /* issue 6: before the sockets, so no verdict misses it */
 	listen_unix(cf);
 	listen_tcp(cf);
 	if (!have_unix && !have_tcp)
@@ -1169,6 +1404,7 @@ main(int argc, char **argv)
 	log_info("xmilterd %s started (config %s)", PACKAGE_VERSION,
 	    conf_path ? conf_path : "built-in defaults");
 	uv_run(loop, UV_RUN_DEFAULT);
+	archive_finish();  /* issue 6 */
 	cf = xm_chain_config(chain);  /* a reload may have replaced it */
 	if (cf->daemon.pidfile && *cf->daemon.pidfile)
 		unlink(cf->daemon.pidfile);
