@@ -45,7 +45,6 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
-#include <openssl/evp.h>
 
 #include "config.h"
 #include "rtbl.h"
@@ -775,9 +774,8 @@ links_sender(struct links_check *k)
 	const struct xm_event *ev = k->t->ev;
 	struct xm_arena *a = k->t->arena;
 	const char *bare, *dom;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
-	char hex[2 * EVP_MAX_MD_SIZE + 1], match[256], node[128], *lower;
+	unsigned char md[32];
+	char hex[65], match[256], node[128], *lower;
 	size_t j;
 
 	if (k->st->rtbl == NULL || ev->from == NULL || *ev->from == '\0')
@@ -793,11 +791,8 @@ links_sender(struct links_check *k)
 	for (j = 0; lower[j] != '\0'; j++)
 		if (lower[j] >= 'A' && lower[j] <= 'Z')
 			lower[j] = (char)(lower[j] + 32);
-	if (EVP_Digest(lower, strlen(lower), md, &mdlen, EVP_sha256(),
-	    NULL) != 1)
-		return;
-	for (i = 0; i < mdlen; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	xm_sha256(lower, strlen(lower), md);
+	xm_hex(md, sizeof(md), hex);
 	if (xm_rtbl_jid(k->st->rtbl, hex, node, sizeof(node)))
 		links_note(k, NULL, LS_RTBL_JID, xm_arena_printf(a, "%s on %s",
 		    bare, node));

@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <nettle/sha2.h>
 
 #include "archive.h"
 
@@ -520,19 +519,10 @@ xm_archive_words_match(const char *words, const char *a, const char *b)
 void
 xm_archive_sha256_hex(const void *p, size_t n, char out[65])
 {
-	static const char hex[] = "0123456789abcdef";
-	struct sha256_ctx ctx;
-	uint8_t d[SHA256_DIGEST_SIZE];
-	size_t i;
+	unsigned char d[32];
 
-	sha256_init(&ctx);
-	sha256_update(&ctx, n, p);
-	sha256_digest(&ctx, sizeof(d), d);
-	for (i = 0; i < sizeof(d); i++) {
-		out[2 * i] = hex[d[i] >> 4];
-		out[2 * i + 1] = hex[d[i] & 15];
-	}
-	out[64] = '\0';
+	xm_sha256(p, n, d);
+	xm_hex(d, sizeof(d), out);
 }
 
 /* xm_archive_chain_line - {"seq":..,"prev":"..",<record>,"hash":".."} */

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "util.h"
 
 enum xm_log_level xm_log_level = XM_LOG_INFO;
@@ -747,4 +749,29 @@ done:
 	r = xm_arena_strndup(a, b.data, b.len);
 	xm_buf_free(&b);
 	return r;
+}
+
+/* xm_sha256 - SHA-256 through libcrypto; a failure here is a broken
+ * library or no memory: an invariant, not an input error */
+void
+xm_sha256(const void *p, size_t n, unsigned char out[32])
+{
+	unsigned int len = 0;
+
+	if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 || len != 32)
+		panic("SHA-256 failed");
+}
+
+/* xm_hex - lower-case hex of P[0..N) */
+void
+xm_hex(const unsigned char *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
 }

@@ -105,4 +105,10 @@ void panic(const char *fmt, ...) XM_PRINTF(1, 2) XM_NORETURN;
  * MAX bytes) in arena A; NULL prints as - */
 const char *log_escape(struct xm_arena *a, const char *s, size_t max);
 
+/* xm_sha256 - the SHA-256 of P[0..N) into OUT (libcrypto; one place for
+ * the archive chain, the antivirus cache and the block lists' hashed JIDs) */
+void xm_sha256(const void *p, size_t n, unsigned char out[32]);
+/* xm_hex - N bytes of P as lower-case hex into OUT (2 * N + 1 bytes) */
+void xm_hex(const unsigned char *p, size_t n, char *out);
+
 #endif

@@ -13,13 +13,14 @@ out=${1:-$top/tests/fuzz/bin}
 CC=${CC:-clang}
 mkdir -p "$out"
 [ -f "$top/autoconf.h" ] || { echo "build.sh: run ./configure first" >&2; exit 1; }
-pc() { pkg-config "$@" expat libpcre2-8 yaml-0.1 jansson; }
-core="plugin/util.c plugin/node.c plugin/event.c plugin/proto.c
-    plugin/session.c plugin/config.c plugin/filters.c plugin/chain.c
-    filters/guard.c filters/rules.c"
+pc() { pkg-config "$@" expat libpcre2-8 libhs yaml-0.1 jansson sqlite3 libpq libcurl \
+	libcrypto libclamav hiredis libidn2 libpsl libcares libstrophe; }
+cd "$top"
+# every source of libxm (the daemon's core and all filters), not the mains
+core=$(ls plugin/*.c filters/*.c | grep -v -e 'plugin/xmilterd\.c' \
+    -e 'plugin/xmilter\.c' -e 'plugin/quarantine_cli\.c')
 flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=undefined -I$top -I$top/plugin"
-cd "$top"
 for t in fuzz_frame fuzz_event; do
 	# shellcheck disable=SC2086
 	$CC $flags $(pc --cflags) "$@" -o "$out/$t" tests/fuzz/$t.c $core \
