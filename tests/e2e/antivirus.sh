@@ -23,20 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${XMTEST_AV:=$top_builddir/tests/e2e/xmtest-av}"
 : "${XMILTER:=$top_builddir/xmilter}"
 
-for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_AV" "$XMILTER" "$(command -v sigtool)"; do
-	if ! [ -x "$prog" ]; then
-		echo "# $prog not found or not executable: skipping the antivirus suite"
-		echo "0 passed, 0 failed"
-		exit 77
-	fi
-done
-
-xm_init || exit 1
-xm_dns_start
-trap 'xm_cleanup' EXIT
-trap 'echo "# interrupted"; exit 130' INT TERM HUP
-
-xm_suite_begin "${XM_SUITE_TIMEOUT:-170}"
+xm_suite_start antivirus "${XM_SUITE_TIMEOUT:-170}" "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_AV" "$XMILTER" "$(command -v sigtool)"
 
 # ---- set-up ---------------------------------------------------------------
 

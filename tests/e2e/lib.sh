@@ -383,6 +383,7 @@ xm_client() {
 
 # ---- the suite harness (run.sh and every other e2e suite) -------------------
 #
+#   xm_suite_start NAME SECONDS PROGRAM...  check programs, init, traps, begin
 #   xm_suite_begin SECONDS   bound the whole suite, reset the counters
 #   result NAME STATUS       one "ok N - name" / "not ok N - name" line
 #   skip NAME REASON         a case that could not run: counted as failed
@@ -392,6 +393,27 @@ xm_client() {
 #   wait_glue_connected N    wait until the glue connected more than N times
 #   prosody_reload NAME      SIGHUP a Prosody and wait for the glue's reload
 #   xm_suite_end             print "N passed, M failed", status 0 if none failed
+
+# xm_suite_start NAME SECONDS PROGRAM... - the opening of every suite: the
+# programs it needs (one missing is a failure, never a skip: quickstart
+# installs them all), the lock and temp dir, the DNS stub, clean-up traps,
+# then xm_suite_begin. Exits the script when it cannot start.
+xm_suite_start() {
+	local name=$1 limit=$2 prog
+	shift 2
+	for prog in "$@"; do
+		if ! [ -x "$prog" ]; then
+			echo "not ok 1 - the $name suite needs '$prog' (not found or not executable)"
+			echo "0 passed, 1 failed"
+			exit 1
+		fi
+	done
+	xm_init || exit 1
+	xm_dns_start
+	trap 'xm_cleanup' EXIT
+	trap 'echo "# interrupted"; exit 130' INT TERM HUP
+	xm_suite_begin "$limit"
+}
 
 # xm_suite_begin SECONDS - start the suite's watchdog and counters
 xm_suite_begin() {

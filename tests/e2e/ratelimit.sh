@@ -33,21 +33,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${XMFEED:=$top_builddir/tests/e2e/xmfeed}"
 XMILTER=$top_builddir/xmilter
 
-for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_CLIENT" \
-    "$REDIS_SERVER" "$REDIS_CLI" "$XMFEED" "$XMILTER"; do
-	if ! [ -x "$prog" ]; then
-		echo "# $prog not found or not executable: skipping the ratelimit suite"
-		echo "0 passed, 0 failed"
-		exit 77
-	fi
-done
-
-xm_init || exit 1
-xm_dns_start
-trap 'xm_cleanup' EXIT
-trap 'echo "# interrupted"; exit 130' INT TERM HUP
-
-xm_suite_begin "${XM_SUITE_TIMEOUT:-200}"
+xm_suite_start ratelimit "${XM_SUITE_TIMEOUT:-200}" "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_CLIENT"  "$REDIS_SERVER" "$REDIS_CLI" "$XMFEED" "$XMILTER"
 
 DOM=a.example
 P_REDIS=$(xm_free_port $(( 40000 + $$ % 10000 )))

@@ -11,8 +11,8 @@
 # link named holiday.jpg to a program uploaded to Prosody is fetched
 # (oobfetch) and refused; a re-offer is counted as a repeat; a hash added
 # to the bad-hash list is refused after a SIGHUP. Prints "ok N - name" / "not ok N - name" per case and a
-# closing "N passed, M failed"; exits 77 when Prosody or the programs are
-# missing.
+# closing "N passed, M failed"; a missing program is a failure
+# (xm_suite_start).
 #
 # Environment: as run.sh (top_srcdir, top_builddir, XMILTERD,
 # XMTEST_CLIENT, PROSODY, PROSODYCTL, XM_SUITE_TIMEOUT, XM_VERBOSE).
@@ -22,20 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 
-for prog in "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_CLIENT"; do
-	if ! [ -x "$prog" ]; then
-		echo "# $prog not found or not executable: skipping the transfer suite"
-		echo "0 passed, 0 failed"
-		exit 77
-	fi
-done
-
-xm_init || exit 1
-xm_dns_start
-trap 'xm_cleanup' EXIT
-trap 'echo "# interrupted"; exit 130' INT TERM HUP
-
-xm_suite_begin "${XM_SUITE_TIMEOUT:-170}"
+xm_suite_start transfer "${XM_SUITE_TIMEOUT:-170}" "$PROSODY" "$PROSODYCTL" "$XMILTERD" "$XMTEST_CLIENT"
 
 # ---- set-up ---------------------------------------------------------------
 
