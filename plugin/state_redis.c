@@ -23,7 +23,9 @@
  * thread reconnects before its next use. A connection that sat idle and
  * turns out closed by the server (Redis restarted before the node
  * noticed, its idle `timeout`, CLIENT KILL) is replaced and the command
- * sent once more: that is not Redis being down. A command that gets no
+ * sent once more: that is not Redis being down (the server closed it
+ * before the command came; a reply lost on the way instead would count
+ * the event twice, never lose it). A command that gets no
  * answer within the timeout is told apart (XM_REDIS_TIMEOUT) and never
  * resent (it may have run); only that connection is dropped. The caller
  * (state.c) decides about fallback. The script is loaded with SCRIPT LOAD
@@ -591,8 +593,8 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 	 * Up to three rounds: NOSCRIPT (the script cache was flushed) loads
 	 * the script and goes again; a connection that was idle and turns
 	 * out closed by the server (a restart, its idle timeout) is replaced
-	 * once and the command sent again: it cannot have run. A timeout is
-	 * never retried (the script may have run).
+	 * once and the command sent again (see the top of this file). A
+	 * timeout is never retried (the script may be running).
 	 */
 	for (attempt = 0, retried = noscript = false; attempt < 3; attempt++) {
 		void *vr = NULL;
