@@ -404,6 +404,7 @@ Test(state, distinct_with_subset_count)
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -424,9 +425,34 @@ free_port(void)
 	return port;
 }
 
-/* start_redis - a redis-server of our own on PORT; its pid */
+/* is_pid - the Redis at the other end of FD is process PID (INFO) */
+static bool
+is_pid(int fd, pid_t pid)
+{
+	static const char cmd[] = "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
+	struct timeval tmo = { 5, 0 };   /* not a Redis: it may never answer */
+	char buf[16384], *p;
+	size_t len = 0;
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+	if (write(fd, cmd, sizeof(cmd) - 1) != (ssize_t)sizeof(cmd) - 1)
+		return false;
+	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len,
+	    sizeof(buf) - 1 - len)) > 0) {
+		len += (size_t)n;
+		buf[len] = '\0';
+		if ((p = strstr(buf, "process_id:")) != NULL &&
+		    strstr(p, "\r\n") != NULL)
+			return strtol(p + 11, NULL, 10) == (long)pid;
+	}
+	return false;
+}
+
+/* try_redis - a redis-server of our own on PORT; its pid, or -1 when it
+ * exited (the port was taken since free_port saw it free) */
 static pid_t
-start_redis(int port)
+try_redis(int port)
 {
 	char p[16];
 	pid_t pid;
@@ -446,19 +472,44 @@ start_redis(int port)
 		int fd = socket(AF_INET, SOCK_STREAM, 0), st;
 
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+		/* exited first: whatever accepts there is not ours */
+		if (waitpid(pid, &st, WNOHANG) == pid) {
 			close(fd);
-			return pid;
+			cr_assert(!WIFEXITED(st) || WEXITSTATUS(st) != 127,
+			    "redis-server: is it installed?");
+			return -1;
+		}
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			bool ours = is_pid(fd, pid);
+
+			close(fd);
+			if (ours)
+				return pid;
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return -1;
 		}
 		close(fd);
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			cr_assert_fail("redis-server exited (%d): is it installed?",
-			    st);
 		usleep(50000);
 	}
 	kill(pid, SIGKILL);
 	cr_assert_fail("redis-server did not start");
 	return -1;
+}
+
+/* start_redis - a redis-server of our own on a free port (*PORT); its
+ * pid. A port free when probed may be taken before redis-server binds
+ * it (any process's connect or bind to port 0): then another one. */
+static pid_t
+start_redis(int *port)
+{
+	pid_t pid = -1;
+	int i;
+
+	for (i = 0; i < 5 && pid < 0; i++)
+		pid = try_redis(*port = free_port());
+	cr_assert(pid > 0, "redis-server did not start on any of 5 ports");
+	return pid;
 }
 
 /* a mixed sequence of ops, each run alone at its time on both backends */
@@ -469,8 +520,8 @@ struct rop {
 
 Test(state, redis_gives_the_same_results_as_memory)
 {
-	int port = free_port();
-	pid_t pid = start_redis(port);
+	int port;
+	pid_t pid = start_redis(&port);
 	struct xm_memstore *m = xm_memstore_new(1 << 20);
 	struct xm_redis *r;
 	char url[64], err[256];
@@ -583,8 +634,8 @@ client_kill(int port)
  */
 Test(state, stale_connection_and_timeout_do_not_mark_redis_down)
 {
-	int port = free_port();
-	pid_t pid = start_redis(port);
+	int port;
+	pid_t pid = start_redis(&port);
 	char url[64], err[256];
 	struct xm_state_conf c = { .memory = 1 << 20, .redis_timeout = 0.3,
 	    .redis_retry = 3600, .redis_prefix = "xmstale:" };
@@ -639,8 +690,8 @@ Test(state, stale_connection_and_timeout_do_not_mark_redis_down)
  * server is an error, a stopped one a timeout (told apart) */
 Test(state, redis_backend_retries_a_stale_connection_once)
 {
-	int port = free_port();
-	pid_t pid = start_redis(port);
+	int port;
+	pid_t pid = start_redis(&port);
 	struct xm_redis *r;
 	char url[64], err[256];
 	struct xm_state_op op = { .op = XM_SOP_INCR, .key = 78, .ttl = 600 };
