@@ -127,7 +127,7 @@ xm_free_port() {
 # on without that listener.
 xm_port_fixed() {
 	local p=$1 lo=32768 hi=60999
-	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+	read -r lo hi 2>/dev/null </proc/sys/net/ipv4/ip_local_port_range
 	if [ "$p" -ge "$lo" ] && [ "$p" -le "$hi" ] && [ "$lo" -gt 11024 ]; then
 		p=$(( 10000 + (p - lo) % (lo - 10000) ))
 	fi
