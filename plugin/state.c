@@ -10,12 +10,16 @@
  *
  * Fallback: when a Redis call fails, the backend is marked down (logged
  * once, counted) and the batch runs in the memory table, like every batch
- * after it while Redis is down. A monitor thread PINGs Redis every
- * redis_retry seconds on its own connection: it marks Redis down when it
- * stops answering (so health is right even without traffic) and up again
- * when it answers (logged), and events go back to Redis. Health
- * (xm_state_status) shows the backend, its counters, and "degraded" while
- * Redis is down.
+ * after it while Redis is down. A call that only timed out (Redis slow,
+ * or this machine too busy to read the answer in time) costs that one
+ * batch, counted in memory, and does not mark Redis down; a connection
+ * the server had closed is replaced by state_redis.c before anything
+ * counts as failed. A monitor thread PINGs Redis every redis_retry
+ * seconds on its own connection: it marks Redis down when it stops
+ * answering (refused, lost, or two timeouts in a row) so health is right
+ * even without traffic, and up again when it answers (logged), and
+ * events go back to Redis. Health (xm_state_status) shows the backend,
+ * its counters, and "degraded" while Redis is down.
  *
  * Thread safety: configuration happens under a mutex and swaps pointers
  * that stay valid until process exit or xm_state_reset (an old Redis
@@ -49,6 +53,7 @@ static bool monitor_running;
 static atomic_bool monitor_stop;
 static void *monitor(void *arg);
 static atomic_ullong n_redis_ops, n_redis_errors, n_fallback_ops;
+static _Atomic double slow_logged;      /* xm_monotonic() of the last log */
 
 /* le64 - 8 bytes at S as a little-endian number (one load on x86) */
 static inline uint64_t
@@ -232,6 +237,20 @@ mark_down(const char *why)
 		    "until it answers again", redis_url ? redis_url : "", why);
 }
 
+/* slow_call - a Redis call timed out: count it, log at most every 10 s */
+static void
+slow_call(const char *why)
+{
+	double now = xm_monotonic(), last = atomic_load(&slow_logged);
+
+	atomic_fetch_add(&n_redis_errors, 1);
+	if ((last == 0 || now - last >= 10) &&
+	    atomic_compare_exchange_strong(&slow_logged, &last, now))
+		log_warn("state: Redis %s: %s; that event counted in local "
+		    "memory (Redis not marked down)", redis_url ? redis_url :
+		    "", why);
+}
+
 /*
  * The monitor: one thread that PINGs Redis every redis_retry seconds, so
  * that health tells the truth without traffic and the daemon goes back
@@ -249,7 +268,13 @@ monitor(void *arg)
 		double wait = redis_retry_s > 0 ? redis_retry_s : 1, slept = 0;
 
 		if (r != NULL) {
-			if (xm_redis_ping(r, err, sizeof(err)) == 0) {
+			int rc = xm_redis_ping(r, err, sizeof(err));
+
+			/* one slow answer is not an outage: ask again, on a
+			 * new connection */
+			if (rc == XM_REDIS_TIMEOUT)
+				rc = xm_redis_ping(r, err, sizeof(err));
+			if (rc == 0) {
 				if (atomic_exchange(&redis_down, false))
 					log_warn("state: Redis %s is back; counters "
 					    "shared again", redis_url ? redis_url :
@@ -273,16 +298,21 @@ xm_state_exec(struct xm_state_op *ops, size_t n, double now)
 {
 	struct xm_redis *r = atomic_load(&redis);
 	char err[256];
+	int rc;
 
 	if (n == 0)
 		return;
 	if (r != NULL) {
 		if (!atomic_load(&redis_down)) {
-			if (xm_redis_exec(r, ops, n, now, err, sizeof(err)) == 0) {
+			rc = xm_redis_exec(r, ops, n, now, err, sizeof(err));
+			if (rc == 0) {
 				atomic_fetch_add(&n_redis_ops, 1);
 				return;
 			}
-			mark_down(err);
+			if (rc == XM_REDIS_TIMEOUT)
+				slow_call(err);
+			else
+				mark_down(err);
 		}
 		atomic_fetch_add(&n_fallback_ops, 1);
 	}
@@ -361,5 +391,6 @@ xm_state_reset(void)
 	atomic_store(&n_redis_ops, 0);
 	atomic_store(&n_redis_errors, 0);
 	atomic_store(&n_fallback_ops, 0);
+	atomic_store(&slow_logged, 0);
 	pthread_mutex_unlock(&state_lock);
 }

@@ -114,12 +114,19 @@ struct xm_redis;
 struct xm_redis *xm_redis_new(const char *url, double timeout,
     const char *prefix, char *err, size_t errlen);
 void xm_redis_free(struct xm_redis *r);
-/* xm_redis_exec - run OPS in one script on this thread's connection; 0,
- * or -1 with ERR when Redis could not be reached or answered badly (the
- * caller then falls back) */
+/* XM_REDIS_TIMEOUT - a call's answer did not come within the timeout:
+ * Redis may be slow or this machine busy, not necessarily down; a batch
+ * that timed out may or may not have run */
+#define XM_REDIS_TIMEOUT (-2)
+/* xm_redis_exec - run OPS in one script on this thread's connection
+ * (a connection found closed by the server is replaced and the script
+ * sent again, once); 0, or -1 with ERR when Redis could not be reached
+ * or answered badly, or XM_REDIS_TIMEOUT with ERR (the caller then falls
+ * back) */
 int xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
     double now, char *err, size_t errlen);
-/* xm_redis_ping - connect (if needed) and PING; 0 or -1 with ERR */
+/* xm_redis_ping - connect (if needed) and PING; 0, or -1 or
+ * XM_REDIS_TIMEOUT with ERR */
 int xm_redis_ping(struct xm_redis *r, char *err, size_t errlen);
 
 /* ---- the process-global state (state.c) ---- */

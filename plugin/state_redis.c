@@ -19,10 +19,18 @@
  *
  * Connections: blocking hiredis with connect and command timeouts, one
  * connection per calling thread (workers run the filter, never the event
- * loop). A failure drops the connection and bumps an epoch so every
- * thread reconnects before its next use; the caller (state.c) decides
- * about fallback. The script is loaded with SCRIPT LOAD on each new
- * connection, and again when Redis answers NOSCRIPT (after a restart).
+ * loop). A lost connection is dropped and an epoch bumped so every
+ * thread reconnects before its next use. A connection that sat idle and
+ * turns out closed by the server (Redis restarted before the node
+ * noticed, its idle `timeout`, CLIENT KILL) is replaced and the command
+ * sent once more: that is not Redis being down (the server closed it
+ * before the command came; a reply lost on the way instead would count
+ * the event twice, never lose it). A command that gets no
+ * answer within the timeout is told apart (XM_REDIS_TIMEOUT) and never
+ * resent (it may have run); only that connection is dropped. The caller
+ * (state.c) decides about fallback. The script is loaded with SCRIPT LOAD
+ * on each new connection, and again when Redis answers NOSCRIPT (its
+ * script cache flushed).
  *
  * Ownership: struct xm_redis owns its URL parts and every connection
  * (tracked so xm_redis_free can close them). Failure: -1 with a message;
@@ -233,21 +241,55 @@ tv(double s)
 	return t;
 }
 
-/* conn_fail - drop C's connection, make every thread reconnect */
-static int
-conn_fail(struct xm_redis *r, struct conn *c, char *err, size_t errlen,
-    const char *what)
+/* timed_out - the last failure on CTX (errno E right after it) was the
+ * command timeout, not a lost connection */
+static bool
+timed_out(const redisContext *ctx, int e)
 {
-	snprintf(err, errlen, "%s", what);
+#ifdef REDIS_ERR_TIMEOUT
+	if (ctx->err == REDIS_ERR_TIMEOUT)     /* hiredis >= 1.0 */
+		return true;
+#endif
+	static const int slow[] = { EAGAIN, EWOULDBLOCK, ETIMEDOUT,
+	    EINPROGRESS };
+	size_t i;
+
+	if (ctx->err != REDIS_ERR_IO)
+		return false;
+	/* errno, or the message hiredis made of it (errno may be gone) */
+	for (i = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
+		if (e == slow[i] || strcmp(ctx->errstr, strerror(slow[i])) == 0)
+			return true;
+	return false;
+}
+
+/* conn_fail - drop C's connection after a failed call (errno E); -1 when
+ * the connection was lost (every thread reconnects: the server may have
+ * restarted), XM_REDIS_TIMEOUT when it did not answer in time (only this
+ * connection goes: a late reply would answer the next command) */
+static int
+conn_fail(struct xm_redis *r, struct conn *c, int e, char *err,
+    size_t errlen, const char *what)
+{
+	int rc = -1;
+
+	if (c->ctx != NULL && timed_out(c->ctx, e)) {
+		snprintf(err, errlen, "no answer within %gs (%s)", r->timeout,
+		    what);
+		rc = XM_REDIS_TIMEOUT;
+	} else
+		snprintf(err, errlen, "%s", what);
 	if (c->ctx) {
 		redisFree(c->ctx);
 		c->ctx = NULL;
 	}
-	atomic_fetch_add(&r->epoch, 1);
-	return -1;
+	if (rc == -1)
+		atomic_fetch_add(&r->epoch, 1);
+	return rc;
 }
 
-/* load_script - SCRIPT LOAD on C, remembering the sha */
+/* load_script - SCRIPT LOAD on C, remembering the sha; 0, -1, or
+ * XM_REDIS_TIMEOUT (C's connection dropped on -1 and on a timeout) */
 static int
 load_script(struct xm_redis *r, struct conn *c, char *err, size_t errlen)
 {
@@ -255,7 +297,7 @@ load_script(struct xm_redis *r, struct conn *c, char *err, size_t errlen)
 	int rc = 0;
 
 	if (rep == NULL)
-		return conn_fail(r, c, err, errlen, c->ctx->errstr);
+		return conn_fail(r, c, errno, err, errlen, c->ctx->errstr);
 	if (rep->type != REDIS_REPLY_STRING || rep->len >= sizeof(c->sha)) {
 		snprintf(err, errlen, "SCRIPT LOAD: %s", rep->type ==
 		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
@@ -266,13 +308,30 @@ load_script(struct xm_redis *r, struct conn *c, char *err, size_t errlen)
 	return rc;
 }
 
-/* get_conn - this thread's connection, connected and current */
-static struct conn *
-get_conn(struct xm_redis *r, char *err, size_t errlen)
+/* drop - close C's connection (no epoch change) */
+static void
+drop(struct conn *c)
+{
+	if (c->ctx != NULL) {
+		redisFree(c->ctx);
+		c->ctx = NULL;
+	}
+}
+
+/*
+ * get_conn - this thread's connection, connected and current: 0 with *CP
+ * set (*FRESH: made by this call, so a failure on it is no stale
+ * connection), or -1 / XM_REDIS_TIMEOUT with ERR (nothing kept)
+ */
+static int
+get_conn(struct xm_redis *r, struct conn **cp, bool *fresh, char *err,
+    size_t errlen)
 {
 	struct conn *c = pthread_getspecific(r->tkey);
 	unsigned ep = atomic_load(&r->epoch);
+	int rc, e;
 
+	*fresh = false;
 	if (c == NULL) {
 		c = xm_calloc(1, sizeof(*c));
 		pthread_mutex_lock(&r->lock);
@@ -281,66 +340,87 @@ get_conn(struct xm_redis *r, char *err, size_t errlen)
 		pthread_mutex_unlock(&r->lock);
 		pthread_setspecific(r->tkey, c);
 	}
+	*cp = c;
 	if (c->ctx != NULL && c->epoch == ep)
-		return c;
-	if (c->ctx != NULL) {
-		redisFree(c->ctx);
-		c->ctx = NULL;
-	}
+		return 0;
+	drop(c);
+	*fresh = true;
 	c->ctx = r->path ? redisConnectUnixWithTimeout(r->path, tv(r->timeout)) :
 	    redisConnectWithTimeout(r->host, r->port, tv(r->timeout));
+	e = errno;
 	if (c->ctx == NULL) {
 		snprintf(err, errlen, "cannot allocate a Redis context");
-		return NULL;
+		return -1;
 	}
 	if (c->ctx->err) {
-		snprintf(err, errlen, "connect: %s", c->ctx->errstr);
-		redisFree(c->ctx);
-		c->ctx = NULL;
-		return NULL;
+		char what[160];
+
+		snprintf(what, sizeof(what), "connect: %s", c->ctx->errstr);
+		return conn_fail(r, c, e, err, errlen, what);
 	}
 	redisSetTimeout(c->ctx, tv(r->timeout));
 	c->epoch = ep;
 	if (r->db != 0) {
 		redisReply *rep = redisCommand(c->ctx, "SELECT %lld", r->db);
 
-		if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-			snprintf(err, errlen, "SELECT %lld failed", r->db);
-			if (rep)
-				freeReplyObject(rep);
-			redisFree(c->ctx);
-			c->ctx = NULL;
-			return NULL;
+		if (rep == NULL) {
+			char what[160];
+
+			snprintf(what, sizeof(what), "SELECT %lld: %s", r->db,
+			    c->ctx->errstr);
+			return conn_fail(r, c, errno, err, errlen, what);
+		}
+		if (rep->type == REDIS_REPLY_ERROR) {
+			snprintf(err, errlen, "SELECT %lld failed: %s", r->db,
+			    rep->str);
+			freeReplyObject(rep);
+			drop(c);
+			return -1;
 		}
 		freeReplyObject(rep);
 	}
-	if (load_script(r, c, err, errlen) < 0) {
-		if (c->ctx) {
-			redisFree(c->ctx);
-			c->ctx = NULL;
-		}
-		return NULL;
+	if ((rc = load_script(r, c, err, errlen)) < 0) {
+		drop(c);
+		return rc;
 	}
-	return c;
+	return 0;
 }
 
-/* xm_redis_ping - connect and PING */
-int
-xm_redis_ping(struct xm_redis *r, char *err, size_t errlen)
+/* ping_once - PING on this thread's connection (see xm_redis_ping) */
+static int
+ping_once(struct xm_redis *r, bool *stale, char *err, size_t errlen)
 {
-	struct conn *c = get_conn(r, err, errlen);
+	struct conn *c;
 	redisReply *rep;
-	int rc = 0;
+	bool fresh;
+	int rc;
 
-	if (c == NULL)
-		return -1;
-	if ((rep = redisCommand(c->ctx, "PING")) == NULL)
-		return conn_fail(r, c, err, errlen, c->ctx->errstr);
+	*stale = false;
+	if ((rc = get_conn(r, &c, &fresh, err, errlen)) < 0)
+		return rc;
+	if ((rep = redisCommand(c->ctx, "PING")) == NULL) {
+		rc = conn_fail(r, c, errno, err, errlen, c->ctx->errstr);
+		*stale = rc == -1 && !fresh;
+		return rc;
+	}
 	if (rep->type == REDIS_REPLY_ERROR) {
 		snprintf(err, errlen, "PING: %s", rep->str);
 		rc = -1;
 	}
 	freeReplyObject(rep);
+	return rc;
+}
+
+/* xm_redis_ping - connect and PING; a connection found closed by the
+ * server is replaced and PINGed again once */
+int
+xm_redis_ping(struct xm_redis *r, char *err, size_t errlen)
+{
+	bool stale;
+	int rc = ping_once(r, &stale, err, errlen);
+
+	if (rc == -1 && stale)
+		rc = ping_once(r, &stale, err, errlen);
 	return rc;
 }
 
@@ -456,14 +536,11 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 	size_t i, k, plen = strlen(r->prefix), nkeys;
 	unsigned argc = 0, hargc;
 	int attempt, rc = -1;
+	bool retried, noscript;
 	char t[64];
 
 	if (n == 0)
 		return 0;
-	if ((c = get_conn(r, err, errlen)) == NULL) {
-		atomic_fetch_add(&r->epoch, 1);
-		return -1;
-	}
 	if (plen > 40) {
 		snprintf(err, errlen, "redis_prefix too long");
 		return -1;
@@ -512,11 +589,22 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 			break;
 		}
 	}
-	for (attempt = 0; attempt < 2; attempt++) {
+	/*
+	 * Up to three rounds: NOSCRIPT (the script cache was flushed) loads
+	 * the script and goes again; a connection that was idle and turns
+	 * out closed by the server (a restart, its idle timeout) is replaced
+	 * once and the command sent again (see the top of this file). A
+	 * timeout is never retried (the script may be running).
+	 */
+	for (attempt = 0, retried = noscript = false; attempt < 3; attempt++) {
 		void *vr = NULL;
 		size_t hk = 0;
 		char h[32];
+		bool fresh;
 
+		if ((rc = get_conn(r, &c, &fresh, err, errlen)) < 0)
+			goto out;
+		rc = -1;
 		/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
 		xm_buf_reset(&cmd);
 		hargc = argc + 2;
@@ -532,26 +620,30 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 		if (redisAppendFormattedCommand(c->ctx, cmd.data, cmd.len) !=
 		    REDIS_OK || redisGetReply(c->ctx, &vr) != REDIS_OK ||
 		    vr == NULL) {
+			int e = errno;
+
 			if (vr)
 				freeReplyObject(vr);
-			conn_fail(r, c, err, errlen, c->ctx->errstr[0] ?
+			rc = conn_fail(r, c, e, err, errlen, c->ctx->errstr[0] ?
 			    c->ctx->errstr : "no reply");
+			if (rc == -1 && !fresh && !retried) {
+				retried = true;
+				continue;
+			}
 			goto out;
 		}
+		rc = -1;
 		rep = vr;
 		if (rep->type == REDIS_REPLY_ERROR &&
-		    strncmp(rep->str, "NOSCRIPT", 8) == 0 && attempt == 0) {
+		    strncmp(rep->str, "NOSCRIPT", 8) == 0 && !noscript) {
+			noscript = true;
 			freeReplyObject(rep);
 			rep = NULL;
-			if (load_script(r, c, err, errlen) < 0) {
-				if (c->ctx) {
-					char why[256];
-
-					snprintf(why, sizeof(why), "%s", err);
-					conn_fail(r, c, err, errlen, why);
-				}
+			if ((rc = load_script(r, c, err, errlen)) < 0) {
+				drop(c);
 				goto out;
 			}
+			rc = -1;
 			continue;
 		}
 		break;

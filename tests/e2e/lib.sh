@@ -9,6 +9,7 @@
 #   xm_prosody_config NAME IP DOMAIN C2S_PORT [OPTIONS...]
 #                                  write $XM_TMP/NAME/prosody.cfg.lua
 #   xm_prosody_start NAME          start it (under timeout), wait for c2s
+#                                  and its other listeners (HTTP, ...)
 #   xm_prosody_stop NAME           SIGTERM it and wait
 #   xm_register NAME USER DOMAIN PASS   create an account
 #   xm_daemon_config FILE SOCKET QUARANTINE_DIR RULES_FILE...
@@ -107,11 +108,30 @@ xm_port_busy() {
 }
 
 # xm_free_port [START] - print a free port on 127.0.0.1, counting up
+# (outside the kernel's ephemeral range: see xm_port_fixed)
 xm_free_port() {
 	local p=${1:-$(( 20000 + ($$ * 7) % 20000 ))}
+	p=$(xm_port_fixed "$p")
 	while xm_port_busy 127.0.0.1 "$p" || xm_port_busy 127.0.0.2 "$p" || [ "$p" = 2024 ]; do
-		p=$((p + 1))
+		p=$(xm_port_fixed $((p + 1)))
 	done
+	echo "$p"
+}
+
+# xm_port_fixed PORT - PORT, or a port below 65536 outside the kernel's
+# ephemeral range (net.ipv4.ip_local_port_range) in its place. A port in
+# that range, free when probed, may be given by the kernel to any
+# process's connect() or bind to port 0 (the unit tests' redis-server,
+# PostgreSQL and HTTP servers, every loopback client, running alongside
+# under `make -j check`) before our server binds it; Prosody then runs
+# on without that listener.
+xm_port_fixed() {
+	local p=$1 lo=32768 hi=60999
+	read -r lo hi 2>/dev/null </proc/sys/net/ipv4/ip_local_port_range
+	if [ "$p" -ge "$lo" ] && [ "$p" -le "$hi" ] && [ "$lo" -gt 11024 ]; then
+		p=$(( 10000 + (p - lo) % (lo - 10000) ))
+	fi
+	[ "$p" -le 65535 ] || p=10000
 	echo "$p"
 }
 
@@ -297,6 +317,27 @@ xm_prosody_start() {
 		sed 's/^/#   /' "$dir/prosody.out" "$dir/prosody.log" 2>/dev/null | tail -20 >&2
 		return 1
 	fi
+	xm_prosody_wait_listeners "$name"
+}
+
+# xm_prosody_wait_listeners NAME - wait until every other TCP port NAME's
+# configuration lists (HTTP, component, s2s) accepts, and fail when
+# Prosody could not bind one: it carries on without that listener and
+# says so only in its log
+xm_prosody_wait_listeners() {
+	local cfg=${XM_PROSODY_CFG[$1]} log kind port ip
+	log=$(xm_prosody_log "$1")
+	while read -r kind port; do
+		ip=${XM_PROSODY_ADDR[$1]%:*}
+		[ "$kind" = component ] && ip=127.0.0.1
+		if ! xm_wait_port "$ip" "$port" 10 ||
+		    grep -q 'Failed to open server port' "$log" 2>/dev/null; then
+			xm_log "prosody $1: no $kind listener of its own on $ip:$port; its log says:"
+			grep -E 'Failed to open server port|Activated service' \
+				"$log" 2>/dev/null | sed 's/^/#   /' >&2
+			return 1
+		fi
+	done < <(sed -n 's/^\(http\|component\|s2s\)_ports = { \([0-9][0-9]*\) }$/\1 \2/p' "$cfg")
 }
 
 # xm_prosody_stop NAME - stop a Prosody we started

@@ -14,7 +14,9 @@
 #     the daemon says so in its log and health (degraded,
 #     state=memory-fallback), and keeps limiting from local memory,
 #   - Redis restarted: both nodes go back to it (log, health) and share
-#     counters again,
+#     counters again; a node that missed the outage (its probe interval
+#     longer than it) finds its connection closed, takes a new one and
+#     counts in Redis, without falling back,
 #   - a third daemon counting in memory keeps its counters over SIGHUP,
 #   - through Prosody: a flood from one account to a stranger is cut off
 #     near its budget and the account is blocked, while a chat between
@@ -84,9 +86,21 @@ filters:
   ratelimit:
     enabled: true
     redis: redis://127.0.0.1:$P_REDIS
-    redis_timeout: 500ms
+    # generous: Redis is killed (connections refused at once), never
+    # slowed, here; a command that times out on a busy machine would
+    # count its event in local memory
+    redis_timeout: 10s
     redis_retry: 300ms
 EOF
+}
+
+# state_lines WHY - WHY, the daemons' state: log lines and the end of
+# redis-server's log (appended to $OUT when a case fails)
+state_lines() {
+	echo "$1"
+	grep -h 'state:' "$LOG_A" | sed 's/^/A: /'
+	grep -h 'state:' "$LOG_B" | sed 's/^/B: /'
+	tail -n 4 "$XM_TMP/redis.log" | sed 's/^/redis: /'
 }
 
 # iso SECONDS - RFC 3339 time
@@ -155,6 +169,15 @@ if ! xm_daemon_start "$XM_TMP/b.yml" "$LOG_B"; then
 	exit 1
 fi
 PID_B=$XM_DAEMON_PID
+# node D: one worker, and a probe an hour apart: it will not notice the
+# outage below, so after Redis's restart its worker's connection is one
+# the old server had (a restart between two probes)
+SOCK_D=$XM_TMP/xmilterd-d.sock
+LOG_D=$XM_TMP/xmilterd-d.log
+daemon_conf "$XM_TMP/d.yml" "$SOCK_D"
+sed -i -e 's/^  workers: 4$/  workers: 1/' -e 's/^    redis_retry: .*/    redis_retry: 1h/' "$XM_TMP/d.yml"
+D_UP=1
+xm_daemon_start "$XM_TMP/d.yml" "$LOG_D" && D_UP=0
 # event times move forward from phase to phase, as a server's clock does
 T0=1795000000
 
@@ -176,6 +199,11 @@ rej=$(count_not_accept)
 xm_log "fresh1: $ok1 accepted on A, then $rej of 10 stopped on B"
 [ "$ok1" = 10 ] && [ "$rej" = 10 ] && has '^sent 10 answered 10$'
 result "a budget spent through node A applies on node B" $?
+
+# node D's worker connects (its connection is the one the restart below
+# leaves stale)
+f=$XM_TMP/fresh0.events; : >"$f"; spam "$f" fresh0 1 1 $((T0 + 500))
+[ $D_UP = 0 ] && feed "$SOCK_D" "$f"
 
 f=$XM_TMP/fresh2.events; : >"$f"; spam "$f" fresh2 1 10 $((T0 + 1000))
 feed "$SOCK_B" "$f"
@@ -255,18 +283,42 @@ if start_redis; then
 	wait_health "$SOCK_B" '^status=ok$' && grep -q '^state=redis$' "$OUT"
 	rb=$?
 	[ $ra = 0 ] && [ $rb = 0 ] && grep -Eq 'state: Redis .* is back' "$LOG_A"
-	result "Redis restarted: both nodes return to it (health, log)" $?
+	rc=$?
+	[ $rc = 0 ] || state_lines "health A: $ra, B: $rb (0: status=ok, state=redis)" >>"$OUT"
+	result "Redis restarted: both nodes return to it (health, log)" $rc
 
 	f=$XM_TMP/fresh5-a.events; : >"$f"; spam "$f" fresh5 1 10 $((T0 + 300000))
 	feed "$SOCK_A" "$f"
 	ok5=$(count_action accept)
 	f=$XM_TMP/fresh5-b.events; : >"$f"; spam "$f" fresh5 11 15 $((T0 + 300000))
 	feed "$SOCK_B" "$f"
-	[ "$ok5" = 10 ] && [ "$(count_not_accept)" = 5 ]
-	result "after recovery, budgets are shared again" $?
+	rej5=$(count_not_accept)
+	[ "$ok5" = 10 ] && [ "$rej5" = 5 ]
+	rc=$?
+	[ $rc = 0 ] || state_lines "A accepted $ok5 of 10, then B stopped $rej5 of 5" >>"$OUT"
+	result "after recovery, budgets are shared again" $rc
+
+	# node D never probed during the outage (health says redis all
+	# along) and its one worker holds a connection to the old server:
+	# the first event finds it closed, takes a new one, and counts in
+	# Redis; nothing falls back to memory
+	f=$XM_TMP/fresh7-a.events; : >"$f"; spam "$f" fresh7 1 10 $((T0 + 310000))
+	feed "$SOCK_A" "$f"
+	ok7=$(count_action accept)
+	f=$XM_TMP/fresh7-d.events; : >"$f"; spam "$f" fresh7 11 15 $((T0 + 310000))
+	rej7=
+	[ $D_UP = 0 ] && feed "$SOCK_D" "$f" && rej7=$(count_not_accept)
+	[ $D_UP = 0 ] && health "$SOCK_D"
+	[ "$ok7" = 10 ] && [ "$rej7" = 5 ] && has '^state=redis$' &&
+		has '^state-fallback-ops=0$' && ! grep -q 'state: Redis .* failed' "$LOG_D"
+	rc=$?
+	[ $rc = 0 ] || { echo "A accepted $ok7 of 10, then D stopped ${rej7:-none} of 5"
+		grep -h 'state:' "$LOG_D" | sed 's/^/D: /'; } >>"$OUT"
+	result "a node that missed the outage (no probe during it) counts in Redis after the restart" $rc
 else
 	skip "Redis restarted: both nodes return to it (health, log)" "redis-server did not restart"
 	skip "after recovery, budgets are shared again" "redis-server did not restart"
+	skip "a node that missed the outage (no probe during it) counts in Redis after the restart" "redis-server did not restart"
 fi
 
 # ---- counters survive a reload (memory backend) ---------------------------

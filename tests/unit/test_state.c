@@ -8,7 +8,11 @@
  * in use), determinism (two tables fed the same ops end the same), and the
  * process-global state: counters survive a reconfiguration (a reload),
  * a malformed Redis URL is refused, and an unreachable Redis falls back
- * to memory with the fallback counted and health degraded.
+ * to memory with the fallback counted and health degraded. Against a
+ * redis-server of the test's own: the same results as the memory table;
+ * a connection the server closed (CLIENT KILL) is replaced without
+ * falling back or marking Redis down; a stopped server is a timeout
+ * (one batch in memory, Redis not marked down), a killed one an error.
  * Table-driven where the cases are alike. Each test owns its tables.
  */
 #include <math.h>
@@ -400,6 +404,7 @@ Test(state, distinct_with_subset_count)
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -420,9 +425,34 @@ free_port(void)
 	return port;
 }
 
-/* start_redis - a redis-server of our own on PORT; its pid */
+/* is_pid - the Redis at the other end of FD is process PID (INFO) */
+static bool
+is_pid(int fd, pid_t pid)
+{
+	static const char cmd[] = "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
+	struct timeval tmo = { 5, 0 };   /* not a Redis: it may never answer */
+	char buf[16384], *p;
+	size_t len = 0;
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+	if (write(fd, cmd, sizeof(cmd) - 1) != (ssize_t)sizeof(cmd) - 1)
+		return false;
+	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len,
+	    sizeof(buf) - 1 - len)) > 0) {
+		len += (size_t)n;
+		buf[len] = '\0';
+		if ((p = strstr(buf, "process_id:")) != NULL &&
+		    strstr(p, "\r\n") != NULL)
+			return strtol(p + 11, NULL, 10) == (long)pid;
+	}
+	return false;
+}
+
+/* try_redis - a redis-server of our own on PORT; its pid, or -1 when it
+ * exited (the port was taken since free_port saw it free) */
 static pid_t
-start_redis(int port)
+try_redis(int port)
 {
 	char p[16];
 	pid_t pid;
@@ -442,19 +472,44 @@ start_redis(int port)
 		int fd = socket(AF_INET, SOCK_STREAM, 0), st;
 
 		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+		/* exited first: whatever accepts there is not ours */
+		if (waitpid(pid, &st, WNOHANG) == pid) {
 			close(fd);
-			return pid;
+			cr_assert(!WIFEXITED(st) || WEXITSTATUS(st) != 127,
+			    "redis-server: is it installed?");
+			return -1;
+		}
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+			bool ours = is_pid(fd, pid);
+
+			close(fd);
+			if (ours)
+				return pid;
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return -1;
 		}
 		close(fd);
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			cr_assert_fail("redis-server exited (%d): is it installed?",
-			    st);
 		usleep(50000);
 	}
 	kill(pid, SIGKILL);
 	cr_assert_fail("redis-server did not start");
 	return -1;
+}
+
+/* start_redis - a redis-server of our own on a free port (*PORT); its
+ * pid. A port free when probed may be taken before redis-server binds
+ * it (any process's connect or bind to port 0): then another one. */
+static pid_t
+start_redis(int *port)
+{
+	pid_t pid = -1;
+	int i;
+
+	for (i = 0; i < 5 && pid < 0; i++)
+		pid = try_redis(*port = free_port());
+	cr_assert(pid > 0, "redis-server did not start on any of 5 ports");
+	return pid;
 }
 
 /* a mixed sequence of ops, each run alone at its time on both backends */
@@ -465,8 +520,8 @@ struct rop {
 
 Test(state, redis_gives_the_same_results_as_memory)
 {
-	int port = free_port();
-	pid_t pid = start_redis(port);
+	int port;
+	pid_t pid = start_redis(&port);
 	struct xm_memstore *m = xm_memstore_new(1 << 20);
 	struct xm_redis *r;
 	char url[64], err[256];
@@ -541,4 +596,127 @@ Test(state, redis_gives_the_same_results_as_memory)
 	}
 	xm_redis_free(r);
 	xm_memstore_free(m);
+}
+
+/* client_kill - CLIENT KILL TYPE normal on a connection of our own to
+ * PORT: the server closes every other client; how many, or -1 */
+static long long
+client_kill(int port)
+{
+	static const char cmd[] = "*4\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n"
+	    "$4\r\nTYPE\r\n$6\r\nnormal\r\n";
+	char reply[256];
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+	    .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ssize_t n;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(fd >= 0);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(write(fd, cmd, sizeof(cmd) - 1), (ssize_t)sizeof(cmd) - 1);
+	n = read(fd, reply, sizeof(reply) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	reply[n] = '\0';
+	return reply[0] == ':' ? strtoll(reply + 1, NULL, 10) : -1;
+}
+
+/*
+ * A connection the server closed while it was idle (a Redis restart the
+ * node did not notice in time, Redis's idle `timeout`, CLIENT KILL) is
+ * not Redis being down: the next command goes out again on a new
+ * connection, nothing falls back to memory, health stays "redis". A
+ * server that does not answer in time (stopped here) costs that one
+ * batch, counted in memory, without marking Redis down; once it answers,
+ * batches go back to it.
+ */
+Test(state, stale_connection_and_timeout_do_not_mark_redis_down)
+{
+	int port;
+	pid_t pid = start_redis(&port);
+	char url[64], err[256];
+	struct xm_state_conf c = { .memory = 1 << 20, .redis_timeout = 0.3,
+	    .redis_retry = 3600, .redis_prefix = "xmstale:" };
+	struct xm_state_op op = { .op = XM_SOP_INCR, .key = 77, .ttl = 600 };
+	struct xm_state_stats st;
+	struct xm_buf b = { 0 };
+	long long killed;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	c.redis = url;
+	xm_state_reset();
+	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0, "%s", err);
+	xm_state_exec(&op, 1, T0);          /* this thread's connection */
+	cr_expect_eq(op.result, 1);
+	/* the server drops every client but the one asking: ours and the
+	 * monitor's are stale now */
+	killed = client_kill(port);
+	cr_expect_geq(killed, 1, "CLIENT KILL closed %lld", killed);
+	xm_state_exec(&op, 1, T0 + 1);
+	cr_expect_eq(op.result, 2, "counted in Redis after a reconnect: %g",
+	    op.result);
+	xm_state_stats(&st);
+	cr_expect(st.redis_up, "a stale connection marked Redis down");
+	cr_expect_eq(st.fallback_ops, 0, "fallback ops %llu", st.fallback_ops);
+	cr_expect_eq(st.redis_errors, 0, "errors %llu", st.redis_errors);
+
+	/* stopped: no answer within the timeout */
+	kill(pid, SIGSTOP);
+	xm_state_exec(&op, 1, T0 + 2);
+	xm_state_stats(&st);
+	cr_expect(st.redis_up, "a timeout marked Redis down");
+	cr_expect_eq(st.fallback_ops, 1, "fallback ops %llu", st.fallback_ops);
+	cr_expect_eq(st.redis_errors, 1, "errors %llu", st.redis_errors);
+	cr_expect(xm_state_status(&b), "health degraded by a timeout: %s",
+	    b.data);
+	cr_expect(strstr(b.data, "state=redis\n") != NULL, "%s", b.data);
+	kill(pid, SIGCONT);
+	/* back in Redis (memory would say 2): 4, or 3 if the resumed server
+	 * dropped the command that timed out instead of running it */
+	xm_state_exec(&op, 1, T0 + 3);
+	cr_expect(op.result == 4 || op.result == 3, "back in Redis: %g",
+	    op.result);
+	xm_state_stats(&st);
+	cr_expect_eq(st.fallback_ops, 1, "fallback ops %llu", st.fallback_ops);
+	xm_buf_free(&b);
+	xm_state_reset();
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* the same at the backend: a stale connection is retried once, a dead
+ * server is an error, a stopped one a timeout (told apart) */
+Test(state, redis_backend_retries_a_stale_connection_once)
+{
+	int port;
+	pid_t pid = start_redis(&port);
+	struct xm_redis *r;
+	char url[64], err[256];
+	struct xm_state_op op = { .op = XM_SOP_INCR, .key = 78, .ttl = 600 };
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	cr_assert_not_null(r = xm_redis_new(url, 0.3, "xmstale2:", err,
+	    sizeof(err)), "%s", err);
+	cr_assert_eq(xm_redis_exec(r, &op, 1, T0, err, sizeof(err)), 0, "%s",
+	    err);
+	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_geq(client_kill(port), 1);
+	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), 0, "ping: %s", err);
+	cr_expect_geq(client_kill(port), 1);
+	cr_expect_eq(xm_redis_exec(r, &op, 1, T0 + 1, err, sizeof(err)), 0,
+	    "exec: %s", err);
+	cr_expect_eq(op.result, 2);
+	kill(pid, SIGSTOP);
+	cr_expect_eq(xm_redis_exec(r, &op, 1, T0 + 2, err, sizeof(err)),
+	    XM_REDIS_TIMEOUT, "stopped: %s", err);
+	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), XM_REDIS_TIMEOUT,
+	    "stopped: %s", err);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_expect_eq(xm_redis_exec(r, &op, 1, T0 + 3, err, sizeof(err)), -1,
+	    "killed: %s", err);
+	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), -1, "killed: %s", err);
+	xm_redis_free(r);
 }
