@@ -1650,6 +1650,28 @@ local function jwt_claims(authz)
 	return ok and type(t) == "table" and t or {};
 end
 
+-- move_file - rename SRC to DST, or copy and remove when they are on
+-- different filesystems (rename cannot cross them); true or nil, error
+local function move_file(src, dst)
+	local ok, err = os.rename(src, dst);
+	if ok then return true; end
+	local i = io.open(src, "rb");
+	if not i then return nil, err; end
+	local o, oerr = io.open(dst, "wb");
+	if not o then i:close(); return nil, tostring(err) .. "; " .. tostring(oerr); end
+	while true do
+		local chunk = i:read(65536);
+		if not chunk then break; end
+		if not o:write(chunk) then
+			i:close(); o:close(); os.remove(dst);
+			return nil, "copy to " .. dst .. " failed";
+		end
+	end
+	i:close();
+	if not o:close() then os.remove(dst); return nil, "copy to " .. dst .. " failed"; end
+	return os.remove(src);
+end
+
 -- upload_done - act on the daemon's verdict RES for an upload stored in
 -- FILE: refuse means delete (or quarantine) and block its slot
 local function upload_done(res, slot, file, name)
@@ -1659,7 +1681,7 @@ local function upload_done(res, slot, file, name)
 	upload_blocked:set(slot, res.reason or res.action);
 	local ok, err;
 	if upload_quarantine_dir and res.action == "quarantine" then
-		ok, err = os.rename(file, upload_quarantine_dir .. "/" .. slot .. "-" .. s_gsub(name or "file", "[/%z]", "_"));
+		ok, err = move_file(file, upload_quarantine_dir .. "/" .. slot .. "-" .. s_gsub(name or "file", "[/%z]", "_"));
 	else
 		ok, err = os.remove(file);
 	end

@@ -156,17 +156,24 @@ result "an upload of EICAR is refused and deleted before download; sharing its U
 
 # quarantine: the daemon's verdict for viruses becomes quarantine; the glue
 # moves the file into its quarantine directory instead of deleting it
-mkdir -p "$XM_TMP/upq"
+# the upload quarantine on another filesystem when there is one (tmpfs):
+# the glue must then copy the file across instead of renaming it
+UPQ=$XM_TMP/upq
+if [ -d /dev/shm ] && [ "$(stat -c %d /dev/shm)" != "$(stat -c %d "$XM_TMP")" ]; then
+	UPQ=$(mktemp -d /dev/shm/xmilter-upq.XXXXXX) && chmod 755 "$UPQ"
+	trap 'rm -rf "$UPQ"; xm_cleanup' EXIT
+fi
+mkdir -p "$UPQ"
 sed -i 's/^    enabled: true$/&\n    virus_action: quarantine/' "$XM_TMP/xmilterd.yml"
 before=$(grep -c 'reloaded$' "$DLOG")
 kill -HUP "$XM_DAEMON_PID"
 for _ in $(seq 100); do [ "$(grep -c 'reloaded$' "$DLOG")" -gt "$before" ] && break; sleep 0.05; done
-sed -i "s|^xmilter_socket = .*|&\nxmilter_upload_quarantine_dir = \"$XM_TMP/upq\"|" "${XM_PROSODY_CFG[a]}"
+sed -i "s|^xmilter_socket = .*|&\nxmilter_upload_quarantine_dir = \"$UPQ\"|" "${XM_PROSODY_CFG[a]}"
 prosody_reload a
 av "${UP[@]}" -D "$FILES/eicar-notes.txt" upload
 rc=1
 if has '^put 403 ' && has '^get (403|404|410) '; then
-	n=$(grep -l 'EICAR-STANDARD' "$XM_TMP"/upq/* 2>/dev/null | wc -l)
+	n=$(grep -l 'EICAR-STANDARD' "$UPQ"/* 2>/dev/null | wc -l)
 	[ "$n" = 1 ] && [ -z "$(grep -rl 'EICAR-STANDARD' "$XM_TMP/a/data" 2>/dev/null)" ] &&
 		"$top_builddir/xmilter" quarantine list -c "$XM_TMP/xmilterd.yml" held 2>&1 |
 		grep -q 'AV_' && rc=0
