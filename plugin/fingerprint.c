@@ -197,95 +197,152 @@ put(struct fbuf *o, const char *s, size_t n)
 	o->len += n;
 }
 
-/* normalise - fold TEXT into OUT (space-separated words); links to URLS */
+/* ASCII classes for normalise: one table look-up per byte */
+#define C_LETTER 1
+#define C_DIGIT 2
+#define C_VOWEL 4
+#define C_URL 8        /* h, w: a link may start here */
+#define C_HIGH 16      /* not ASCII: decode */
+
+static const unsigned char ascii_class[256] = {
+#define L C_LETTER
+#define V (C_LETTER | C_VOWEL)
+#define U (C_LETTER | C_URL)
+#define D C_DIGIT
+	['0'] = D, ['1'] = D, ['2'] = D, ['3'] = D, ['4'] = D,
+	['5'] = D, ['6'] = D, ['7'] = D, ['8'] = D, ['9'] = D,
+	['a'] = V, ['b'] = L, ['c'] = L, ['d'] = L, ['e'] = V, ['f'] = L,
+	['g'] = L, ['h'] = U, ['i'] = V, ['j'] = L, ['k'] = L, ['l'] = L,
+	['m'] = L, ['n'] = L, ['o'] = V, ['p'] = L, ['q'] = L, ['r'] = L,
+	['s'] = L, ['t'] = L, ['u'] = V, ['v'] = L, ['w'] = U, ['x'] = L,
+	['y'] = V, ['z'] = L,
+	['A'] = V, ['B'] = L, ['C'] = L, ['D'] = L, ['E'] = V, ['F'] = L,
+	['G'] = L, ['H'] = U, ['I'] = V, ['J'] = L, ['K'] = L, ['L'] = L,
+	['M'] = L, ['N'] = L, ['O'] = V, ['P'] = L, ['Q'] = L, ['R'] = L,
+	['S'] = L, ['T'] = L, ['U'] = V, ['V'] = L, ['W'] = U, ['X'] = L,
+	['Y'] = V, ['Z'] = L,
+#undef L
+#undef V
+#undef U
+#undef D
+#define H16 C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH, \
+	C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH, C_HIGH
+	[0x80] = H16, H16, H16, H16, H16, H16, H16, H16
+#undef H16
+};
+
+/* reserve - room for N more bytes in OUT (grown in the arena) */
+static inline void
+reserve(struct fbuf *o, size_t n)
+{
+	if (o->len + n > o->cap) {
+		size_t ncap = (o->cap + n) * 2 + 64;
+		char *np = xm_arena_alloc(o->a, ncap);
+
+		if (o->len)
+			memcpy(np, o->p, o->len);
+		o->p = np;
+		o->cap = ncap;
+	}
+}
+
+/* normalise - fold TEXT into OUT (space-separated words); links to URLS.
+ * Words are written straight into OUT, then replaced by "#" or "*" when
+ * they turn out to be numbers or tokens; ASCII bytes are classified by
+ * one table look-up (this runs over every byte of every message). */
 static unsigned
 normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
     const char **urls, unsigned *nurls)
 {
-	const char *p = text, *end = text + n;
-	char w[WORD_MAX + 4];
+	const unsigned char *p = (const unsigned char *)text, *end = p + n;
 	unsigned words = 0;
 
 	while (p < end) {
-		const char *q = p;
+		const char *q;
+		unsigned cl = ascii_class[*p];
 		long c;
-		size_t ul, wl = 0;
+		size_t ul, wl, start;
+		char *w;
 		unsigned letters = 0, digits = 0, vowels = 0, ascii = 0;
 		bool prev_digit = false;
 
-		if ((unsigned char)*p < 0x80) {
-			c = (unsigned char)*p;
-			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			    (c >= '0' && c <= '9'))) {
-				p++;
-				continue;
-			}
-		} else {
-			c = xm_utf8_next(&q, end);
+		if (cl == 0) {                  /* ASCII, not a word */
+			p++;
+			continue;
+		}
+		if (cl & C_HIGH) {
+			q = (const char *)p;
+			c = xm_utf8_next(&q, (const char *)end);
 			if (!word_char(c)) {
-				p = q > p ? q : p + 1;
+				p = (const unsigned char *)q > p ?
+				    (const unsigned char *)q : p + 1;
 				continue;
 			}
 		}
-		if ((c == 'h' || c == 'H' || c == 'w' || c == 'W') &&
-		    (ul = url_start(p, end)) > 0) {
+		if ((cl & C_URL) && (ul = url_start((const char *)p,
+		    (const char *)end)) > 0) {
 			if (urls != NULL && *nurls < XM_FP_MAX_URLS)
-				urls[(*nurls)++] = xm_arena_strndup(a, p, ul);
+				urls[(*nurls)++] = xm_arena_strndup(a,
+				    (const char *)p, ul);
+			reserve(out, 6);
 			if (out->len)
-				put(out, " ", 1);
-			put(out, "<url>", 5);
+				out->p[out->len++] = ' ';
+			memcpy(out->p + out->len, "<url>", 5);
+			out->len += 5;
 			p += ul;
 			continue;
 		}
+		/* the word, written after its separator */
+		reserve(out, WORD_MAX + 8);
+		start = out->len + (out->len ? 1 : 0);
+		w = out->p + start;
+		wl = 0;
 		while (p < end) {
-			unsigned char u = (unsigned char)*p;
+			unsigned k = ascii_class[*p];
 
-			if (u < 0x80) {
-				if (u >= 'A' && u <= 'Z')
-					u += 32;
-				if (u >= '0' && u <= '9') {
-					digits++;
-					if (!prev_digit && wl < WORD_MAX)
-						w[wl++] = '#';
-					prev_digit = true;
-					p++;
-					continue;
-				}
-				if (!(u >= 'a' && u <= 'z'))
-					break;
+			if (k & C_LETTER) {
 				prev_digit = false;
 				letters++;
 				ascii++;
-				if (u == 'a' || u == 'e' || u == 'i' || u == 'o' ||
-				    u == 'u' || u == 'y')
-					vowels++;
+				vowels += (k & C_VOWEL) != 0;
 				if (wl < WORD_MAX)
-					w[wl++] = (char)u;
+					w[wl++] = (char)(*p | 0x20);
 				p++;
 				continue;
 			}
-			q = p;
-			c = xm_utf8_next(&q, end);
+			if (k & C_DIGIT) {
+				digits++;
+				if (!prev_digit && wl < WORD_MAX)
+					w[wl++] = '#';
+				prev_digit = true;
+				p++;
+				continue;
+			}
+			if (!(k & C_HIGH))
+				break;
+			q = (const char *)p;
+			c = xm_utf8_next(&q, (const char *)end);
 			if (!word_char(c))
 				break;
-			p = q;
+			p = (const unsigned char *)q;
 			prev_digit = false;
 			letters++;
 			if (wl + 4 <= WORD_MAX)
 				wl += put_cp(w + wl, lower(c));
 		}
 		if (out->len)
-			put(out, " ", 1);
-		if (letters == 0)
-			put(out, "#", 1);
-		else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
+			out->p[out->len] = ' ';
+		if (letters == 0) {
+			w[0] = '#';
+			wl = 1;
+		} else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
 		    (ascii == letters && letters >= 6 && vowels * 6 < letters) ||
-		    letters >= 25)
-			put(out, "*", 1);
-		else {
-			put(out, w, wl);
+		    letters >= 25) {
+			w[0] = '*';
+			wl = 1;
+		} else
 			words++;
-		}
+		out->len = start + wl;
 	}
 	return words;
 }
