@@ -43,6 +43,7 @@
  * memory inside the state).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,6 +403,43 @@ rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
 	return true;
 }
 
+/* ---- keys ----
+ * Every key is xm_state_key(TAG, TEXT) (or xm_state_key2 for budgets):
+ * the hash state after the tag does not depend on the event, so it is
+ * computed once (the keys are the same as before, only cheaper). */
+
+enum rl_tag { T_BLK, T_BLKIP, T_FO, T_FOS, T_S, T_R, T_STRIKE, T_STRIKEIP,
+	T_OBT, T_OBU, T_OBTS, T_OBUS, T_OBTR, T_OBUR, T_NTAGS };
+static const char *const rl_tagname[T_NTAGS] = { "blk", "blkip", "fo",
+	"fos", "s", "r", "strike", "strikeip", "obt", "obu", "obts", "obus",
+	"obtr", "obur" };
+static uint64_t seed_tag[T_NTAGS];       /* hash of "TAG\0" */
+static uint64_t seed_limit[RL_NLIMITS];  /* hash of "rl\0NAME\0" */
+static pthread_once_t seeds_once = PTHREAD_ONCE_INIT;
+
+/* seeds_init - the hash states after each tag */
+static void
+seeds_init(void)
+{
+	size_t i;
+
+	for (i = 0; i < T_NTAGS; i++)
+		seed_tag[i] = xm_hash64(rl_tagname[i], strlen(rl_tagname[i]) + 1,
+		    0);
+	for (i = 0; i < RL_NLIMITS; i++)
+		seed_limit[i] = xm_hash64(rl_limitname[i],
+		    strlen(rl_limitname[i]) + 1, xm_hash64("rl", 3, 0));
+}
+
+/* tkey - xm_state_key(TAG, S, N) from TAG's seed */
+static inline uint64_t
+tkey(enum rl_tag tag, const char *s, size_t n)
+{
+	uint64_t h = xm_hash64(s, n, seed_tag[tag]);
+
+	return h ? h : 1;
+}
+
 /* ---- the batch ---- */
 
 #define RL_MAXOPS 24
@@ -440,7 +478,11 @@ add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
 
 	if (who == NULL || c->rate[l] < 0 || cost <= 0)
 		return;
-	i = add(b, XM_SOP_BUCKET, xm_state_key2("rl", rl_limitname[l], who));
+	{
+		uint64_t h = xm_hash64(who, strlen(who), seed_limit[l]);
+
+		i = add(b, XM_SOP_BUCKET, h ? h : 1);
+	}
 	b->op[i].rate = c->rate[l] / 60.0;
 	b->op[i].burst = (double)c->burst[l];
 	b->op[i].cost = cost;
@@ -450,10 +492,10 @@ add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
 /* win_key - key of TAG for WHO in the window of length WIN around NOW
  * (the window's number hashed in, no text formatting) */
 static uint64_t
-win_key(const char *tag, const char *who, double now, double win)
+win_key(enum rl_tag tag, const char *who, double now, double win)
 {
 	int64_t idx = (int64_t)floor(now / win);
-	uint64_t h = xm_state_key(tag, who, strlen(who));
+	uint64_t h = tkey(tag, who, strlen(who));
 
 	h = xm_hash64(&idx, sizeof(idx), h);
 	return h ? h : 1;
@@ -462,10 +504,10 @@ win_key(const char *tag, const char *who, double now, double win)
 /* fp_key - key of TAG for fingerprint FP in the window around NOW (WIN 0:
  * no window) */
 static uint64_t
-fp_key(const char *tag, uint64_t fp, double now, double win)
+fp_key(enum rl_tag tag, uint64_t fp, double now, double win)
 {
 	int64_t idx = win > 0 ? (int64_t)floor(now / win) : -1;
-	uint64_t h = xm_state_key(tag, "", 0);
+	uint64_t h = tkey(tag, "", 0);
 
 	h = xm_hash64(&fp, sizeof(fp), h);
 	h = xm_hash64(&idx, sizeof(idx), h);
@@ -474,12 +516,12 @@ fp_key(const char *tag, uint64_t fp, double now, double win)
 
 /* add_distinct - add MEMBER (hashed with TAG) to the set KEY */
 static int
-add_distinct(struct rl_batch *b, uint64_t key, const char *tag,
+add_distinct(struct rl_batch *b, uint64_t key, enum rl_tag tag,
     const char *member, double win, long long cap)
 {
 	int i = add(b, XM_SOP_DISTINCT, key);
 
-	b->op[i].member = xm_state_key(tag, member, strlen(member));
+	b->op[i].member = tkey(tag, member, strlen(member));
 	b->op[i].ttl = win + 1;
 	b->op[i].cap = cap;
 	return i;
@@ -493,13 +535,13 @@ add_outbreak(const struct rl_conf *c, struct rl_batch *b, struct xm_task *t,
 	long long rcap = c->outbreak_recipients > c->outbreak_fanout ?
 	    c->outbreak_recipients : c->outbreak_fanout;
 
-	b->fp_flag[k] = add(b, XM_SOP_GET, fp_key(k == 0 ? "obt" : "obu", fp,
+	b->fp_flag[k] = add(b, XM_SOP_GET, fp_key(k == 0 ? T_OBT : T_OBU, fp,
 	    t->now, 0));
-	b->fp_senders[k] = add_distinct(b, fp_key(k == 0 ? "obts" : "obus", fp,
-	    t->now, c->outbreak_window), "s", w->sender, c->outbreak_window,
+	b->fp_senders[k] = add_distinct(b, fp_key(k == 0 ? T_OBTS : T_OBUS, fp,
+	    t->now, c->outbreak_window), T_S, w->sender, c->outbreak_window,
 	    c->outbreak_senders);
-	b->fp_rcpts[k] = add_distinct(b, fp_key(k == 0 ? "obtr" : "obur", fp,
-	    t->now, c->outbreak_window), "r", w->rcpt, c->outbreak_window, rcap);
+	b->fp_rcpts[k] = add_distinct(b, fp_key(k == 0 ? T_OBTR : T_OBUR, fp,
+	    t->now, c->outbreak_window), T_R, w->rcpt, c->outbreak_window, rcap);
 }
 
 /* texts - the bodies (and subjects) of EV, for fingerprints */
@@ -568,10 +610,10 @@ rl_check(void *state, struct xm_task *t)
 	if (c->block_after >= 0) {
 		if (w.sender)
 			b->blk_sender = add(b, XM_SOP_GET,
-			    xm_state_key("blk", w.sender, strlen(w.sender)));
+			    tkey(T_BLK, w.sender, strlen(w.sender)));
 		if (w.ip && c->block_addresses)
 			b->blk_ip = add(b, XM_SOP_GET,
-			    xm_state_key("blkip", w.ip, strlen(w.ip)));
+			    tkey(T_BLKIP, w.ip, strlen(w.ip)));
 	}
 	add_bucket(c, b, RL_ACCOUNT, w.sender, 1);
 	add_bucket(c, b, RL_IP, w.ip, 1);
@@ -593,15 +635,15 @@ rl_check(void *state, struct xm_task *t)
 			long long cap = c->fanout_max > c->fanout_stranger_max ?
 			    c->fanout_max : c->fanout_stranger_max;
 
-			b->fanout = add_distinct(b, win_key("fo", w.sender, t->now,
-			    c->fanout_window), "r", w.rcpt, c->fanout_window,
+			b->fanout = add_distinct(b, win_key(T_FO, w.sender, t->now,
+			    c->fanout_window), T_R, w.rcpt, c->fanout_window,
 			    cap + 1);
 			if (c->fanout_stranger_max >= 0 && w.stranger)
-				b->op[b->fanout].key2 = win_key("fos", w.sender,
+				b->op[b->fanout].key2 = win_key(T_FOS, w.sender,
 				    t->now, c->fanout_window);
 		} else if (c->fanout_stranger_max >= 0 && w.stranger)
-			b->fanout_stranger = add_distinct(b, win_key("fos",
-			    w.sender, t->now, c->fanout_window), "r", w.rcpt,
+			b->fanout_stranger = add_distinct(b, win_key(T_FOS,
+			    w.sender, t->now, c->fanout_window), T_R, w.rcpt,
 			    c->fanout_window, c->fanout_stranger_max + 1);
 	}
 	memset(&fp, 0, sizeof(fp));
@@ -697,7 +739,7 @@ rl_check(void *state, struct xm_task *t)
 			strike_sender = (int)npost;
 			memset(&post[npost], 0, sizeof(post[npost]));
 			post[npost].op = XM_SOP_INCR;
-			post[npost].key = xm_state_key("strike", w.sender,
+			post[npost].key = tkey(T_STRIKE, w.sender,
 			    strlen(w.sender));
 			post[npost].ttl = c->block_window;
 			npost++;
@@ -706,7 +748,7 @@ rl_check(void *state, struct xm_task *t)
 			strike_ip = (int)npost;
 			memset(&post[npost], 0, sizeof(post[npost]));
 			post[npost].op = XM_SOP_INCR;
-			post[npost].key = xm_state_key("strikeip", w.ip,
+			post[npost].key = tkey(T_STRIKEIP, w.ip,
 			    strlen(w.ip));
 			post[npost].ttl = c->block_window;
 			npost++;
@@ -724,7 +766,7 @@ rl_check(void *state, struct xm_task *t)
 		    (double)c->block_after) {
 			memset(&blk[nb], 0, sizeof(blk[nb]));
 			blk[nb].op = XM_SOP_SET;
-			blk[nb].key = xm_state_key("blk", w.sender,
+			blk[nb].key = tkey(T_BLK, w.sender,
 			    strlen(w.sender));
 			blk[nb].value = 1;
 			blk[nb].ttl = c->block_time;
@@ -738,7 +780,7 @@ rl_check(void *state, struct xm_task *t)
 		    (double)c->block_after) {
 			memset(&blk[nb], 0, sizeof(blk[nb]));
 			blk[nb].op = XM_SOP_SET;
-			blk[nb].key = xm_state_key("blkip", w.ip, strlen(w.ip));
+			blk[nb].key = tkey(T_BLKIP, w.ip, strlen(w.ip));
 			blk[nb].value = 1;
 			blk[nb].ttl = c->block_time;
 			nb++;
@@ -793,6 +835,7 @@ rl_init(void **state, const void *conf, char *err, size_t errlen)
 	sc.redis_prefix = c->redis_prefix;
 	if (xm_state_configure(&sc, err, errlen) < 0)
 		return -1;
+	pthread_once(&seeds_once, seeds_init);
 	st = xm_calloc(1, sizeof(*st));
 	st->c = c;
 	for (i = 0; i < RL_NLIMITS; i++)

@@ -118,56 +118,53 @@ url_start(const char *p, const char *end)
 	return len;
 }
 
-/* xm_fp_url_key - scheme://host[:port]/path, lower-case scheme and host */
+/* xm_fp_url_key - scheme://host[:port]/path, lower-case scheme and host,
+ * written straight into the arena (never longer than "http://" + URL +
+ * "/") */
 char *
 xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
 {
-	struct xm_buf b = { 0 };
 	const char *p = url, *end = url + n, *host;
-	char *r;
+	char *r, *o, *h;
 
 	while (p < end && (*p == ' ' || *p == '\t'))
 		p++;
-	if ((size_t)(end - p) >= 4 && strncasecmp(p, "www.", 4) == 0)
-		xm_buf_puts(&b, "http://");
-	else {
+	o = r = xm_arena_alloc(a, (size_t)(end - p) + 9);
+	if ((size_t)(end - p) >= 4 && strncasecmp(p, "www.", 4) == 0) {
+		memcpy(o, "http://", 7);
+		o += 7;
+	} else {
 		const char *colon = memchr(p, ':', (size_t)(end - p));
 
 		if (colon == NULL || colon == p || (size_t)(end - colon) < 3 ||
 		    colon[1] != '/' || colon[2] != '/')
 			return NULL;
-		for (; p < colon; p++) {
-			char c = *p;
-
-			xm_buf_append(&b, &(char){ (char)(c >= 'A' && c <= 'Z' ?
-			    c + 32 : c) }, 1);
-		}
-		xm_buf_puts(&b, "://");
+		for (; p < colon; p++)
+			*o++ = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		memcpy(o, "://", 3);
+		o += 3;
 		p = colon + 3;
 	}
 	host = p;
+	h = o;
 	while (p < end && *p != '/' && *p != '?' && *p != '#') {
 		char c = *p++;
 
 		if (c == '@') {            /* userinfo: drop it */
-			b.len -= (size_t)(p - 1 - host);
+			o = h;
 			host = p;
 			continue;
 		}
-		xm_buf_append(&b, &(char){ (char)(c >= 'A' && c <= 'Z' ? c + 32 :
-		    c) }, 1);
+		*o++ = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
 	}
-	if (p == host) {
-		xm_buf_free(&b);
+	if (p == host)
 		return NULL;
-	}
 	if (p < end && *p == '/')
 		while (p < end && *p != '?' && *p != '#')
-			xm_buf_append(&b, p++, 1);
+			*o++ = *p++;
 	else
-		xm_buf_puts(&b, "/");
-	r = xm_arena_strndup(a, b.data, b.len);
-	xm_buf_free(&b);
+		*o++ = '/';
+	*o = '\0';
 	return r;
 }
 
@@ -262,8 +259,9 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 		unsigned cl = ascii_class[*p];
 		long c;
 		size_t ul, wl, start;
+		unsigned letters;
 		char *w;
-		unsigned letters = 0, digits = 0, vowels = 0, ascii = 0;
+		unsigned digits = 0, vowels = 0, ascii = 0, high = 0;
 		bool prev_digit = false;
 
 		if (cl == 0) {                  /* ASCII, not a word */
@@ -302,7 +300,6 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 
 			if (k & C_LETTER) {
 				prev_digit = false;
-				letters++;
 				ascii++;
 				vowels += (k & C_VOWEL) != 0;
 				if (wl < WORD_MAX)
@@ -326,10 +323,11 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 				break;
 			p = (const unsigned char *)q;
 			prev_digit = false;
-			letters++;
+			high++;
 			if (wl + 4 <= WORD_MAX)
 				wl += put_cp(w + wl, lower(c));
 		}
+		letters = ascii + high;
 		if (out->len)
 			out->p[out->len] = ' ';
 		if (letters == 0) {
