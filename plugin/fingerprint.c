@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "fingerprint.h"
 #include "state.h"
@@ -291,12 +294,53 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			continue;
 		}
 		/* the word, written after its separator */
-		reserve(out, WORD_MAX + 8);
+		reserve(out, WORD_MAX + 24);
 		start = out->len + (out->len ? 1 : 0);
 		w = out->p + start;
 		wl = 0;
 		while (p < end) {
-			unsigned k = ascii_class[*p];
+			unsigned k;
+
+#ifdef __SSE2__
+			/* a run of ASCII letters, 16 bytes at a time: lower-cased
+			 * (b | 0x20 is a-z exactly for the letters), vowels
+			 * counted; W has 16 bytes of room past WORD_MAX */
+			if (end - p >= 16) {
+				__m128i v = _mm_loadu_si128((const __m128i *)p);
+				__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
+				/* unsigned lo - 'a' <= 25, via signed compare
+				 * after the bias */
+				__m128i d = _mm_sub_epi8(lo, _mm_set1_epi8('a' + 128));
+				__m128i let = _mm_cmplt_epi8(d, _mm_set1_epi8(-128 + 26));
+				unsigned m = (unsigned)_mm_movemask_epi8(let);
+				unsigned run = (unsigned)__builtin_ctz(~m | 0x10000u);
+
+				if (run >= 2) {
+					__m128i vw = _mm_or_si128(_mm_or_si128(
+					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
+					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
+					    _mm_or_si128(_mm_or_si128(
+					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
+					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
+					    _mm_or_si128(
+					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
+					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+					unsigned keep = (1u << run) - 1;
+
+					vowels += (unsigned)__builtin_popcount(
+					    (unsigned)_mm_movemask_epi8(vw) & keep);
+					ascii += run;
+					prev_digit = false;
+					_mm_storeu_si128((__m128i *)(w + wl), lo);
+					wl += run;
+					if (wl > WORD_MAX)
+						wl = WORD_MAX;
+					p += run;
+					continue;
+				}
+			}
+#endif
+			k = ascii_class[*p];
 
 			if (k & C_LETTER) {
 				prev_digit = false;
