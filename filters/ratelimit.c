@@ -576,6 +576,22 @@ rl_sym(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
 	xm_task_symbol(t, rl_symname[s], c->score[s] * factor, 0, "%s", detail);
 }
 
+/* rl_sym_cat - add symbol S with the detail A B C joined (no printf: a
+ * blocked sender's every event gets it) */
+static void
+rl_sym_cat(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
+    const char *a, const char *b, const char *d)
+{
+	size_t la = strlen(a), lb = strlen(b), ld = strlen(d);
+	char *o = xm_arena_alloc(t->arena, la + lb + ld + 1);
+
+	memcpy(o, a, la);
+	memcpy(o + la, b, lb);
+	memcpy(o + la + lb, d, ld + 1);
+	xm_task_symbol(t, rl_symname[s], c->score[s], 0, NULL);
+	t->symbols[t->nsymbols - 1].detail = o;
+}
+
 /* rl_sym_fixed - add symbol S with the detail made at init (no
  * formatting per event: under a flood every event gets several) */
 static void
@@ -675,8 +691,8 @@ rl_check(void *state, struct xm_task *t)
 		    b->op[b->blk_sender].result > 0);
 
 		blocked = true;
-		rl_sym(c, t, RS_BLOCKED, 1, "%s %s is blocked",
-		    by_ip ? "address" : "sender", by_ip ? w.ip : w.sender);
+		rl_sym_cat(c, t, RS_BLOCKED, by_ip ? "address " : "sender ",
+		    by_ip ? w.ip : w.sender, " is blocked");
 	}
 	/* budgets */
 	for (i = 0; i < RL_NLIMITS; i++) {

@@ -484,6 +484,15 @@ xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops, size_t n,
 		if ((unsigned)ops[k].op < XM_ARRAY_LEN(kind))
 			__builtin_prefetch(&m->s[home(m, mkkey(ops[k].key,
 			    kind[ops[k].op]))]);
+		/* a set's member mark and second counter are misses too */
+		if (ops[k].op == XM_SOP_DISTINCT) {
+			__builtin_prefetch(&m->s[home(m, mkkey(xm_hash64(
+			    &ops[k].member, sizeof(ops[k].member), ops[k].key),
+			    XM_SK_MARK))]);
+			if (ops[k].key2 != 0)
+				__builtin_prefetch(&m->s[home(m, mkkey(ops[k].key2,
+				    XM_SK_COUNT))]);
+		}
 	}
 	for (k = 0; k < n; k++) {
 		struct xm_state_op *op = &ops[k];
