@@ -108,10 +108,15 @@ url_start(const char *p, const char *end)
 {
 	size_t n = (size_t)(end - p), len = 0;
 
-	if ((n >= 7 && strncasecmp(p, "http://", 7) == 0) ||
-	    (n >= 8 && strncasecmp(p, "https://", 8) == 0) ||
-	    (n >= 4 && strncasecmp(p, "www.", 4) == 0 && n > 4 &&
-	    p[4] != ' ')) {
+	/* most words starting with h or w are no link: compare by hand,
+	 * cheapest test first */
+	if ((n >= 7 && (p[0] | 0x20) == 'h' && (p[1] | 0x20) == 't' &&
+	    (p[2] | 0x20) == 't' && (p[3] | 0x20) == 'p' &&
+	    ((p[4] == ':' && p[5] == '/' && p[6] == '/') ||
+	    (n >= 8 && (p[4] | 0x20) == 's' && p[5] == ':' && p[6] == '/' &&
+	    p[7] == '/'))) ||
+	    (n > 4 && (p[0] | 0x20) == 'w' && (p[1] | 0x20) == 'w' &&
+	    (p[2] | 0x20) == 'w' && p[3] == '.' && p[4] != ' ')) {
 		while (len < n && (unsigned char)p[len] > ' ' && p[len] != '<' &&
 		    p[len] != '>' && p[len] != '"' && p[len] != '\'')
 			len++;
@@ -327,8 +332,14 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
 					unsigned keep = (1u << run) - 1;
 
-					vowels += (unsigned)__builtin_popcount(
-					    (unsigned)_mm_movemask_epi8(vw) & keep);
+					unsigned x = (unsigned)_mm_movemask_epi8(vw) &
+					    keep;
+
+					/* popcount without the libgcc call */
+					x = x - ((x >> 1) & 0x5555u);
+					x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+					x = (x + (x >> 4)) & 0x0f0fu;
+					vowels += (x + (x >> 8)) & 0x1fu;
 					ascii += run;
 					prev_digit = false;
 					_mm_storeu_si128((__m128i *)(w + wl), lo);
