@@ -227,9 +227,12 @@ nkeys=0 nottl=0
 for k in $(rcli --scan --pattern 'xm:*'); do
 	nkeys=$((nkeys + 1))
 	# -1: no expiry; -2: it expired between SCAN and PTTL (buckets of a
-	# fast budget live a fraction of a second)
+	# fast budget live a fraction of a second); 0: it expires within the
+	# millisecond (Redis deletes a key only once its time is past)
 	ttl=$(rcli PTTL "$k")
-	{ [ "$ttl" -gt 0 ] || [ "$ttl" = -2 ]; } 2>/dev/null || nottl=$((nottl + 1))
+	{ [ "$ttl" -ge 0 ] || [ "$ttl" = -2 ]; } 2>/dev/null || nottl=$((nottl + 1))
+	{ [ "$ttl" -gt 0 ] || [ "$ttl" = -2 ]; } 2>/dev/null ||
+		xm_log "key $k: PTTL '$ttl'"
 done
 xm_log "redis: $nkeys keys, $nottl without expiry"
 [ "$nkeys" -gt 10 ] && [ "$nottl" = 0 ]
