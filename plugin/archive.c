@@ -39,11 +39,14 @@ struct archive_waiter {
 
 static void gc_free(struct xm_archive_item *it);
 
+#define VIEW_DOMAIN_MAX 1024  /* a domainpart is at most 1023 bytes */
+
 struct xm_archive {
 	const struct xm_config *cf;
 	char node[256];
 	struct archive_sink **sinks;
 	size_t nsinks;
+	bool need_domains;  /* a sink selects by domains */
 };
 
 /* ---- records ---- */
@@ -947,6 +950,8 @@ xm_archive_open(const struct xm_config *cf, char *err, size_t errlen)
 			return NULL;
 		}
 		s->node = a->node;
+		if (ac->sinks[i].domains.n > 0)
+			a->need_domains = true;
 		s->ready = false;  /* the thread connects (or re-checks) first */
 		a->sinks[a->nsinks++] = s;
 		if (pthread_create(&s->thread, NULL, sink_thread, s) != 0)
@@ -996,6 +1001,91 @@ xm_archive_close(struct xm_archive *a)
 	free(a);
 }
 
+/* note_overflow - a best-effort record S selected found its queue full:
+ * count it (atomic: health reads it) and log at most every 10 s */
+static void
+note_overflow(struct archive_sink *s)
+{
+	unsigned long long n = __atomic_add_fetch(&s->overflow, 1,
+	    __ATOMIC_RELAXED);
+	double t = xm_monotonic();
+
+	if (t - s->last_overflow_log >= 10 || s->last_overflow_log == 0) {
+		s->last_overflow_log = t;
+		log_warn("archive %s: queue full (%lld records): record "
+		    "dropped, %llu so far", s->conf->name, s->conf->queue, n);
+	}
+}
+
+/* view_domain - the domain of JID's bare part (after the first '@',
+ * before '/'; the whole bare JID without '@'), pointing into JID or
+ * copied into BUF; false when it does not fit BUF */
+static bool
+view_domain(const char *jid, char *buf, const char **out)
+{
+	const char *slash, *at, *d;
+	size_t n;
+
+	*out = NULL;
+	if (jid == NULL || *jid == '\0')
+		return true;
+	slash = strchr(jid, '/');
+	if (slash == NULL) {
+		at = strchr(jid, '@');
+		*out = at ? at + 1 : jid;
+		return true;
+	}
+	at = memchr(jid, '@', (size_t)(slash - jid));
+	d = at ? at + 1 : jid;
+	n = (size_t)(slash - d);
+	if (n >= VIEW_DOMAIN_MAX)
+		return false;
+	memcpy(buf, d, n);
+	buf[n] = '\0';
+	*out = buf;
+	return true;
+}
+
+/* record_view - the fields selection reads, of EV/V, into VIEW without
+ * copying the record (domains only when a sink selects by them, copied
+ * into SDOM/RDOM when a resource follows); false when a domain is too
+ * long for the buffers (then select on the packed record) */
+static bool
+record_view(const struct xm_archive *a, const struct xm_event *ev,
+    const struct xm_verdict *v, struct xm_archive_item *view,
+    char sdom[VIEW_DOMAIN_MAX], char rdom[VIEW_DOMAIN_MAX])
+{
+	memset(view, 0, sizeof(*view));
+	view->action = xm_action_name(v->action);
+	view->scope = v->scope;
+	view->malformed = ev == NULL;
+	if (ev == NULL)
+		return true;
+	view->kind = xm_kind_name(ev->kind);
+	view->origin = ev->origin;
+	view->peer = ev->peer;
+	if (!a->need_domains)
+		return true;
+	return view_domain(ev->from ? ev->from : ev->auth, sdom,
+	    &view->sender_domain) && view_domain(ev->to, rdom,
+	    &view->recipient_domain);
+}
+
+/* xm_archive_selects_view - xm_archive_selects on the view of EV/V that
+ * xm_archive_submit uses (for tests: the same answer as on the record) */
+int
+xm_archive_selects_view(const struct xm_archive_sink_conf *k,
+    const struct xm_event *ev, const struct xm_verdict *v)
+{
+	struct xm_archive a = { .need_domains = true };
+	struct xm_archive_item view;
+	char sdom[VIEW_DOMAIN_MAX], rdom[VIEW_DOMAIN_MAX];
+
+	if (!record_view(&a, ev, v, &view, sdom, rdom))
+		return -1;
+	return xm_archive_selects(k, &view) ? 1 : 0;
+}
+
 /* xm_archive_submit - queue the record in every sink that selects it */
 int
 xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
@@ -1005,32 +1095,62 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 	struct xm_archive_item *it;
 	struct archive_waiter *w = NULL;
 	struct archive_sink *take[XM_ARCHIVE_MAX_SINKS];
+	struct xm_archive_item view;
+	char sdom[VIEW_DOMAIN_MAX], rdom[VIEW_DOMAIN_MAX];
 	size_t i, ntake = 0, nmust = 0;
 	int refused = 0;
 
 	if (a == NULL)
 		return 0;
 	/* free what the writers are done with (here, in the allocating
-	 * thread's malloc arena); a busy lock is left for the next time */
+	 * thread's malloc arena); a busy lock is left for the next time, and
+	 * an empty list costs no lock */
 	for (i = 0; i < a->nsinks; i++) {
 		struct xm_archive_item *g;
 
-		if (pthread_mutex_trylock(&a->sinks[i]->mu) != 0)
+		if (__atomic_load_n(&a->sinks[i]->garbage, __ATOMIC_RELAXED) ==
+		    NULL || pthread_mutex_trylock(&a->sinks[i]->mu) != 0)
 			continue;
 		g = a->sinks[i]->garbage;
 		a->sinks[i]->garbage = NULL;
 		pthread_mutex_unlock(&a->sinks[i]->mu);
 		gc_free(g);
 	}
-	it = xm_archive_item_new(ev, event_text, event_len, v, id, a->node,
-	    xm_now());
 	(void)now;
-	for (i = 0; i < a->nsinks && ntake < XM_ARRAY_LEN(take); i++)
-		if (xm_archive_selects(a->sinks[i]->conf, it)) {
-			take[ntake++] = a->sinks[i];
-			if (a->sinks[i]->conf->guarantee == XM_ARCHIVE_MUST)
+	/* select on a view of the event (no copy), and count a best-effort
+	 * sink whose queue is full as overflow before anything is packed:
+	 * at saturation most best-effort records end there, and they cost
+	 * the loop no allocation, copy or lock */
+	if (record_view(a, ev, v, &view, sdom, rdom)) {
+		for (i = 0; i < a->nsinks && ntake < XM_ARRAY_LEN(take); i++) {
+			struct archive_sink *s = a->sinks[i];
+
+			if (!xm_archive_selects(s->conf, &view))
+				continue;
+			if (s->conf->guarantee != XM_ARCHIVE_MUST &&
+			    __atomic_load_n(&s->len, __ATOMIC_RELAXED) >= s->cap) {
+				note_overflow(s);
+				continue;
+			}
+			take[ntake++] = s;
+			if (s->conf->guarantee == XM_ARCHIVE_MUST)
 				nmust++;
 		}
+		if (ntake == 0)
+			return 0;
+		it = xm_archive_item_new(ev, event_text, event_len, v, id,
+		    a->node, xm_now());
+	} else {
+		/* a domain too long for the view: select on the record */
+		it = xm_archive_item_new(ev, event_text, event_len, v, id,
+		    a->node, xm_now());
+		for (i = 0; i < a->nsinks && ntake < XM_ARRAY_LEN(take); i++)
+			if (xm_archive_selects(a->sinks[i]->conf, it)) {
+				take[ntake++] = a->sinks[i];
+				if (a->sinks[i]->conf->guarantee == XM_ARCHIVE_MUST)
+					nmust++;
+			}
+	}
 	if (nmust > 0) {
 		w = xm_calloc(1, sizeof(*w));
 		w->pending = (int)nmust + 1;  /* +1: ours until the end here */
@@ -1056,18 +1176,10 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 				pthread_cond_signal(&s->cv);
 		} else if (is_must)
 			s->must_failed++;
-		else
-			s->overflow++;
 		pthread_mutex_unlock(&s->mu);
 		if (!queued) {
-			double t = xm_monotonic();
-
-			if (!is_must && t - s->last_overflow_log >= 10) {
-				s->last_overflow_log = t;
-				log_warn("archive %s: queue full (%lld records): "
-				    "record dropped, %llu so far", s->conf->name,
-				    s->conf->queue, s->overflow);
-			}
+			if (!is_must)
+				note_overflow(s);
 			if (is_must) {
 				refused = 1;
 				if (w != NULL)
@@ -1156,7 +1268,8 @@ xm_archive_health(struct xm_archive *a, struct xm_buf *out)
 		    "lost=%llu must-failed=%llu\n", s->conf->name,
 		    types[s->conf->type], s->conf->guarantee == XM_ARCHIVE_MUST ?
 		    "must-archive" : "best-effort", down ? "down" : "ok", s->len,
-		    s->written, s->overflow, s->failures, s->lost, s->must_failed);
+		    s->written, __atomic_load_n(&s->overflow, __ATOMIC_RELAXED),
+		    s->failures, s->lost, s->must_failed);
 		pthread_mutex_unlock(&s->mu);
 	}
 }

@@ -203,6 +203,69 @@ Test(record, selection_rules)
 	xm_arena_free(ar);
 }
 
+/* the view xm_archive_submit selects on (before packing a record: a full
+ * best-effort queue then costs no copy) answers as the record does, for
+ * every rule and sender/recipient shape (resources, auth only, case, none,
+ * malformed) */
+Test(record, selection_view_matches_record)
+{
+	static const char *rules[] = {
+		"", "actions: [reject]", "actions: [accept]",
+		"origins: [c2s]", "origins: [s2s]", "kinds: [message]",
+		"kinds: [presence]", "scopes: [global]", "scopes: [partners]",
+		"domains: [example.org]", "domains: ['*.example.org']",
+		"domains: [EXAMPLE.ORG]", "domains: [other.example]",
+		"domains: [sub.example.org]", "domains: [pc]",
+		"peers: [icq.example.org]", "peers: ['*.example.org']",
+	};
+	static const char *events[] = {
+		chat_event,
+		"origin=c2s\nauth=carol@Sub.Example.org/phone\n\n"
+		"<message to='x@other.example/a/b' type='chat'><body>b</body>"
+		"</message>",
+		"origin=s2s\npeer=icq.example.org\n\n"
+		"<message from='icq.example.org/pc' to='bob@example.org'>"
+		"<body>b</body></message>",
+		"origin=s2s\npeer=gw.example.org\n\n"
+		"<presence from='a@b@example.org/r@s' to='/x'/>",
+		"origin=s2s\npeer=example.org\n\n"
+		"<message from='example.org/x@other.example' to='sub.example.org'>"
+		"<body>b</body></message>",
+		"origin=c2s\n\n<iq type='get' id='q'/>",
+		NULL,  /* malformed */
+	};
+	struct xm_config *cf[XM_ARRAY_LEN(rules)];
+	size_t i, j;
+
+	for (i = 0; i < XM_ARRAY_LEN(rules); i++) {
+		char *y = xm_printf("archive:\n  sinks:\n    - name: s\n      "
+		    "path: a.db\n      %s\n", rules[i]);
+
+		cf[i] = conf_file(y);
+		free(y);
+	}
+	for (j = 0; j < XM_ARRAY_LEN(events); j++) {
+		struct xm_arena *ar = xm_arena_new();
+		struct xm_event *ev = events[j] ? event(ar, events[j]) : NULL;
+		struct xm_symbol syms[2];
+		struct xm_verdict v;
+		struct xm_archive_item *it;
+
+		if (events[j] != NULL)
+			cr_assert_not_null(ev, "event %zu parses", j);
+		verdict(&v, j % 2 ? XM_ACCEPT : XM_REJECT, syms);
+		it = xm_archive_item_new(ev, "x", 1, &v, 1, "n", 1);
+		for (i = 0; i < XM_ARRAY_LEN(rules); i++)
+			cr_expect_eq(xm_archive_selects_view(&cf[i]->archive.sinks[0],
+			    ev, &v), xm_archive_selects(&cf[i]->archive.sinks[0], it)
+			    ? 1 : 0, "event %zu, rules \"%s\"", j, rules[i]);
+		xm_archive_item_unref(it);
+		xm_arena_free(ar);
+	}
+	for (i = 0; i < XM_ARRAY_LEN(rules); i++)
+		xm_config_free(cf[i]);
+}
+
 Test(record, holds_and_retention)
 {
 	static const struct {
