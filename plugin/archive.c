@@ -79,39 +79,66 @@ slen(const char *s)
 	return s ? strlen(s) + 1 : 0;
 }
 
-/* join_texts - bodies or subjects joined by newlines, in arena A */
-static const char *
-join_texts(struct xm_arena *a, const struct xm_text *t, size_t n)
+/* texts_len - the length of N texts joined by newlines, with the NUL;
+ * 0 when there are none */
+static size_t
+texts_len(const struct xm_text *t, size_t n)
 {
-	struct xm_buf b = { 0 };
-	const char *r;
-	size_t i;
+	size_t i, len = 0;
+
+	for (i = 0; i < n; i++)
+		len += (t[i].text ? strlen(t[i].text) : 0) + 1;
+	return len;
+}
+
+/* pack_texts - N texts joined by newlines into the block (NULL when none) */
+static const char *
+pack_texts(struct pack *pk, const struct xm_text *t, size_t n)
+{
+	char *r = pk->p;
+	size_t i, len;
 
 	if (n == 0)
 		return NULL;
+	if ((size_t)(pk->end - pk->p) < texts_len(t, n))
+		panic("archive: record packing overflow");
 	for (i = 0; i < n; i++) {
 		if (i > 0)
-			xm_buf_puts(&b, "\n");
-		xm_buf_puts(&b, t[i].text ? t[i].text : "");
+			*pk->p++ = '\n';
+		len = t[i].text ? strlen(t[i].text) : 0;
+		memcpy(pk->p, t[i].text ? t[i].text : "", len);
+		pk->p += len;
 	}
-	r = xm_arena_strdup(a, b.data ? b.data : "");
-	xm_buf_free(&b);
+	*pk->p++ = '\0';
 	return r;
 }
 
-/* lower_bare - the bare JID of J in lower case (arena) */
-static const char *
-lower_bare(struct xm_arena *a, const char *j)
+/* bare_len - the length of J's bare JID (before '/'), with the NUL; 0 when
+ * J is NULL or empty (no sender / recipient) */
+static size_t
+bare_len(const char *j)
 {
-	char *b, *p;
-
 	if (j == NULL || *j == '\0')
+		return 0;
+	return strcspn(j, "/") + 1;
+}
+
+/* pack_bare - J's bare JID in lower case (ASCII) into the block */
+static const char *
+pack_bare(struct pack *pk, const char *j)
+{
+	size_t i, n = bare_len(j);
+	char *r = pk->p;
+
+	if (n == 0)
 		return NULL;
-	b = (char *)xm_arena_strdup(a, xm_jid_bare(a, j));
-	for (p = b; *p; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-	return b;
+	if ((size_t)(pk->end - pk->p) < n)
+		panic("archive: record packing overflow");
+	for (i = 0; i + 1 < n; i++)
+		r[i] = (char)(j[i] >= 'A' && j[i] <= 'Z' ? j[i] - 'A' + 'a' : j[i]);
+	r[n - 1] = '\0';
+	pk->p += n;
+	return r;
 }
 
 /* domain_of - the part after @ of a bare JID (or the JID itself) */
@@ -126,41 +153,42 @@ domain_of(const char *bare)
 	return at ? at + 1 : bare;
 }
 
-/* xm_archive_item_new - pack one record */
+/* xm_archive_item_new - pack one record into one block (no other
+ * allocation: the bare JIDs and joined texts are written in place) */
 struct xm_archive_item *
 xm_archive_item_new(const struct xm_event *ev, const char *event_text,
     size_t event_len, const struct xm_verdict *v, unsigned long long id,
     const char *node, double now)
 {
-	struct xm_arena *a = xm_arena_new();
-	const char *sender = NULL, *recipient = NULL, *body = NULL,
-	    *subject = NULL, *kind = NULL, *action = xm_action_name(v->action);
+	const char *sjid = NULL, *rjid = NULL, *kind = NULL,
+	    *action = xm_action_name(v->action);
 	struct xm_archive_item *it;
 	struct pack pk;
-	size_t need, i;
+	size_t need, head, i;
 	char *block;
 
 	if (ev != NULL) {
-		sender = lower_bare(a, ev->from ? ev->from : ev->auth);
-		recipient = lower_bare(a, ev->to);
-		body = join_texts(a, ev->bodies, ev->nbodies);
-		subject = join_texts(a, ev->subjects, ev->nsubjects);
+		sjid = ev->from ? ev->from : ev->auth;
+		rjid = ev->to;
 		kind = xm_kind_name(ev->kind);
 	}
-	need = sizeof(*it) + v->nsymbols * sizeof(struct xm_archive_sym) +
-	    event_len + 1 + slen(node) + slen(kind) + slen(sender) +
-	    slen(recipient) + slen(body) + slen(subject) + slen(action) +
+	head = sizeof(*it) + v->nsymbols * sizeof(struct xm_archive_sym);
+	need = head + event_len + 1 + slen(node) + slen(kind) +
+	    bare_len(sjid) + bare_len(rjid) + slen(action) +
 	    slen(v->condition) + slen(v->text) + slen(v->reason) +
 	    slen(v->scope);
 	if (ev != NULL)
-		need += slen(ev->name) + slen(ev->type) + slen(ev->origin) +
+		need += texts_len(ev->bodies, ev->nbodies) +
+		    texts_len(ev->subjects, ev->nsubjects) +
+		    slen(ev->name) + slen(ev->type) + slen(ev->origin) +
 		    slen(ev->peer) + slen(ev->ip) + slen(ev->auth) +
 		    slen(ev->tls) + slen(ev->roster) + slen(ev->from) +
 		    slen(ev->to) + slen(ev->id);
 	for (i = 0; i < v->nsymbols; i++)
 		need += slen(v->symbols[i].name) + slen(v->symbols[i].detail) +
 		    slen(v->symbols[i].filter);
-	block = xm_calloc(1, need);
+	block = xm_malloc(need);
+	memset(block, 0, head);  /* the strings are all written below */
 	it = (struct xm_archive_item *)block;
 	it->syms = (struct xm_archive_sym *)(block + sizeof(*it));
 	pk.p = (char *)(it->syms + v->nsymbols);
@@ -171,12 +199,14 @@ xm_archive_item_new(const struct xm_event *ev, const char *event_text,
 	it->time = ev != NULL && ev->time >= 0 ? ev->time : now;
 	it->node = pack_str(&pk, node);
 	it->kind = pack_str(&pk, kind);
-	it->sender = pack_str(&pk, sender);
-	it->recipient = pack_str(&pk, recipient);
+	it->sender = pack_bare(&pk, sjid);
+	it->recipient = pack_bare(&pk, rjid);
 	it->sender_domain = domain_of(it->sender);
 	it->recipient_domain = domain_of(it->recipient);
-	it->body = pack_str(&pk, body);
-	it->subject = pack_str(&pk, subject);
+	if (ev != NULL) {
+		it->body = pack_texts(&pk, ev->bodies, ev->nbodies);
+		it->subject = pack_texts(&pk, ev->subjects, ev->nsubjects);
+	}
 	it->action = pack_str(&pk, action);
 	it->condition = pack_str(&pk, v->condition);
 	it->text = pack_str(&pk, v->text);
@@ -212,7 +242,6 @@ xm_archive_item_new(const struct xm_event *ev, const char *event_text,
 	pk.p[event_len] = '\0';
 	it->event = pk.p;
 	it->event_len = event_len;
-	xm_arena_free(a);
 	return it;
 }
 
