@@ -3,8 +3,8 @@
  *
  * Interface: archive.h. A record (struct xm_archive_item) is packed into
  * one heap block on the event loop: a few string copies, no encoding. The
- * JSON encoding (jansson) happens on the sink's writer thread. Each sink
- * owns a ring of item pointers bounded by its `queue` setting and one
+ * JSON encoding (written directly, no jansson tree) happens on the sink's
+ * writer thread. Each sink owns a ring of item pointers bounded by its `queue` setting and one
  * thread that takes up to `batch` items, writes them in one transaction
  * or fsync, and acknowledges them.
  *
@@ -26,7 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
 
 #include "archive.h"
 
@@ -39,11 +38,14 @@ struct archive_waiter {
 
 static void gc_free(struct xm_archive_item *it);
 
+#define VIEW_DOMAIN_MAX 1024  /* a domainpart is at most 1023 bytes */
+
 struct xm_archive {
 	const struct xm_config *cf;
 	char node[256];
 	struct archive_sink **sinks;
 	size_t nsinks;
+	bool need_domains;  /* a sink selects by domains */
 };
 
 /* ---- records ---- */
@@ -77,39 +79,66 @@ slen(const char *s)
 	return s ? strlen(s) + 1 : 0;
 }
 
-/* join_texts - bodies or subjects joined by newlines, in arena A */
-static const char *
-join_texts(struct xm_arena *a, const struct xm_text *t, size_t n)
+/* texts_len - the length of N texts joined by newlines, with the NUL;
+ * 0 when there are none */
+static size_t
+texts_len(const struct xm_text *t, size_t n)
 {
-	struct xm_buf b = { 0 };
-	const char *r;
-	size_t i;
+	size_t i, len = 0;
+
+	for (i = 0; i < n; i++)
+		len += (t[i].text ? strlen(t[i].text) : 0) + 1;
+	return len;
+}
+
+/* pack_texts - N texts joined by newlines into the block (NULL when none) */
+static const char *
+pack_texts(struct pack *pk, const struct xm_text *t, size_t n)
+{
+	char *r = pk->p;
+	size_t i, len;
 
 	if (n == 0)
 		return NULL;
+	if ((size_t)(pk->end - pk->p) < texts_len(t, n))
+		panic("archive: record packing overflow");
 	for (i = 0; i < n; i++) {
 		if (i > 0)
-			xm_buf_puts(&b, "\n");
-		xm_buf_puts(&b, t[i].text ? t[i].text : "");
+			*pk->p++ = '\n';
+		len = t[i].text ? strlen(t[i].text) : 0;
+		memcpy(pk->p, t[i].text ? t[i].text : "", len);
+		pk->p += len;
 	}
-	r = xm_arena_strdup(a, b.data ? b.data : "");
-	xm_buf_free(&b);
+	*pk->p++ = '\0';
 	return r;
 }
 
-/* lower_bare - the bare JID of J in lower case (arena) */
-static const char *
-lower_bare(struct xm_arena *a, const char *j)
+/* bare_len - the length of J's bare JID (before '/'), with the NUL; 0 when
+ * J is NULL or empty (no sender / recipient) */
+static size_t
+bare_len(const char *j)
 {
-	char *b, *p;
-
 	if (j == NULL || *j == '\0')
+		return 0;
+	return strcspn(j, "/") + 1;
+}
+
+/* pack_bare - J's bare JID in lower case (ASCII) into the block */
+static const char *
+pack_bare(struct pack *pk, const char *j)
+{
+	size_t i, n = bare_len(j);
+	char *r = pk->p;
+
+	if (n == 0)
 		return NULL;
-	b = (char *)xm_arena_strdup(a, xm_jid_bare(a, j));
-	for (p = b; *p; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-	return b;
+	if ((size_t)(pk->end - pk->p) < n)
+		panic("archive: record packing overflow");
+	for (i = 0; i + 1 < n; i++)
+		r[i] = (char)(j[i] >= 'A' && j[i] <= 'Z' ? j[i] - 'A' + 'a' : j[i]);
+	r[n - 1] = '\0';
+	pk->p += n;
+	return r;
 }
 
 /* domain_of - the part after @ of a bare JID (or the JID itself) */
@@ -124,41 +153,42 @@ domain_of(const char *bare)
 	return at ? at + 1 : bare;
 }
 
-/* xm_archive_item_new - pack one record */
+/* xm_archive_item_new - pack one record into one block (no other
+ * allocation: the bare JIDs and joined texts are written in place) */
 struct xm_archive_item *
 xm_archive_item_new(const struct xm_event *ev, const char *event_text,
     size_t event_len, const struct xm_verdict *v, unsigned long long id,
     const char *node, double now)
 {
-	struct xm_arena *a = xm_arena_new();
-	const char *sender = NULL, *recipient = NULL, *body = NULL,
-	    *subject = NULL, *kind = NULL, *action = xm_action_name(v->action);
+	const char *sjid = NULL, *rjid = NULL, *kind = NULL,
+	    *action = xm_action_name(v->action);
 	struct xm_archive_item *it;
 	struct pack pk;
-	size_t need, i;
+	size_t need, head, i;
 	char *block;
 
 	if (ev != NULL) {
-		sender = lower_bare(a, ev->from ? ev->from : ev->auth);
-		recipient = lower_bare(a, ev->to);
-		body = join_texts(a, ev->bodies, ev->nbodies);
-		subject = join_texts(a, ev->subjects, ev->nsubjects);
+		sjid = ev->from ? ev->from : ev->auth;
+		rjid = ev->to;
 		kind = xm_kind_name(ev->kind);
 	}
-	need = sizeof(*it) + v->nsymbols * sizeof(struct xm_archive_sym) +
-	    event_len + 1 + slen(node) + slen(kind) + slen(sender) +
-	    slen(recipient) + slen(body) + slen(subject) + slen(action) +
+	head = sizeof(*it) + v->nsymbols * sizeof(struct xm_archive_sym);
+	need = head + event_len + 1 + slen(node) + slen(kind) +
+	    bare_len(sjid) + bare_len(rjid) + slen(action) +
 	    slen(v->condition) + slen(v->text) + slen(v->reason) +
 	    slen(v->scope);
 	if (ev != NULL)
-		need += slen(ev->name) + slen(ev->type) + slen(ev->origin) +
+		need += texts_len(ev->bodies, ev->nbodies) +
+		    texts_len(ev->subjects, ev->nsubjects) +
+		    slen(ev->name) + slen(ev->type) + slen(ev->origin) +
 		    slen(ev->peer) + slen(ev->ip) + slen(ev->auth) +
 		    slen(ev->tls) + slen(ev->roster) + slen(ev->from) +
 		    slen(ev->to) + slen(ev->id);
 	for (i = 0; i < v->nsymbols; i++)
 		need += slen(v->symbols[i].name) + slen(v->symbols[i].detail) +
 		    slen(v->symbols[i].filter);
-	block = xm_calloc(1, need);
+	block = xm_malloc(need);
+	memset(block, 0, head);  /* the strings are all written below */
 	it = (struct xm_archive_item *)block;
 	it->syms = (struct xm_archive_sym *)(block + sizeof(*it));
 	pk.p = (char *)(it->syms + v->nsymbols);
@@ -169,12 +199,14 @@ xm_archive_item_new(const struct xm_event *ev, const char *event_text,
 	it->time = ev != NULL && ev->time >= 0 ? ev->time : now;
 	it->node = pack_str(&pk, node);
 	it->kind = pack_str(&pk, kind);
-	it->sender = pack_str(&pk, sender);
-	it->recipient = pack_str(&pk, recipient);
+	it->sender = pack_bare(&pk, sjid);
+	it->recipient = pack_bare(&pk, rjid);
 	it->sender_domain = domain_of(it->sender);
 	it->recipient_domain = domain_of(it->recipient);
-	it->body = pack_str(&pk, body);
-	it->subject = pack_str(&pk, subject);
+	if (ev != NULL) {
+		it->body = pack_texts(&pk, ev->bodies, ev->nbodies);
+		it->subject = pack_texts(&pk, ev->subjects, ev->nsubjects);
+	}
 	it->action = pack_str(&pk, action);
 	it->condition = pack_str(&pk, v->condition);
 	it->text = pack_str(&pk, v->text);
@@ -210,7 +242,6 @@ xm_archive_item_new(const struct xm_event *ev, const char *event_text,
 	pk.p[event_len] = '\0';
 	it->event = pk.p;
 	it->event_len = event_len;
-	xm_arena_free(a);
 	return it;
 }
 
@@ -241,36 +272,106 @@ xm_archive_time(double t, char *buf, size_t len)
 	return buf;
 }
 
-/* jstr - a JSON string for S[0..n); invalid UTF-8 and NUL become U+FFFD */
-static json_t *
-jstr(const char *s, size_t n)
+/* js_str - S[0..n) as a JSON string, written as jansson writes it
+ * (compact, UTF-8 kept, "\\ \" and the control characters escaped);
+ * invalid UTF-8 and NUL become U+FFFD */
+static void
+js_str(struct xm_buf *b, const char *s, size_t n)
 {
-	struct xm_buf b = { 0 };
-	const char *p = s, *end = s + n;
-	json_t *j;
+	static const char hex[] = "0123456789ABCDEF";
+	const char *p = s, *end = s + n, *run = s;
 
-	if (xm_utf8_valid(s, n) && memchr(s, '\0', n) == NULL)
-		return json_stringn(s, n);
+	xm_buf_append(b, "\"", 1);
 	while (p < end) {
+		unsigned char c = (unsigned char)*p;
 		const char *q = p;
+		char esc[6];
+		size_t elen = 2;
 
-		if (*p == '\0' || xm_utf8_next(&p, end) < 0) {
-			xm_buf_puts(&b, "\xef\xbf\xbd");
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			p++;
+			continue;
+		}
+		if (c >= 0x80) {
+			if (xm_utf8_next(&p, end) >= 0)
+				continue;  /* a valid multi-byte character */
 			p = q + 1;
 		} else
-			xm_buf_append(&b, q, (size_t)(p - q));
+			p++;
+		xm_buf_append(b, run, (size_t)(q - run));
+		run = p;
+		if (c >= 0x80 || c == 0) {
+			xm_buf_append(b, "\xef\xbf\xbd", 3);
+			continue;
+		}
+		esc[0] = '\\';
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			elen = 6;
+		}
+		xm_buf_append(b, esc, elen);
 	}
-	j = json_stringn(b.data ? b.data : "", b.len);
-	xm_buf_free(&b);
-	return j;
+	xm_buf_append(b, run, (size_t)(p - run));
+	xm_buf_append(b, "\"", 1);
 }
 
-/* set_str - OBJ[KEY] = S unless S is NULL */
+/* js_key - ,"KEY": */
 static void
-set_str(json_t *obj, const char *key, const char *s)
+js_key(struct xm_buf *b, const char *key)
 {
-	if (s != NULL)
-		json_object_set_new(obj, key, jstr(s, strlen(s)));
+	xm_buf_append(b, ",\"", 2);
+	xm_buf_puts(b, key);
+	xm_buf_append(b, "\":", 2);
+}
+
+/* js_set_str - ,"KEY":"S" unless S is NULL */
+static void
+js_set_str(struct xm_buf *b, const char *key, const char *s)
+{
+	if (s == NULL)
+		return;
+	js_key(b, key);
+	js_str(b, s, strlen(s));
+}
+
+/* js_set_real - ,"KEY":D as jansson writes a real with precision 15
+ * ("%.15g", ".0" when it would read as an integer, no '+' or leading
+ * zeros in the exponent); nothing for NaN and infinities (jansson has no
+ * such reals either) */
+static void
+js_set_real(struct xm_buf *b, const char *key, double d)
+{
+	char num[64], *e, *from, *to;
+
+	if (!isfinite(d))
+		return;
+	snprintf(num, sizeof(num), "%.15g", d);
+	if (strchr(num, '.') == NULL && strchr(num, 'e') == NULL)
+		strcat(num, ".0");
+	if ((e = strchr(num, 'e')) != NULL) {
+		to = e + 1;
+		from = to + 1;
+		if (*to == '-')
+			to++;
+		while (*from == '0')
+			from++;
+		if (from != to)
+			memmove(to, from, strlen(from) + 1);
+	}
+	js_key(b, key);
+	xm_buf_puts(b, num);
 }
 
 /* base64 - standard base64 of P[0..n), heap */
@@ -303,74 +404,85 @@ base64(const unsigned char *p, size_t n)
 	return out;
 }
 
-/* xm_archive_encode - one compact JSON object */
+/* xm_archive_encode - one compact JSON object, written directly (no
+ * jansson tree: on the writer thread this was most of a record's
+ * encoding cost); byte for byte what json_dumps(JSON_COMPACT |
+ * JSON_REAL_PRECISION(15)) writes for the same members in this order */
 char *
 xm_archive_encode(const struct xm_archive_item *it)
 {
-	json_t *o = json_object(), *syms;
+	struct xm_buf b = { 0 };
 	char tbuf[40];
-	char *r;
-	size_t i;
+	size_t i, mark;
 
-	json_object_set_new(o, "v", json_integer(XM_ARCHIVE_FORMAT));
-	json_object_set_new(o, "time", json_string(xm_archive_time(it->time,
-	    tbuf, sizeof(tbuf))));
-	json_object_set_new(o, "t", json_real(floor(it->time * 1000) / 1000));
-	json_object_set_new(o, "archived", json_string(xm_archive_time(
-	    it->archived, tbuf, sizeof(tbuf))));
-	set_str(o, "node", it->node);
-	json_object_set_new(o, "id", json_integer((json_int_t)it->id));
-	set_str(o, "kind", it->kind);
-	set_str(o, "stanza", it->name);
-	set_str(o, "type", it->type);
-	set_str(o, "origin", it->origin);
-	set_str(o, "peer", it->peer);
-	set_str(o, "ip", it->ip);
-	set_str(o, "auth", it->auth);
-	set_str(o, "tls", it->tls);
-	set_str(o, "roster", it->roster);
-	set_str(o, "from", it->from);
-	set_str(o, "to", it->to);
-	set_str(o, "stanza_id", it->stanza_id);
-	set_str(o, "sender", it->sender);
-	set_str(o, "recipient", it->recipient);
-	set_str(o, "subject", it->subject);
-	set_str(o, "body", it->body);
-	set_str(o, "action", it->action);
-	json_object_set_new(o, "score", json_real(it->score));
-	set_str(o, "condition", it->condition);
-	set_str(o, "text", it->text);
-	set_str(o, "reason", it->reason);
-	set_str(o, "scope", it->scope);
+	xm_buf_printf(&b, "{\"v\":%d", XM_ARCHIVE_FORMAT);
+	js_set_str(&b, "time", xm_archive_time(it->time, tbuf, sizeof(tbuf)));
+	js_set_real(&b, "t", floor(it->time * 1000) / 1000);
+	js_set_str(&b, "archived", xm_archive_time(it->archived, tbuf,
+	    sizeof(tbuf)));
+	js_set_str(&b, "node", it->node);
+	js_key(&b, "id");
+	xm_buf_printf(&b, "%lld", (long long)it->id);
+	js_set_str(&b, "kind", it->kind);
+	js_set_str(&b, "stanza", it->name);
+	js_set_str(&b, "type", it->type);
+	js_set_str(&b, "origin", it->origin);
+	js_set_str(&b, "peer", it->peer);
+	js_set_str(&b, "ip", it->ip);
+	js_set_str(&b, "auth", it->auth);
+	js_set_str(&b, "tls", it->tls);
+	js_set_str(&b, "roster", it->roster);
+	js_set_str(&b, "from", it->from);
+	js_set_str(&b, "to", it->to);
+	js_set_str(&b, "stanza_id", it->stanza_id);
+	js_set_str(&b, "sender", it->sender);
+	js_set_str(&b, "recipient", it->recipient);
+	js_set_str(&b, "subject", it->subject);
+	js_set_str(&b, "body", it->body);
+	js_set_str(&b, "action", it->action);
+	js_set_real(&b, "score", it->score);
+	js_set_str(&b, "condition", it->condition);
+	js_set_str(&b, "text", it->text);
+	js_set_str(&b, "reason", it->reason);
+	js_set_str(&b, "scope", it->scope);
 	if (it->malformed)
-		json_object_set_new(o, "malformed", json_true());
-	syms = json_array();
+		xm_buf_puts(&b, ",\"malformed\":true");
+	xm_buf_puts(&b, ",\"symbols\":[");
 	for (i = 0; i < it->nsyms; i++) {
-		json_t *s = json_object();
-
-		set_str(s, "name", it->syms[i].name);
-		json_object_set_new(s, "score", json_real(it->syms[i].score));
+		if (i > 0)
+			xm_buf_append(&b, ",", 1);
+		xm_buf_append(&b, "{", 1);
+		/* a member jansson would drop (NULL) leaves no comma */
+		mark = b.len;
+		js_set_str(&b, "name", it->syms[i].name);
+		js_set_real(&b, "score", it->syms[i].score);
 		if (it->syms[i].detail && *it->syms[i].detail)
-			set_str(s, "detail", it->syms[i].detail);
-		set_str(s, "filter", it->syms[i].filter);
+			js_set_str(&b, "detail", it->syms[i].detail);
+		js_set_str(&b, "filter", it->syms[i].filter);
 		if (it->syms[i].shadow)
-			json_object_set_new(s, "shadow", json_true());
-		json_array_append_new(syms, s);
+			xm_buf_puts(&b, ",\"shadow\":true");
+		if (b.len > mark) {  /* the first member's comma goes */
+			memmove(b.data + mark, b.data + mark + 1, b.len - mark);
+			b.len--;
+		}
+		xm_buf_append(&b, "}", 1);
 	}
-	json_object_set_new(o, "symbols", syms);
-	json_object_set_new(o, "event", jstr(it->event, it->event_len));
+	xm_buf_append(&b, "]", 1);
+	js_key(&b, "event");
+	js_str(&b, it->event, it->event_len);
 	if (!xm_utf8_valid(it->event, it->event_len) ||
 	    memchr(it->event, '\0', it->event_len) != NULL) {
-		char *b = base64((const unsigned char *)it->event, it->event_len);
+		char *b64 = base64((const unsigned char *)it->event,
+		    it->event_len);
 
-		json_object_set_new(o, "event_base64", json_string(b));
-		free(b);
+		js_key(&b, "event_base64");
+		xm_buf_puts(&b, "\"");
+		xm_buf_puts(&b, b64);
+		xm_buf_puts(&b, "\"");
+		free(b64);
 	}
-	r = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
-	json_decref(o);
-	if (r == NULL)
-		panic("archive: cannot encode a record");
-	return r;
+	xm_buf_append(&b, "}", 1);
+	return b.data;
 }
 
 /* ---- selection and holds ---- */
@@ -947,6 +1059,8 @@ xm_archive_open(const struct xm_config *cf, char *err, size_t errlen)
 			return NULL;
 		}
 		s->node = a->node;
+		if (ac->sinks[i].domains.n > 0)
+			a->need_domains = true;
 		s->ready = false;  /* the thread connects (or re-checks) first */
 		a->sinks[a->nsinks++] = s;
 		if (pthread_create(&s->thread, NULL, sink_thread, s) != 0)
@@ -996,6 +1110,91 @@ xm_archive_close(struct xm_archive *a)
 	free(a);
 }
 
+/* note_overflow - a best-effort record S selected found its queue full:
+ * count it (atomic: health reads it) and log at most every 10 s */
+static void
+note_overflow(struct archive_sink *s)
+{
+	unsigned long long n = __atomic_add_fetch(&s->overflow, 1,
+	    __ATOMIC_RELAXED);
+	double t = xm_monotonic();
+
+	if (t - s->last_overflow_log >= 10 || s->last_overflow_log == 0) {
+		s->last_overflow_log = t;
+		log_warn("archive %s: queue full (%lld records): record "
+		    "dropped, %llu so far", s->conf->name, s->conf->queue, n);
+	}
+}
+
+/* view_domain - the domain of JID's bare part (after the first '@',
+ * before '/'; the whole bare JID without '@'), pointing into JID or
+ * copied into BUF; false when it does not fit BUF */
+static bool
+view_domain(const char *jid, char *buf, const char **out)
+{
+	const char *slash, *at, *d;
+	size_t n;
+
+	*out = NULL;
+	if (jid == NULL || *jid == '\0')
+		return true;
+	slash = strchr(jid, '/');
+	if (slash == NULL) {
+		at = strchr(jid, '@');
+		*out = at ? at + 1 : jid;
+		return true;
+	}
+	at = memchr(jid, '@', (size_t)(slash - jid));
+	d = at ? at + 1 : jid;
+	n = (size_t)(slash - d);
+	if (n >= VIEW_DOMAIN_MAX)
+		return false;
+	memcpy(buf, d, n);
+	buf[n] = '\0';
+	*out = buf;
+	return true;
+}
+
+/* record_view - the fields selection reads, of EV/V, into VIEW without
+ * copying the record (domains only when a sink selects by them, copied
+ * into SDOM/RDOM when a resource follows); false when a domain is too
+ * long for the buffers (then select on the packed record) */
+static bool
+record_view(const struct xm_archive *a, const struct xm_event *ev,
+    const struct xm_verdict *v, struct xm_archive_item *view,
+    char sdom[VIEW_DOMAIN_MAX], char rdom[VIEW_DOMAIN_MAX])
+{
+	memset(view, 0, sizeof(*view));
+	view->action = xm_action_name(v->action);
+	view->scope = v->scope;
+	view->malformed = ev == NULL;
+	if (ev == NULL)
+		return true;
+	view->kind = xm_kind_name(ev->kind);
+	view->origin = ev->origin;
+	view->peer = ev->peer;
+	if (!a->need_domains)
+		return true;
+	return view_domain(ev->from ? ev->from : ev->auth, sdom,
+	    &view->sender_domain) && view_domain(ev->to, rdom,
+	    &view->recipient_domain);
+}
+
+/* xm_archive_selects_view - xm_archive_selects on the view of EV/V that
+ * xm_archive_submit uses (for tests: the same answer as on the record) */
+int
+xm_archive_selects_view(const struct xm_archive_sink_conf *k,
+    const struct xm_event *ev, const struct xm_verdict *v)
+{
+	struct xm_archive a = { .need_domains = true };
+	struct xm_archive_item view;
+	char sdom[VIEW_DOMAIN_MAX], rdom[VIEW_DOMAIN_MAX];
+
+	if (!record_view(&a, ev, v, &view, sdom, rdom))
+		return -1;
+	return xm_archive_selects(k, &view) ? 1 : 0;
+}
+
 /* xm_archive_submit - queue the record in every sink that selects it */
 int
 xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
@@ -1005,32 +1204,62 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 	struct xm_archive_item *it;
 	struct archive_waiter *w = NULL;
 	struct archive_sink *take[XM_ARCHIVE_MAX_SINKS];
+	struct xm_archive_item view;
+	char sdom[VIEW_DOMAIN_MAX], rdom[VIEW_DOMAIN_MAX];
 	size_t i, ntake = 0, nmust = 0;
 	int refused = 0;
 
 	if (a == NULL)
 		return 0;
 	/* free what the writers are done with (here, in the allocating
-	 * thread's malloc arena); a busy lock is left for the next time */
+	 * thread's malloc arena); a busy lock is left for the next time, and
+	 * an empty list costs no lock */
 	for (i = 0; i < a->nsinks; i++) {
 		struct xm_archive_item *g;
 
-		if (pthread_mutex_trylock(&a->sinks[i]->mu) != 0)
+		if (__atomic_load_n(&a->sinks[i]->garbage, __ATOMIC_RELAXED) ==
+		    NULL || pthread_mutex_trylock(&a->sinks[i]->mu) != 0)
 			continue;
 		g = a->sinks[i]->garbage;
 		a->sinks[i]->garbage = NULL;
 		pthread_mutex_unlock(&a->sinks[i]->mu);
 		gc_free(g);
 	}
-	it = xm_archive_item_new(ev, event_text, event_len, v, id, a->node,
-	    xm_now());
 	(void)now;
-	for (i = 0; i < a->nsinks && ntake < XM_ARRAY_LEN(take); i++)
-		if (xm_archive_selects(a->sinks[i]->conf, it)) {
-			take[ntake++] = a->sinks[i];
-			if (a->sinks[i]->conf->guarantee == XM_ARCHIVE_MUST)
+	/* select on a view of the event (no copy), and count a best-effort
+	 * sink whose queue is full as overflow before anything is packed:
+	 * at saturation most best-effort records end there, and they cost
+	 * the loop no allocation, copy or lock */
+	if (record_view(a, ev, v, &view, sdom, rdom)) {
+		for (i = 0; i < a->nsinks && ntake < XM_ARRAY_LEN(take); i++) {
+			struct archive_sink *s = a->sinks[i];
+
+			if (!xm_archive_selects(s->conf, &view))
+				continue;
+			if (s->conf->guarantee != XM_ARCHIVE_MUST &&
+			    __atomic_load_n(&s->len, __ATOMIC_RELAXED) >= s->cap) {
+				note_overflow(s);
+				continue;
+			}
+			take[ntake++] = s;
+			if (s->conf->guarantee == XM_ARCHIVE_MUST)
 				nmust++;
 		}
+		if (ntake == 0)
+			return 0;
+		it = xm_archive_item_new(ev, event_text, event_len, v, id,
+		    a->node, xm_now());
+	} else {
+		/* a domain too long for the view: select on the record */
+		it = xm_archive_item_new(ev, event_text, event_len, v, id,
+		    a->node, xm_now());
+		for (i = 0; i < a->nsinks && ntake < XM_ARRAY_LEN(take); i++)
+			if (xm_archive_selects(a->sinks[i]->conf, it)) {
+				take[ntake++] = a->sinks[i];
+				if (a->sinks[i]->conf->guarantee == XM_ARCHIVE_MUST)
+					nmust++;
+			}
+	}
 	if (nmust > 0) {
 		w = xm_calloc(1, sizeof(*w));
 		w->pending = (int)nmust + 1;  /* +1: ours until the end here */
@@ -1056,18 +1285,10 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 				pthread_cond_signal(&s->cv);
 		} else if (is_must)
 			s->must_failed++;
-		else
-			s->overflow++;
 		pthread_mutex_unlock(&s->mu);
 		if (!queued) {
-			double t = xm_monotonic();
-
-			if (!is_must && t - s->last_overflow_log >= 10) {
-				s->last_overflow_log = t;
-				log_warn("archive %s: queue full (%lld records): "
-				    "record dropped, %llu so far", s->conf->name,
-				    s->conf->queue, s->overflow);
-			}
+			if (!is_must)
+				note_overflow(s);
 			if (is_must) {
 				refused = 1;
 				if (w != NULL)
@@ -1156,7 +1377,8 @@ xm_archive_health(struct xm_archive *a, struct xm_buf *out)
 		    "lost=%llu must-failed=%llu\n", s->conf->name,
 		    types[s->conf->type], s->conf->guarantee == XM_ARCHIVE_MUST ?
 		    "must-archive" : "best-effort", down ? "down" : "ok", s->len,
-		    s->written, s->overflow, s->failures, s->lost, s->must_failed);
+		    s->written, __atomic_load_n(&s->overflow, __ATOMIC_RELAXED),
+		    s->failures, s->lost, s->must_failed);
 		pthread_mutex_unlock(&s->mu);
 	}
 }

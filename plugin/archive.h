@@ -84,6 +84,11 @@ char *xm_archive_encode(const struct xm_archive_item *it);
 /* xm_archive_selects - true when sink K's selection rules take IT */
 bool xm_archive_selects(const struct xm_archive_sink_conf *k,
     const struct xm_archive_item *it);
+/* xm_archive_selects_view - the same question on the view of EV/V that
+ * xm_archive_submit selects on before packing a record: 1 yes, 0 no, -1
+ * when it falls back to the record (a domain longer than 1023 bytes) */
+int xm_archive_selects_view(const struct xm_archive_sink_conf *k,
+    const struct xm_event *ev, const struct xm_verdict *v);
 /* xm_archive_held - true when a record (sender, recipient, time) is under
  * legal hold in A */
 bool xm_archive_held(const struct xm_archive_conf *a, const char *sender,

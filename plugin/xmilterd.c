@@ -528,7 +528,7 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	k->chain = chain;
 	xm_chain_ref(chain);
 	if (archive != NULL) {  /* issue 6: the event text as received */
-		k->evtext = xm_arena_strndup(k->arena, event, len);
+		k->evtext = event;  /* borrowed while the verdict is synchronous */
 		k->evlen = len;
 	}
 	if (xm_chain_event(chain, k->arena, event, len, &k->ev, err,
@@ -551,6 +551,8 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 			return;
 		}
 	}
+	if (archive != NULL)  /* issue 6: it outlives the request's buffer */
+		k->evtext = xm_arena_strndup(k->arena, event, len);
 	k->next = c->tasks;
 	if (c->tasks)
 		c->tasks->prev = k;

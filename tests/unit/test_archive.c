@@ -8,6 +8,7 @@
  * back through the same code `xmilter archive` uses.
  */
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,136 @@ Test(record, selection_rules)
 	}
 	xm_archive_item_unref(it);
 	xm_arena_free(ar);
+}
+
+/* the view xm_archive_submit selects on (before packing a record: a full
+ * best-effort queue then costs no copy) answers as the record does, for
+ * every rule and sender/recipient shape (resources, auth only, case, none,
+ * malformed) */
+Test(record, selection_view_matches_record)
+{
+	static const char *rules[] = {
+		"", "actions: [reject]", "actions: [accept]",
+		"origins: [c2s]", "origins: [s2s]", "kinds: [message]",
+		"kinds: [presence]", "scopes: [global]", "scopes: [partners]",
+		"domains: [example.org]", "domains: ['*.example.org']",
+		"domains: [EXAMPLE.ORG]", "domains: [other.example]",
+		"domains: [sub.example.org]", "domains: [pc]",
+		"peers: [icq.example.org]", "peers: ['*.example.org']",
+	};
+	static const char *events[] = {
+		chat_event,
+		"origin=c2s\nauth=carol@Sub.Example.org/phone\n\n"
+		"<message to='x@other.example/a/b' type='chat'><body>b</body>"
+		"</message>",
+		"origin=s2s\npeer=icq.example.org\n\n"
+		"<message from='icq.example.org/pc' to='bob@example.org'>"
+		"<body>b</body></message>",
+		"origin=s2s\npeer=gw.example.org\n\n"
+		"<presence from='a@b@example.org/r@s' to='/x'/>",
+		"origin=s2s\npeer=example.org\n\n"
+		"<message from='example.org/x@other.example' to='sub.example.org'>"
+		"<body>b</body></message>",
+		"origin=c2s\n\n<iq type='get' id='q'/>",
+		NULL,  /* malformed */
+	};
+	struct xm_config *cf[XM_ARRAY_LEN(rules)];
+	size_t i, j;
+
+	for (i = 0; i < XM_ARRAY_LEN(rules); i++) {
+		char *y = xm_printf("archive:\n  sinks:\n    - name: s\n      "
+		    "path: a.db\n      %s\n", rules[i]);
+
+		cf[i] = conf_file(y);
+		free(y);
+	}
+	for (j = 0; j < XM_ARRAY_LEN(events); j++) {
+		struct xm_arena *ar = xm_arena_new();
+		struct xm_event *ev = events[j] ? event(ar, events[j]) : NULL;
+		struct xm_symbol syms[2];
+		struct xm_verdict v;
+		struct xm_archive_item *it;
+
+		if (events[j] != NULL)
+			cr_assert_not_null(ev, "event %zu parses", j);
+		verdict(&v, j % 2 ? XM_ACCEPT : XM_REJECT, syms);
+		it = xm_archive_item_new(ev, "x", 1, &v, 1, "n", 1);
+		for (i = 0; i < XM_ARRAY_LEN(rules); i++)
+			cr_expect_eq(xm_archive_selects_view(&cf[i]->archive.sinks[0],
+			    ev, &v), xm_archive_selects(&cf[i]->archive.sinks[0], it)
+			    ? 1 : 0, "event %zu, rules \"%s\"", j, rules[i]);
+		xm_archive_item_unref(it);
+		xm_arena_free(ar);
+	}
+	for (i = 0; i < XM_ARRAY_LEN(rules); i++)
+		xm_config_free(cf[i]);
+}
+
+/* the record's JSON text is exactly what jansson writes for the same
+ * members (xm_archive_encode writes it without jansson): parsed back and
+ * dumped again with the same flags it is unchanged, for strings that need
+ * escaping, invalid UTF-8, NUL, reals jansson formats specially, NaN */
+Test(record, encoding_is_canonical_json)
+{
+	static const char *events[] = {
+		chat_event,
+		"origin=c2s\ntime=1999-01-01T00:00:00Z\n\n<message from='x@y' "
+		"to='z@w'><body>\"q\" back\\slash\ttab\nnl &#x7f;&#xd; "
+		"\xe2\x80\xa8 \xf0\x9f\x98\x80 /s</body><body>2</body></message>",
+		"origin=s2s\npeer=icq.example.org\n\n<presence from='a@b/c'/>",
+		NULL,
+	};
+	static const struct { const char *s; size_t n; } raws[] = {
+		{ "x", 1 }, { "bad \xff\xfe utf8 \xc3", 16 },
+		{ "nul\0inside", 10 }, { "\x01\x02\x1f\x7f", 4 },
+	};
+	static const double scores[] = { 13, 0, -0.0, 1e20, 1e-5,
+	    123456789.123456789, 1.0 / 3, -7.25, 1e300, 5e-324, NAN,
+	    INFINITY, 2.5e15, 1e16 };
+	size_t e, r, k;
+
+	for (e = 0; e < XM_ARRAY_LEN(events); e++)
+		for (r = 0; r < XM_ARRAY_LEN(raws); r++)
+			for (k = 0; k < XM_ARRAY_LEN(scores); k++) {
+		struct xm_arena *ar = xm_arena_new();
+		struct xm_event *ev = events[e] ? event(ar, events[e]) : NULL;
+		struct xm_symbol syms[3] = {
+			{ "RULE_A", scores[k], "matched \"x\"\n", "rules", 0 },
+			{ NULL, 2, "", "f", XM_SYM_SHADOW },
+			{ "S", scores[(k + 3) % XM_ARRAY_LEN(scores)], NULL, NULL, 0 },
+		};
+		struct xm_verdict v = { 0 };
+		struct xm_archive_item *it;
+		json_error_t je;
+		json_t *o;
+		char *js, *again;
+
+		v.action = (enum xm_action)(k % 3);
+		v.score = scores[k];
+		v.symbols = syms;
+		v.nsymbols = 3 - r % 2;
+		v.reason = r == 2 ? NULL : "RULE_A";
+		v.condition = "policy-violation";
+		v.text = "bl\x01ocked \xc3";
+		v.scope = "global";
+		it = xm_archive_item_new(ev, events[e] && r == 0 ? events[e] :
+		    raws[r].s, events[e] && r == 0 ? strlen(events[e]) : raws[r].n,
+		    &v, 42 + k, r == 3 ? "n\"ode" : "node-1",
+		    1795337000.5 + (double)k * 0.0011);
+		js = xm_archive_encode(it);
+		o = json_loads(js, 0, &je);
+		cr_assert_not_null(o, "%zu/%zu/%zu: %s: %s", e, r, k, je.text, js);
+		again = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+		cr_expect_str_eq(js, again, "%zu/%zu/%zu", e, r, k);
+		cr_expect_eq(json_is_real(json_object_get(o, "score")),
+		    !isnan(scores[k]) && !isinf(scores[k]),
+		    "%zu/%zu/%zu: a real, or nothing for NaN and infinities", e, r, k);
+		free(again);
+		json_decref(o);
+		free(js);
+		xm_archive_item_unref(it);
+		xm_arena_free(ar);
+	}
 }
 
 Test(record, holds_and_retention)
