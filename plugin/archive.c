@@ -946,7 +946,7 @@ sink_thread(void *arg)
 		for (n = 0; n < max && s->len > 0; n++) {
 			batch[n] = s->ring[s->head];
 			s->head = (s->head + 1) % s->cap;
-			s->len--;
+			__atomic_fetch_sub(&s->len, 1, __ATOMIC_RELAXED);
 		}
 		pthread_mutex_unlock(&s->mu);
 
@@ -1013,7 +1013,7 @@ sink_thread(void *arg)
 			}
 			s->head = (s->head + s->cap - 1) % s->cap;
 			s->ring[s->head] = it;
-			s->len++;
+			__atomic_fetch_add(&s->len, 1, __ATOMIC_RELAXED);
 		}
 		pthread_mutex_unlock(&s->mu);
 		if (s->stop) {
@@ -1095,7 +1095,7 @@ xm_archive_close(struct xm_archive *a)
 			struct xm_archive_item *it = s->ring[s->head];
 
 			s->head = (s->head + 1) % s->cap;
-			s->len--;
+			__atomic_fetch_sub(&s->len, 1, __ATOMIC_RELAXED);
 			s->lost++;
 			if (s->conf->guarantee == XM_ARCHIVE_MUST)
 				waiter_answer(it, false);
@@ -1277,7 +1277,7 @@ xm_archive_submit(struct xm_archive *a, const struct xm_event *ev,
 		if (s->len < s->cap && !(is_must && !s->ready &&
 		    s->failures > 0)) {
 			s->ring[(s->head + s->len) % s->cap] = it;
-			s->len++;
+			__atomic_fetch_add(&s->len, 1, __ATOMIC_RELAXED);
 			queued = true;
 			/* wake the writer when it may be waiting: the queue was
 			 * empty, or a lingering batch is full */

@@ -221,7 +221,9 @@ struct archive_sink {
 	pthread_mutex_t mu;
 	pthread_cond_t cv, idle;
 	struct xm_archive_item **ring;
-	size_t cap, head, len;
+	size_t cap, head;
+	size_t len;             /* changed under mu with __atomic ops, so the
+	                         * loop may read it unlocked (overflow check) */
 	bool stop, busy;
 	pthread_t thread;
 	bool started;

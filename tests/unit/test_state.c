@@ -662,6 +662,21 @@ Test(state, stale_connection_and_timeout_do_not_mark_redis_down)
 	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0, "%s", err);
 	xm_state_exec(&op, 1, T0);          /* this thread's connection */
 	cr_expect_eq(op.result, 1);
+	/* the monitor's first probe must be over (its PING answered), or
+	 * the kill below would close a connection it just opened and it
+	 * would rightly call Redis down: wait for its PING in CLIENT LIST */
+	{
+		char list[4096];
+		int i;
+
+		for (i = 0; i < 500; i++) {
+			if (raw_cmd(port, "*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n",
+			    list, sizeof(list)) > 0 && strstr(list, "cmd=ping") != NULL)
+				break;
+			usleep(10000);
+		}
+		cr_assert_lt(i, 500, "the monitor never PINGed Redis");
+	}
 	/* the server drops every client but the one asking: ours and the
 	 * monitor's are stale now */
 	killed = client_kill(port);
