@@ -397,23 +397,6 @@ Test(quarantine, time_format)
 static char pgdir[2 * PATH_MAX], pgbin[PATH_MAX];
 static int pgport;
 
-/* free_port - a loopback port nobody listens on now */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(fd >= 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
-
 /* sh - run CMD through the shell; its exit status */
 static int
 sh(const char *cmd)

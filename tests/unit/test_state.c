@@ -23,6 +23,7 @@
 #include <criterion/criterion.h>
 
 #include "state.h"
+#include "testlib.h"
 
 #define T0 1795000000.0
 
@@ -407,23 +408,6 @@ Test(state, distinct_with_subset_count)
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* free_port - a port nothing listens on at the moment (127.0.0.1) */
-static int
-free_port(void)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(fd >= 0);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	port = ntohs(sin.sin_port);
-	close(fd);
-	return port;
-}
 
 /* is_pid - the Redis at the other end of FD is process PID (INFO) */
 static bool
