@@ -63,6 +63,27 @@ q() {
 	"$XMILTER" quarantine "$1" -c "$CONF" "${@:2}" >"$OUT" 2>&1
 }
 
+# release_once_only ID LABEL BODY - release ID (confirmed by the glue,
+# exit 0), a second release refused (exit 2), and the background client
+# ($bgpid, output in $BG) saw BODY delivered exactly once
+release_once_only() {
+	local id=$1 label=$2 body=$3 rc
+	q release "$id"
+	rc=$?
+	[ $rc = 0 ] && has "^released $id via prosody/"
+	result "${label}release: confirmed by the glue (exit 0)" $?
+	q release "$id"
+	rc=$?
+	[ $rc = 2 ] && has "^refused: item $id is released \\(since 20[0-9-]+T[0-9:.]+Z\\), not held$"
+	result "${label}a second release is refused (exit 2)" $?
+	wait "$bgpid"
+	xm_forget_pid "$bgpid"
+	cp "$BG" "$OUT"
+	[ "$(grep -c '^delivered m1 ' "$BG")" = 1 ] && has "^delivered m1 $body\$" &&
+		hasnt '^missing m1' && hasnt '^error m1'
+	result "${label}released message delivered to the recipient exactly once" $?
+}
+
 # wait_item STATE REGEX [AFTER] - wait until `list STATE` shows a matching
 # row with an id above AFTER (default 0); the newest such id in $ID
 wait_item() {
@@ -132,22 +153,7 @@ result "show: the item and its event" $?
 has '"action":"quarantine"' && has '"reason":"XM_E2E_QUARANTINE"'
 result "show -e: the stored event replays through xmilter check" $?
 
-q release "$Q1"
-rc=$?
-[ $rc = 0 ] && has "^released $Q1 via prosody/"
-result "release: confirmed by the glue (exit 0)" $?
-
-q release "$Q1"
-rc=$?
-[ $rc = 2 ] && has "^refused: item $Q1 is released \\(since 20[0-9-]+T[0-9:.]+Z\\), not held$"
-result "a second release is refused (exit 2)" $?
-
-wait "$bgpid"
-xm_forget_pid "$bgpid"
-cp "$BG" "$OUT"
-[ "$(grep -c '^delivered m1 ' "$BG")" = 1 ] && has '^delivered m1 XMILTER-TEST-QUARANTINE hold me$' &&
-	hasnt '^missing m1' && hasnt '^error m1'
-result "released message delivered to the recipient exactly once" $?
+release_once_only "$Q1" "" "XMILTER-TEST-QUARANTINE hold me"
 
 q show "$Q1"
 has '^state: released$' && has '^released: 20[0-9-]+T'
@@ -282,19 +288,8 @@ EOF
 		cp "$XM_TMP/list" "$OUT"
 		[ $rc = 0 ] && [ "$P1" = 1 ] && grep -q "quarantine store: postgresql" "$DLOG"
 		result "postgresql store: the quarantined message is listed (item ${P1:-?})" $?
-		q release "$P1"
-		rc=$?
-		[ $rc = 0 ] && has "^released $P1 via prosody/"
-		result "postgresql store: release confirmed" $?
-		q release "$P1"
-		rc=$?
-		[ $rc = 2 ] && has "^refused: item $P1 is released"
-		result "postgresql store: a second release is refused" $?
-		wait "$bgpid"
-		xm_forget_pid "$bgpid"
-		cp "$BG" "$OUT"
-		[ "$(grep -c '^delivered m1 ' "$BG")" = 1 ] && has '^delivered m1 XMILTER-TEST-QUARANTINE on postgresql$'
-		result "postgresql store: released message delivered exactly once" $?
+		release_once_only "$P1" "postgresql store: " \
+			"XMILTER-TEST-QUARANTINE on postgresql"
 
 		# the store goes away: a quarantine verdict becomes a reject,
 		# never a silent drop (SIGINT: PostgreSQL's fast shutdown)
