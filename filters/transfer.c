@@ -969,32 +969,6 @@ method_key(enum xm_file_method m)
 	return "?";
 }
 
-/* domain_in - DOMAIN is in list L (entries "*.x" match x's subdomains) */
-static bool
-domain_in(const struct xm_strlist *l, const char *d)
-{
-	size_t i, dl, el;
-
-	if (d == NULL)
-		return false;
-	dl = strlen(d);
-	for (i = 0; i < l->n; i++) {
-		const char *e = l->v[i];
-
-		if (strncmp(e, "*.", 2) == 0) {
-			e += 2;
-			el = strlen(e);
-			if (dl > el && d[dl - el - 1] == '.' &&
-			    strcasecmp(d + dl - el, e) == 0)
-				return true;
-			if (strcasecmp(d, e) == 0)
-				return true;
-		} else if (strcasecmp(d, e) == 0)
-			return true;
-	}
-	return false;
-}
-
 /* same_or_sub - D is BASE or a subdomain of it */
 static bool
 same_or_sub(const char *d, const char *base)
@@ -1025,8 +999,8 @@ direction(const struct transfer_conf *c, struct xm_arena *a,
 		return DIR_INBOUND;
 	if (c->local_domains.n > 0) {
 		from_local = strcmp(origin, "c2s") == 0 ||
-		    domain_in(&c->local_domains, fd);
-		to_local = td == NULL || domain_in(&c->local_domains, td);
+		    xm_domain_listed(&c->local_domains, fd);
+		to_local = td == NULL || xm_domain_listed(&c->local_domains, td);
 	} else {
 		from_local = true;   /* c2s or the server itself */
 		to_local = td == NULL || same_or_sub(td, fd);

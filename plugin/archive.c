@@ -487,34 +487,6 @@ xm_archive_encode(const struct xm_archive_item *it)
 
 /* ---- selection and holds ---- */
 
-/* domain_match - D equals PATTERN, or PATTERN is *.suffix of D */
-static bool
-domain_match(const char *pattern, const char *d)
-{
-	size_t pl, dl;
-
-	if (d == NULL)
-		return false;
-	if (strncmp(pattern, "*.", 2) != 0)
-		return strcasecmp(pattern, d) == 0;
-	pl = strlen(pattern + 1);
-	dl = strlen(d);
-	return (dl > pl && strcasecmp(d + dl - pl, pattern + 1) == 0) ||
-	    strcasecmp(d, pattern + 2) == 0;
-}
-
-/* any_domain - one pattern of L matches D */
-static bool
-any_domain(const struct xm_strlist *l, const char *d)
-{
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		if (domain_match(l->v[i], d))
-			return true;
-	return false;
-}
-
 /* xm_archive_selects - every non-empty criterion holds */
 bool
 xm_archive_selects(const struct xm_archive_sink_conf *k,
@@ -528,10 +500,10 @@ xm_archive_selects(const struct xm_archive_sink_conf *k,
 		return false;
 	if (k->scopes.n && !xm_strlist_has(&k->scopes, it->scope))
 		return false;
-	if (k->peers.n && !any_domain(&k->peers, it->peer))
+	if (k->peers.n && !xm_domain_listed(&k->peers, it->peer))
 		return false;
-	if (k->domains.n && !any_domain(&k->domains, it->sender_domain) &&
-	    !any_domain(&k->domains, it->recipient_domain))
+	if (k->domains.n && !xm_domain_listed(&k->domains, it->sender_domain) &&
+	    !xm_domain_listed(&k->domains, it->recipient_domain))
 		return false;
 	return true;
 }

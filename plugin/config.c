@@ -1270,9 +1270,10 @@ domain_match(const char *pattern, const char *d)
 	    strcasecmp(d, pattern + 2) == 0;
 }
 
-/* any_domain - one of L matches D */
-static bool
-any_domain(const struct xm_strlist *l, const char *d)
+/* xm_domain_listed - one entry of L matches domain D (exactly, or an entry
+ * "*.x" naming x or one of its subdomains); case-insensitive */
+bool
+xm_domain_listed(const struct xm_strlist *l, const char *d)
 {
 	size_t i;
 
@@ -1299,14 +1300,14 @@ xm_config_scope(const struct xm_config *c, struct xm_arena *a,
 		}
 		if (sc->origins.n && !xm_strlist_has(&sc->origins, ev->origin))
 			continue;
-		if (sc->peers.n && !any_domain(&sc->peers, ev->peer))
+		if (sc->peers.n && !xm_domain_listed(&sc->peers, ev->peer))
 			continue;
-		if (sc->domains.n && !any_domain(&sc->domains, fd) &&
-		    !any_domain(&sc->domains, td))
+		if (sc->domains.n && !xm_domain_listed(&sc->domains, fd) &&
+		    !xm_domain_listed(&sc->domains, td))
 			continue;
-		if (sc->from_domains.n && !any_domain(&sc->from_domains, fd))
+		if (sc->from_domains.n && !xm_domain_listed(&sc->from_domains, fd))
 			continue;
-		if (sc->to_domains.n && !any_domain(&sc->to_domains, td))
+		if (sc->to_domains.n && !xm_domain_listed(&sc->to_domains, td))
 			continue;
 		return sc;
 	}

@@ -58,6 +58,9 @@ struct xm_strlist {
 	size_t n;
 };
 bool xm_strlist_has(const struct xm_strlist *l, const char *s);
+/* xm_domain_listed - domain D is in L: an entry equal to it, or "*.x" for x
+ * and its subdomains (case-insensitive); false when D is NULL */
+bool xm_domain_listed(const struct xm_strlist *l, const char *d);
 
 /* xm_settings_defaults - fill CONF from TAB's defaults (BASE_DIR resolves
  * relative paths; NULL: the current directory); 0 or -1 with ERR */
