@@ -142,23 +142,6 @@ fsync_dir(const char *dir)
 	}
 }
 
-/* write_all - the whole buffer or -1 */
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* jl_new_file - start the file whose first record is seq+1 */
 static int
 jl_new_file(struct archive_sink *s, struct jl *j, char *err, size_t errlen)
@@ -357,7 +340,7 @@ jl_append(struct archive_sink *s, char **records, size_t n, bool durable,
 		xm_buf_puts(&b, "\n");
 		free(line);
 	}
-	if (write_all(j->fd, b.data, b.len) < 0 ||
+	if (xm_write_all(j->fd, b.data, b.len) < 0 ||
 	    (durable && fdatasync(j->fd) < 0)) {
 		snprintf(err, errlen, "%s: %s", j->cur, strerror(errno));
 		if (ftruncate(j->fd, (off_t)j->size) < 0)

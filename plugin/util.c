@@ -775,3 +775,25 @@ xm_hex(const unsigned char *p, size_t n, char *out)
 	}
 	out[2 * n] = '\0';
 }
+
+/* xm_write_all - the whole buffer, or -1 */
+int
+xm_write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

@@ -111,4 +111,8 @@ void xm_sha256(const void *p, size_t n, unsigned char out[32]);
 /* xm_hex - N bytes of P as lower-case hex into OUT (2 * N + 1 bytes) */
 void xm_hex(const unsigned char *p, size_t n, char *out);
 
+/* xm_write_all - write all N bytes of P to FD (a blocking descriptor),
+ * retrying on EINTR and short writes; 0, or -1 with errno set */
+int xm_write_all(int fd, const void *p, size_t n);
+
 #endif

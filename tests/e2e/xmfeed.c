@@ -71,23 +71,6 @@ dial(const char *sock, const char *tcp)
 	}
 }
 
-/* write_all - the whole buffer, or -1 */
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* next_frame - read until one frame is in IN; 1, or 0 on close/error */
 static int
 next_frame(int fd, struct xm_buf *in, struct proto_frame *f, size_t *used)
@@ -170,7 +153,7 @@ main(int argc, char **argv)
 
 		proto_write_frame(&out, PROTO_HELLO, 0, hello, sizeof(hello) - 1);
 	}
-	if (write_all(fd, out.data, out.len) < 0 ||
+	if (xm_write_all(fd, out.data, out.len) < 0 ||
 	    !next_frame(fd, &in, &f, &used) || f.verb != PROTO_HELLO) {
 		fprintf(stderr, "xmfeed: no HELLO from the daemon\n");
 		return 1;
@@ -201,7 +184,7 @@ main(int argc, char **argv)
 		xm_buf_reset(&out);
 		proto_write_frame(&out, PROTO_FILTER, ++sent, text + off, evlen);
 		off += evlen;
-		if (write_all(fd, out.data, out.len) < 0) {
+		if (xm_write_all(fd, out.data, out.len) < 0) {
 			rc = 1;
 			xm_arena_free(a);
 			break;
