@@ -252,4 +252,5 @@ xm_wait_pid "$DPID" 5
 xm_forget_pid "$DPID"
 result "degraded mode runs and the health check says why" $rc
 
+xm_suite_final_checks
 xm_suite_end

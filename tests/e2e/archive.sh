@@ -282,4 +282,5 @@ sed -i "s|^      path: $XM_TMP/archive.db|&\n      retention: 30d|" "$CFG"
 	search_until db --text ARCHTOKENONE
 result "purge --dry-run counts records past retention, removes none" $?
 
+xm_suite_final_checks
 xm_suite_end

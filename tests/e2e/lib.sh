@@ -433,6 +433,7 @@ xm_client() {
 #   glue_log_count REGEX     matching lines in Prosody A's log
 #   wait_glue_connected N    wait until the glue connected more than N times
 #   prosody_reload NAME      SIGHUP a Prosody and wait for the glue's reload
+#   xm_suite_final_checks [NAME]  the daemon still runs, no Lua error in the glue
 #   xm_suite_end             print "N passed, M failed", status 0 if none failed
 
 # xm_suite_start NAME SECONDS PROGRAM... - the opening of every suite: the
@@ -467,6 +468,28 @@ xm_suite_begin() {
 	nfail=0
 	ncase=0
 	OUT=$XM_TMP/out   # the last client's output
+}
+
+# xm_suite_final_checks [NAME] - two closing cases: the xmilterd last
+# started still runs, and Prosody NAME's log (default a) has no Lua error
+# from the glue
+xm_suite_final_checks() {
+	local log
+	log=$(xm_prosody_log "${1:-a}")
+	if kill -0 "$XM_DAEMON_PID" 2>/dev/null; then
+		: >"$OUT"
+		result "xmilterd still running" 0
+	else
+		OUT=$DLOG
+		result "xmilterd still running" 1
+	fi
+	if grep -q 'Traceback\|xmilter: error' "$log"; then
+		grep -A3 'Traceback\|xmilter: error' "$log" | head -20 >"$OUT"
+		result "no Lua errors from the glue" 1
+	else
+		: >"$OUT"
+		result "no Lua errors from the glue" 0
+	fi
 }
 
 # xm_suite_end - the closing summary line; status 0 when nothing failed

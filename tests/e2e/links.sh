@@ -328,10 +328,5 @@ if xm_daemon_start "$XM_TMP/xmilterd.yml" "$DLOG" && wait_glue_connected "$conns
 fi
 result "dnsbl: a dead DNS server holds only its link's verdict; plain chat answered first, a second link skips" $rc
 
-if kill -0 "$XM_DAEMON_PID" 2>/dev/null; then
-	result "xmilterd still running" 0
-else
-	result "xmilterd still running" 1
-fi
-
+xm_suite_final_checks
 xm_suite_end

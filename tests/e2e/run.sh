@@ -240,19 +240,6 @@ has 'sent=600 ' && has ' missing=0 ' && [ "$(grep -c '^delivered' "$OUT")" = 300
 result "xmilterd reload (SIGHUP) under traffic: every message delivered or bounced" $?
 [ "${XM_VERBOSE:-0}" = 1 ] || grep '^summary' "$OUT" | sed 's/^/# /'
 
-if kill -0 "$XM_DAEMON_PID" 2>/dev/null; then
-	result "xmilterd still running" 0
-else
-	OUT=$DLOG
-	result "xmilterd still running" 1
-fi
-
-if grep -q 'Traceback\|xmilter: error' "$(xm_prosody_log a)"; then
-	grep -A3 'Traceback\|xmilter: error' "$(xm_prosody_log a)" | head -20 >"$OUT"
-	result "no Lua errors from the glue" 1
-else
-	: >"$OUT"
-	result "no Lua errors from the glue" 0
-fi
+xm_suite_final_checks
 
 xm_suite_end

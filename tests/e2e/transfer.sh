@@ -270,20 +270,6 @@ client "${AB[@]}" -o jingle -F renamed.pdf -H "sha-256:$SHA" iq
 refused 'a known-bad file' && [ $rc = 0 ]
 result "after SIGHUP the listed hashes are refused (SI md5, Jingle sha-256)" $?
 
-if kill -0 "$XM_DAEMON_PID" 2>/dev/null; then
-	: >"$OUT"
-	result "xmilterd still running" 0
-else
-	OUT=$DLOG
-	result "xmilterd still running" 1
-fi
-
-if grep -q 'Traceback\|xmilter: error' "$(xm_prosody_log a)"; then
-	grep -A3 'Traceback\|xmilter: error' "$(xm_prosody_log a)" | head -20 >"$OUT"
-	result "no Lua errors from the glue" 1
-else
-	: >"$OUT"
-	result "no Lua errors from the glue" 0
-fi
+xm_suite_final_checks
 
 xm_suite_end
