@@ -14,6 +14,8 @@
 #                 one round trip per event per worker
 #   --senders N   senders for bench/statemem (1000000; 0 skips it)
 #   --keep        keep the temporary directory
+#   MODES="memory redis" in the environment runs only those configurations
+#   (the ratio lines then need the ones they divide)
 #
 # Each run: xmilterd with guard + rules (bench/rules-50.cf) and ratelimit
 #   off       not in the chain
@@ -163,23 +165,34 @@ daemon_stop() {
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
+# cpu_ticks PID - user+system clock ticks a process has used
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 declare -A THR P99 CPU
 say "ratelimit throughput: $REPS rounds of off / counting / memory / redis, ${SECS}s each," \
     "$CONNS connections x $WINDOW in flight, workers=$WORKERS, $(nproc) CPUs," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$REPS"); do
-	for mode in off counting memory redis; do
+	for mode in ${MODES:-off counting memory redis}; do
 		write_config "$TMP/$mode.yml" "$mode"
 		daemon_start "$TMP/$mode.yml"
+		r0=$(cpu_ticks "$RPID")
 		line=$($PIN_L "$XMLOAD" -s "$SOCK" -c "$CONNS" -w "$WINDOW" \
 		    -d "$SECS" -W 1 -p "$DPID" -q 2>/dev/null | grep '^xmload ')
+		r1=$(cpu_ticks "$RPID")
 		daemon_stop
 		t=$(field "$line" stanzas_per_s)
+		# redis-server's CPU per stanza over the measured run and its
+		# warm-up (what the scripts cost the server; 0 off Redis)
+		rcpu=$(awk -v a="$r0" -v b="$r1" -v hz="$(getconf CLK_TCK)" \
+		    -v n="$(field "$line" stanzas)" -v s="$SECS" -v t="$t" 'BEGIN {
+			n = t * (s + 1); if (n <= 0) { print 0; exit }
+			printf "%.1f", (b - a) / hz * 1e6 / n }')
 		THR[$mode]="${THR[$mode]:-} $t"
 		P99[$mode]="${P99[$mode]:-} $(field "$line" p99_us)"
 		CPU[$mode]="${CPU[$mode]:-} $(field "$line" daemon_us_per_stanza)"
 		say "  round $r $mode: $t stanzas/s, p99 $(field "$line" p99_us) us," \
 		    "daemon $(field "$line" daemon_us_per_stanza) us CPU/stanza," \
+		    "redis-server ~$rcpu us CPU/stanza," \
 		    "lost $(field "$line" lost), reject $(field "$line" reject)"
 	done
 done
