@@ -125,6 +125,26 @@ void xm_redis_free(struct xm_redis *r);
  * back) */
 int xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
     double now, char *err, size_t errlen);
+/* XM_REDIS_NOSCRIPT - Redis does not know the script (its cache was
+ * flushed): SCRIPT LOAD it and send the command again */
+#define XM_REDIS_NOSCRIPT (-3)
+/* xm_redis_sha, xm_redis_script - the script's SHA-1 (hex, what EVALSHA
+ * names) and its text (what SCRIPT LOAD sends) */
+const char *xm_redis_sha(void);
+const char *xm_redis_script(void);
+/* xm_redis_command - the whole EVALSHA command for OPS at NOW, in Redis's
+ * protocol, into CMD (emptied first): for a caller with its own
+ * connection (state_pipe.c pipelines these on the event loop) */
+void xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
+    size_t n, double now, struct xm_buf *cmd);
+/* xm_redis_results - fill OPS' results from REPLY (a hiredis redisReply
+ * to that command): 0, XM_REDIS_NOSCRIPT, or -1 with ERR */
+int xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
+    char *err, size_t errlen);
+/* xm_redis_target - where R connects: HOST and PORT, or PATH (the other
+ * NULL); DB; the connect/command TIMEOUT in seconds */
+void xm_redis_target(const struct xm_redis *r, const char **host, int *port,
+    const char **path, long long *db, double *timeout);
 /* xm_redis_ping - connect (if needed) and PING; 0, or -1 or
  * XM_REDIS_TIMEOUT with ERR */
 int xm_redis_ping(struct xm_redis *r, char *err, size_t errlen);

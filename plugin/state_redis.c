@@ -47,6 +47,7 @@
 #include <sys/time.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "state.h"
 
@@ -132,7 +133,6 @@ struct conn {
 	struct conn *next;
 	redisContext *ctx;
 	unsigned epoch;
-	char sha[48];
 };
 
 struct xm_redis {
@@ -192,6 +192,13 @@ xm_redis_new(const char *url, double timeout, const char *prefix, char *err,
 			goto bad;
 	} else
 		goto bad;
+	if (strlen(prefix) > 40) {
+		snprintf(err, errlen, "redis: key prefix longer than 40 bytes");
+		free(r->host);
+		free(r->path);
+		free(r);
+		return NULL;
+	}
 	r->port = (int)port;
 	r->timeout = timeout > 0 ? timeout : 0.2;
 	r->prefix = xm_strdup(prefix);
@@ -228,6 +235,49 @@ xm_redis_free(struct xm_redis *r)
 	free(r->path);
 	free(r->prefix);
 	free(r);
+}
+
+static char script_sha[41];
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+
+/* sha_init - the script's SHA-1 in hex, the name EVALSHA uses */
+static void
+sha_init(void)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(script, sizeof(script) - 1, md, &mdlen, EVP_sha1(),
+	    NULL) != 1 || mdlen != 20)
+		fatalx("state: SHA-1 of the Redis script failed");
+	xm_hex(md, 20, script_sha);
+}
+
+/* xm_redis_sha - the script's name for EVALSHA */
+const char *
+xm_redis_sha(void)
+{
+	pthread_once(&sha_once, sha_init);
+	return script_sha;
+}
+
+/* xm_redis_script - the script's text (for SCRIPT LOAD) */
+const char *
+xm_redis_script(void)
+{
+	return script;
+}
+
+/* xm_redis_target - where R connects, and its timeout */
+void
+xm_redis_target(const struct xm_redis *r, const char **host, int *port,
+    const char **path, long long *db, double *timeout)
+{
+	*host = r->host;
+	*port = r->port;
+	*path = r->path;
+	*db = r->db;
+	*timeout = r->timeout;
 }
 
 /* tv - seconds as a timeval */
@@ -288,7 +338,7 @@ conn_fail(struct xm_redis *r, struct conn *c, int e, char *err,
 	return rc;
 }
 
-/* load_script - SCRIPT LOAD on C, remembering the sha; 0, -1, or
+/* load_script - SCRIPT LOAD on C (Redis must name it by our sha); 0, -1, or
  * XM_REDIS_TIMEOUT (C's connection dropped on -1 and on a timeout) */
 static int
 load_script(struct xm_redis *r, struct conn *c, char *err, size_t errlen)
@@ -298,12 +348,12 @@ load_script(struct xm_redis *r, struct conn *c, char *err, size_t errlen)
 
 	if (rep == NULL)
 		return conn_fail(r, c, errno, err, errlen, c->ctx->errstr);
-	if (rep->type != REDIS_REPLY_STRING || rep->len >= sizeof(c->sha)) {
+	if (rep->type != REDIS_REPLY_STRING ||
+	    strcmp(rep->str, xm_redis_sha()) != 0) {
 		snprintf(err, errlen, "SCRIPT LOAD: %s", rep->type ==
 		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
 		rc = -1;
-	} else
-		memcpy(c->sha, rep->str, rep->len + 1);
+	}
 	freeReplyObject(rep);
 	return rc;
 }
@@ -525,26 +575,16 @@ arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
 	arg(b, argc, t, plen + 2 + put_hex(t + plen + 2, key));
 }
 
-/* xm_redis_exec - one EVALSHA for the batch, results parsed back */
-int
-xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
-    double now, char *err, size_t errlen)
+/* xm_redis_command - the EVALSHA of OPS at NOW, in RESP, into CMD */
+void
+xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
+    size_t n, double now, struct xm_buf *cmd)
 {
-	struct conn *c;
-	redisReply *rep = NULL;
-	struct xm_buf args = { 0 }, cmd = { 0 };
-	size_t i, k, plen = strlen(r->prefix), nkeys;
-	unsigned argc = 0, hargc;
-	int attempt, rc = -1;
-	bool retried, noscript;
-	char t[64];
+	struct xm_buf args = { 0 };
+	size_t i, hk = 0, plen = strlen(r->prefix), nkeys;
+	unsigned argc = 0, hargc = 0;
+	char t[64], h[32];
 
-	if (n == 0)
-		return 0;
-	if (plen > 40) {
-		snprintf(err, errlen, "redis_prefix too long");
-		return -1;
-	}
 	/* after EVALSHA sha: numkeys keys... now nops ops... */
 	nkeys = n;
 	for (i = 0; i < n; i++)
@@ -589,6 +629,72 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 			break;
 		}
 	}
+	/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
+	xm_buf_reset(cmd);
+	h[hk++] = '*';
+	hk += put_u(h + hk, argc + 2);
+	h[hk++] = '\r';
+	h[hk++] = '\n';
+	xm_buf_append(cmd, h, hk);
+	xm_buf_append(cmd, "$7\r\nEVALSHA\r\n", 13);
+	arg(cmd, &hargc, xm_redis_sha(), 40);
+	xm_buf_append(cmd, args.data, args.len);
+	xm_buf_free(&args);
+}
+
+/* xm_redis_results - OPS' results from the script's reply */
+int
+xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
+    char *err, size_t errlen)
+{
+	const redisReply *rep = reply;
+	size_t k;
+
+	if (rep->type == REDIS_REPLY_ERROR &&
+	    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+		snprintf(err, errlen, "script not loaded");
+		return XM_REDIS_NOSCRIPT;
+	}
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+		snprintf(err, errlen, "script: %s", rep->type ==
+		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+		return -1;
+	}
+	for (k = 0; k < n; k++) {
+		const redisReply *e = rep->element[k];
+		char *end;
+
+		if (e->type != REDIS_REPLY_STRING || e->len < 3) {
+			snprintf(err, errlen, "script: bad result %zu", k);
+			return -1;
+		}
+		ops[k].ok = e->str[0] == '1';
+		errno = 0;
+		ops[k].result = strtod(e->str + 2, &end);
+		if (errno != 0 || end == e->str + 2) {
+			snprintf(err, errlen, "script: bad number in result %zu",
+			    k);
+			return -1;
+		}
+		ops[k].result2 = *end == ' ' ? strtod(end + 1, NULL) : 0;
+	}
+	return 0;
+}
+
+/* xm_redis_exec - one EVALSHA for the batch, results parsed back */
+int
+xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
+    double now, char *err, size_t errlen)
+{
+	struct conn *c;
+	redisReply *rep = NULL;
+	struct xm_buf cmd = { 0 };
+	int attempt, rc = -1;
+	bool retried, noscript;
+
+	if (n == 0)
+		return 0;
+	xm_redis_command(r, ops, n, now, &cmd);
 	/*
 	 * Up to three rounds: NOSCRIPT (the script cache was flushed) loads
 	 * the script and goes again; a connection that was idle and turns
@@ -598,25 +704,10 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 	 */
 	for (attempt = 0, retried = noscript = false; attempt < 3; attempt++) {
 		void *vr = NULL;
-		size_t hk = 0;
-		char h[32];
 		bool fresh;
 
 		if ((rc = get_conn(r, &c, &fresh, err, errlen)) < 0)
 			goto out;
-		rc = -1;
-		/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
-		xm_buf_reset(&cmd);
-		hargc = argc + 2;
-		h[hk++] = '*';
-		hk += put_u(h + hk, hargc);
-		h[hk++] = '\r';
-		h[hk++] = '\n';
-		xm_buf_append(&cmd, h, hk);
-		xm_buf_append(&cmd, "$7\r\nEVALSHA\r\n", 13);
-		hargc = 0;
-		arg(&cmd, &hargc, c->sha, strlen(c->sha));
-		xm_buf_append(&cmd, args.data, args.len);
 		if (redisAppendFormattedCommand(c->ctx, cmd.data, cmd.len) !=
 		    REDIS_OK || redisGetReply(c->ctx, &vr) != REDIS_OK ||
 		    vr == NULL) {
@@ -632,10 +723,9 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 			}
 			goto out;
 		}
-		rc = -1;
 		rep = vr;
-		if (rep->type == REDIS_REPLY_ERROR &&
-		    strncmp(rep->str, "NOSCRIPT", 8) == 0 && !noscript) {
+		rc = xm_redis_results(rep, ops, n, err, errlen);
+		if (rc == XM_REDIS_NOSCRIPT && !noscript) {
 			noscript = true;
 			freeReplyObject(rep);
 			rep = NULL;
@@ -646,38 +736,13 @@ xm_redis_exec(struct xm_redis *r, struct xm_state_op *ops, size_t n,
 			rc = -1;
 			continue;
 		}
+		if (rc == XM_REDIS_NOSCRIPT)
+			rc = -1;
 		break;
 	}
-	if (rep == NULL)
-		goto out;
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
-		snprintf(err, errlen, "script: %s", rep->type ==
-		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
-		goto out;
-	}
-	for (k = 0; k < n; k++) {
-		redisReply *e = rep->element[k];
-		char *end;
-
-		if (e->type != REDIS_REPLY_STRING || e->len < 3) {
-			snprintf(err, errlen, "script: bad result %zu", k);
-			goto out;
-		}
-		ops[k].ok = e->str[0] == '1';
-		errno = 0;
-		ops[k].result = strtod(e->str + 2, &end);
-		if (errno != 0 || end == e->str + 2) {
-			snprintf(err, errlen, "script: bad number in result %zu",
-			    k);
-			goto out;
-		}
-		ops[k].result2 = *end == ' ' ? strtod(end + 1, NULL) : 0;
-	}
-	rc = 0;
 out:
 	if (rep)
 		freeReplyObject(rep);
-	xm_buf_free(&args);
 	xm_buf_free(&cmd);
 	return rc;
 }
