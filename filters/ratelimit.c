@@ -34,8 +34,10 @@
  * one lock in memory, one round trip to Redis; a second, small batch runs
  * only when a budget was exceeded or a campaign was just detected.
  *
- * Where it runs: on the event loop with the memory backend; on the worker
- * pool when Redis is configured (is_slow), since a Redis call may block.
+ * Where it runs: on the event loop, always. With the memory backend a
+ * batch runs at once; with Redis the filter waits for each batch's
+ * results (xm_task_state_wait) and the daemon sends it on its pipelined
+ * connection (state_pipe.c), so the loop never blocks on Redis.
  *
  * Ownership: the filter state points at the config, which outlives it;
  * the counters are the process-global state's. Failure: init fails on a
@@ -173,11 +175,13 @@ static const struct xm_setting rl_settings[] = {
 	    "evicted). Process-wide: set it in the global block" },
 	{ "redis", XM_ST_STRING, RL_OFF(redis), "", 0, 0, NULL, true,
 	    "Share the counters through Redis: redis://HOST[:PORT][/DB] or "
-	    "unix:/PATH[?db=N]; empty: memory only. The filter then runs on "
-	    "the worker pool. Process-wide: set it in the global block" },
+	    "unix:/PATH[?db=N]; empty: memory only. Events wait for Redis "
+	    "without blocking the event loop (one pipelined connection). "
+	    "Process-wide: set it in the global block" },
 	{ "redis_timeout", XM_ST_DURATION, RL_OFF(redis_timeout), "200ms",
-	    0.001, 60, NULL, true, "Connect and command timeout for Redis; "
-	    "past it the event is counted in memory instead" },
+	    0.001, 60, NULL, true, "Connect timeout for Redis, and the "
+	    "longest an event waits for its answer; past it the events in "
+	    "flight are counted in memory instead" },
 	{ "redis_retry", XM_ST_DURATION, RL_OFF(redis_retry), "5s", 0.05,
 	    3600, NULL, true, "While Redis is down, how often to try it again" },
 	{ "redis_prefix", XM_ST_STRING, RL_OFF(redis_prefix), "xm:", 0, 0,
@@ -601,21 +605,92 @@ rl_sym_fixed(const struct rl_state *st, struct xm_task *t, enum rl_sym s)
 	t->symbols[t->nsymbols - 1].detail = st->detail[s];
 }
 
-/* rl_check - count T, score what is over budget */
+/*
+ * One event's counting in steps. Each step ends by having a batch of
+ * state operations run (rl_exec), and the next step reads their results:
+ *   rl_check      the identities, the batch (buckets, sets, blocks,
+ *                 fingerprints)
+ *   rl_counted_cb the budgets, fan-out and campaigns scored; strikes and
+ *                 campaign marks as a second batch, when there are any
+ *   rl_struck_cb  enough strikes: the block, as a third batch
+ *   rl_done       a block ends the chain
+ * With the state in memory the steps call each other at once, the run on
+ * the stack; with Redis the run lives in the task's arena and the task
+ * waits for each batch (xm_task_state_wait) while the event loop goes on.
+ */
+struct rl_run {
+	const struct rl_state *st;
+	bool local;                 /* memory: no waiting */
+	struct rl_batch b;
+	struct rl_who w;
+	struct xm_fp fp;
+	struct xm_state_op post[4]; /* two campaign marks, two strikes */
+	size_t npost;
+	int strike_sender, strike_ip;
+	struct xm_state_op blk[2];  /* blocks */
+	bool blocked;
+};
+
+typedef void rl_step(void *state, struct xm_task *t, void *arg);
+
+/* put - OPS[*N] becomes operation OP on KEY (VALUE for a SET, TTL); *N
+ * grows; its index */
+static int
+put(struct xm_state_op *ops, size_t *n, enum xm_sop op, uint64_t key,
+    double value, double ttl)
+{
+	struct xm_state_op *o = &ops[*n];
+
+	memset(o, 0, sizeof(*o));
+	o->op = op;
+	o->key = key;
+	o->value = value;
+	o->ttl = ttl;
+	return (int)(*n)++;
+}
+static rl_step rl_counted_cb, rl_struck_cb, rl_blocked_cb;
+static void rl_done(struct xm_task *t, struct rl_run *r);
+
+/* rl_exec - have OPS[0..N) run, then NEXT: at once in memory, else by
+ * waiting */
+static void
+rl_exec(struct xm_task *t, struct rl_run *r, struct xm_state_op *ops,
+    size_t n, rl_step *next)
+{
+	if (!r->local) {
+		xm_task_state_wait(t, ops, n, next, r);
+		return;
+	}
+	xm_state_exec(ops, n, t->now);
+	next((void *)r->st, t, r);
+}
+
+/* rl_check - count T: build the batch and have it run */
 static void
 rl_check(void *state, struct xm_task *t)
 {
 	const struct rl_conf *c = ((struct rl_state *)state)->c;
-	struct rl_batch batch, *b = &batch;
-	struct xm_state_op post[6];
-	size_t npost = 0, i;
+	struct rl_run stack_run, *r;
+	struct rl_batch *b;
 	struct rl_who w;
-	struct xm_fp fp;
-	bool over_sender = false, over_ip = false, blocked = false;
-	int k, strike_sender = -1, strike_ip = -1;
+	size_t i;
+	int k;
 
 	if (!rl_who(c, t, &w))
 		return;
+	if (xm_state_remote()) {
+		r = xm_arena_array(t->arena, 1, sizeof(*r));
+		r->local = false;
+	} else {
+		r = &stack_run;
+		r->local = true;
+	}
+	r->st = state;
+	r->w = w;
+	r->npost = 0;
+	r->strike_sender = r->strike_ip = -1;
+	r->blocked = false;
+	b = &r->b;
 	b->n = 0;
 	b->blk_sender = b->blk_ip = b->fanout = b->fanout_stranger = -1;
 	for (i = 0; i < RL_NLIMITS; i++)
@@ -662,7 +737,7 @@ rl_check(void *state, struct xm_task *t)
 			    w.sender, t->now, c->fanout_window), T_R, w.rcpt,
 			    c->fanout_window, c->fanout_stranger_max + 1);
 	}
-	memset(&fp, 0, sizeof(fp));
+	memset(&r->fp, 0, sizeof(r->fp));
 	if (w.message && w.sender && w.rcpt && (c->outbreak ||
 	    c->outbreak_urls)) {
 		const char *tv[8], *uv[8];
@@ -675,14 +750,28 @@ rl_check(void *state, struct xm_task *t)
 				uv[nu++] = t->ev->files[i].url;
 		xm_fp_compute(t->arena, tv, nt, uv, nu,
 		    (unsigned)c->outbreak_min_words,
-		    (size_t)c->outbreak_min_chars, &fp);
-		if (c->outbreak && fp.has_text)
-			add_outbreak(c, b, t, &w, 0, fp.text);
-		if (c->outbreak_urls && fp.has_urls)
-			add_outbreak(c, b, t, &w, 1, fp.urls);
+		    (size_t)c->outbreak_min_chars, &r->fp);
+		if (c->outbreak && r->fp.has_text)
+			add_outbreak(c, b, t, &w, 0, r->fp.text);
+		if (c->outbreak_urls && r->fp.has_urls)
+			add_outbreak(c, b, t, &w, 1, r->fp.urls);
 	}
+	rl_exec(t, r, b->op, b->n, rl_counted_cb);
+}
 
-	xm_state_exec(b->op, b->n, t->now);
+/* rl_counted_cb - the batch's results: blocks, budgets, fan-out,
+ * campaigns; then strikes and campaign marks */
+static void
+rl_counted_cb(void *state, struct xm_task *t, void *arg)
+{
+	struct rl_run *r = arg;
+	const struct rl_conf *c = r->st->c;
+	const struct rl_batch *b = &r->b;
+	const struct rl_who *w = &r->w;
+	struct xm_state_op *post = r->post;
+	bool over_sender = false, over_ip = false;
+	size_t i;
+	int k;
 
 	/* blocks */
 	if ((b->blk_sender >= 0 && b->op[b->blk_sender].result > 0) ||
@@ -690,9 +779,9 @@ rl_check(void *state, struct xm_task *t)
 		bool by_ip = !(b->blk_sender >= 0 &&
 		    b->op[b->blk_sender].result > 0);
 
-		blocked = true;
+		r->blocked = true;
 		rl_sym_cat(c, t, RS_BLOCKED, by_ip ? "address " : "sender ",
-		    by_ip ? w.ip : w.sender, " is blocked");
+		    by_ip ? w->ip : w->sender, " is blocked");
 	}
 	/* budgets */
 	for (i = 0; i < RL_NLIMITS; i++) {
@@ -700,7 +789,7 @@ rl_check(void *state, struct xm_task *t)
 
 		if (j < 0 || b->op[j].ok)
 			continue;
-		rl_sym_fixed(state, t, (enum rl_sym)i);
+		rl_sym_fixed(r->st, t, (enum rl_sym)i);
 		if (i == RL_IP || i == RL_PREFIX)
 			over_ip = over_ip || i == RL_IP;
 		else if (i != RL_DOMAIN && i != RL_NETWORK)
@@ -708,14 +797,14 @@ rl_check(void *state, struct xm_task *t)
 	}
 	if (b->fanout >= 0 && c->fanout_max >= 0 &&
 	    b->op[b->fanout].result > (double)c->fanout_max) {
-		rl_sym_fixed(state, t, RS_FANOUT);
+		rl_sym_fixed(r->st, t, RS_FANOUT);
 		over_sender = true;
 	}
 	if ((b->fanout >= 0 && b->op[b->fanout].key2 != 0 &&
 	    b->op[b->fanout].result2 > (double)c->fanout_stranger_max) ||
 	    (b->fanout_stranger >= 0 && b->op[b->fanout_stranger].result >
 	    (double)c->fanout_stranger_max)) {
-		rl_sym_fixed(state, t, RS_FANOUT_STRANGER);
+		rl_sym_fixed(r->st, t, RS_FANOUT_STRANGER);
 		over_sender = true;
 	}
 	/* outbreaks */
@@ -734,83 +823,86 @@ rl_check(void *state, struct xm_task *t)
 		    (double)c->outbreak_fanout);
 		if (!flagged && !crossed)
 			continue;
-		factor = w.in_roster ? (k == 0 ? c->outbreak_roster_factor :
+		factor = w->in_roster ? (k == 0 ? c->outbreak_roster_factor :
 		    c->outbreak_url_roster_factor) : 1;
 		rl_sym(c, t, k == 0 ? RS_OUTBREAK_TEXT : RS_OUTBREAK_URL,
 		    factor, "%s campaign %016llx%s", k == 0 ? "text" : "link",
-		    (unsigned long long)(k == 0 ? fp.text : fp.urls),
+		    (unsigned long long)(k == 0 ? r->fp.text : r->fp.urls),
 		    flagged ? "" : " (detected now)");
-		if (!flagged && npost < XM_ARRAY_LEN(post)) {
-			memset(&post[npost], 0, sizeof(post[npost]));
-			post[npost].op = XM_SOP_SET;
-			post[npost].key = b->op[b->fp_flag[k]].key;
-			post[npost].value = 1;
-			post[npost].ttl = c->outbreak_ttl;
-			npost++;
-		}
+		if (!flagged)
+			put(post, &r->npost, XM_SOP_SET, b->op[b->fp_flag[k]].key,
+			    1, c->outbreak_ttl);
 	}
 	/* escalation: strikes now, a block when there are enough */
-	if (c->block_after >= 0 && !blocked) {
-		if (over_sender && w.sender) {
-			strike_sender = (int)npost;
-			memset(&post[npost], 0, sizeof(post[npost]));
-			post[npost].op = XM_SOP_INCR;
-			post[npost].key = tkey(T_STRIKE, w.sender,
-			    strlen(w.sender));
-			post[npost].ttl = c->block_window;
-			npost++;
-		}
-		if (over_ip && w.ip && c->block_addresses) {
-			strike_ip = (int)npost;
-			memset(&post[npost], 0, sizeof(post[npost]));
-			post[npost].op = XM_SOP_INCR;
-			post[npost].key = tkey(T_STRIKEIP, w.ip,
-			    strlen(w.ip));
-			post[npost].ttl = c->block_window;
-			npost++;
-		}
+	if (c->block_after >= 0 && !r->blocked) {
+		if (over_sender && w->sender)
+			r->strike_sender = put(post, &r->npost, XM_SOP_INCR,
+			    tkey(T_STRIKE, w->sender, strlen(w->sender)), 0,
+			    c->block_window);
+		if (over_ip && w->ip && c->block_addresses)
+			r->strike_ip = put(post, &r->npost, XM_SOP_INCR,
+			    tkey(T_STRIKEIP, w->ip, strlen(w->ip)), 0,
+			    c->block_window);
 	}
-	if (npost == 0)
-		goto final;
-	xm_state_exec(post, npost, t->now);
-	npost = 0;
-	{
-		struct xm_state_op blk[2];
-		size_t nb = 0;
+	if (r->npost == 0) {
+		rl_done(t, r);
+		return;
+	}
+	rl_exec(t, r, post, r->npost, rl_struck_cb);
+}
 
-		if (strike_sender >= 0 && post[strike_sender].result >=
-		    (double)c->block_after) {
-			memset(&blk[nb], 0, sizeof(blk[nb]));
-			blk[nb].op = XM_SOP_SET;
-			blk[nb].key = tkey(T_BLK, w.sender,
-			    strlen(w.sender));
-			blk[nb].value = 1;
-			blk[nb].ttl = c->block_time;
-			nb++;
-			rl_sym(c, t, RS_BLOCKED, 1, "sender %s blocked for %.0fs "
-			    "after %.0f events over budget", w.sender,
-			    c->block_time, post[strike_sender].result);
-			blocked = true;
-		}
-		if (strike_ip >= 0 && post[strike_ip].result >=
-		    (double)c->block_after) {
-			memset(&blk[nb], 0, sizeof(blk[nb]));
-			blk[nb].op = XM_SOP_SET;
-			blk[nb].key = tkey(T_BLKIP, w.ip, strlen(w.ip));
-			blk[nb].value = 1;
-			blk[nb].ttl = c->block_time;
-			nb++;
-			if (!blocked)
-				rl_sym(c, t, RS_BLOCKED, 1, "address %s blocked "
-				    "for %.0fs after %.0f events over budget",
-				    w.ip, c->block_time, post[strike_ip].result);
-			blocked = true;
-		}
-		if (nb > 0)
-			xm_state_exec(blk, nb, t->now);
+/* rl_struck_cb - strikes counted: block a sender or address that has
+ * enough */
+static void
+rl_struck_cb(void *state, struct xm_task *t, void *arg)
+{
+	struct rl_run *r = arg;
+	const struct rl_conf *c = r->st->c;
+	const struct rl_who *w = &r->w;
+	const struct xm_state_op *post = r->post;
+	struct xm_state_op *blk = r->blk;
+	size_t nb = 0;
+
+	if (r->strike_sender >= 0 && post[r->strike_sender].result >=
+	    (double)c->block_after) {
+		put(blk, &nb, XM_SOP_SET, tkey(T_BLK, w->sender,
+		    strlen(w->sender)), 1, c->block_time);
+		rl_sym(c, t, RS_BLOCKED, 1, "sender %s blocked for %.0fs "
+		    "after %.0f events over budget", w->sender, c->block_time,
+		    post[r->strike_sender].result);
+		r->blocked = true;
 	}
-final:
-	if (blocked && c->block_action != BA_SCORE)
+	if (r->strike_ip >= 0 && post[r->strike_ip].result >=
+	    (double)c->block_after) {
+		put(blk, &nb, XM_SOP_SET, tkey(T_BLKIP, w->ip, strlen(w->ip)),
+		    1, c->block_time);
+		if (!r->blocked)
+			rl_sym(c, t, RS_BLOCKED, 1, "address %s blocked "
+			    "for %.0fs after %.0f events over budget",
+			    w->ip, c->block_time, post[r->strike_ip].result);
+		r->blocked = true;
+	}
+	if (nb == 0) {
+		rl_done(t, r);
+		return;
+	}
+	rl_exec(t, r, blk, nb, rl_blocked_cb);
+}
+
+/* rl_blocked_cb - the block is stored */
+static void
+rl_blocked_cb(void *state, struct xm_task *t, void *arg)
+{
+	rl_done(t, arg);
+}
+
+/* rl_done - a blocked sender's event ends the chain (block_action) */
+static void
+rl_done(struct xm_task *t, struct rl_run *r)
+{
+	const struct rl_conf *c = r->st->c;
+
+	if (r->blocked && c->block_action != BA_SCORE)
 		xm_task_final(t, c->block_action == BA_DISCARD ? XM_DISCARD :
 		    XM_REJECT, "policy-violation", "Too many messages: "
 		    "sending is blocked for a while.");
@@ -821,13 +913,6 @@ static bool
 rl_wants(void *state, const struct xm_task *t)
 {
 	return rl_counted(t);
-}
-
-/* rl_is_slow - on the worker pool when the counters are in Redis */
-static bool
-rl_is_slow(void *state)
-{
-	return xm_state_remote();
 }
 
 /* rl_init - configure the process-wide state, keep the config */
@@ -887,5 +972,4 @@ const struct xm_filter_ops ratelimit_filter = {
 	.check = rl_check,
 	.free = rl_free,
 	.wants = rl_wants,
-	.is_slow = rl_is_slow,
 };

@@ -5,6 +5,10 @@
  * A chain owns its config and one state per enabled filter per scope.
  * Fast filters run on the caller's thread (the event loop); SLOW ones run
  * in xm_chain_run_stage(..., true), which the daemon calls on a worker.
+ * A filter may wait for shared-state operations (xm_task_state_wait): the
+ * chain remembers where it stopped (t->pos); xm_chain_run_stage runs them
+ * inline, while the daemon's xm_chain_start/xm_chain_resume hand them to
+ * the caller when the state is in Redis, so the loop never blocks.
  * Scoring follows rspamd: symbols add up, shadowed ones are shown but not
  * counted, the highest threshold reached picks the action, and a final
  * result set by a filter ends the chain and wins whatever the score.
@@ -24,7 +28,7 @@ struct chain_filter {
 	const struct xm_filter_ops *ops;
 	void *state;
 	bool shadow;
-	bool slow;     /* runs in the slow stage (flags or is_slow) */
+	bool slow;     /* runs in the slow stage (XM_FILTER_SLOW) */
 };
 
 struct chain_scope {
@@ -84,9 +88,7 @@ build_scope(struct xm_chain *c, struct chain_scope *cs,
 			    fc->ops->name, sc->name);
 			return -1;
 		}
-		f->slow = fc->ops->is_slow != NULL ?
-		    fc->ops->is_slow(f->state) :
-		    (fc->ops->flags & XM_FILTER_SLOW) != 0;
+		f->slow = (fc->ops->flags & XM_FILTER_SLOW) != 0;
 		if (f->slow)
 			c->slow = true;
 		cs->n++;
@@ -257,14 +259,45 @@ xm_chain_task_slow(const struct xm_chain *c, const struct xm_task *t)
 	return false;
 }
 
-/* xm_chain_run_stage - the fast or the slow filters of the task's scope */
-bool
-xm_chain_run_stage(const struct xm_chain *c, struct xm_task *t, bool slow)
+/* resume_wait - hand T's waiting filter F the results it asked for */
+static void
+resume_wait(const struct chain_filter *f, struct xm_task *t)
+{
+	void (*fn)(void *, struct xm_task *, void *) = t->wait_fn;
+	void *arg = t->wait_arg;
+
+	t->wait_fn = NULL;
+	t->wait_arg = NULL;
+	t->wait_ops = NULL;
+	t->wait_n = 0;
+	t->cur_filter = f->ops->name;
+	t->cur_shadow = f->shadow;
+	fn(f->state, t, arg);
+}
+
+/* settle - run F's waits inline until it has none; with ASYNC and the
+ * state in Redis leave the next one to the caller (true) */
+static bool
+settle(const struct chain_filter *f, struct xm_task *t, bool async)
+{
+	while (t->wait_fn != NULL) {
+		if (async && xm_state_remote())
+			return true;
+		xm_state_exec(t->wait_ops, t->wait_n, t->now);
+		resume_wait(f, t);
+	}
+	return false;
+}
+
+/* run_from - stage SLOW's filters from position I on; XM_RUN_WAIT (with
+ * t->pos at the waiting filter) only with ASYNC */
+static int
+run_from(const struct xm_chain *c, struct xm_task *t, bool slow, size_t i,
+    bool async)
 {
 	const struct chain_scope *cs = chain_scope_of(c, t->scope);
-	size_t i;
 
-	for (i = 0; i < cs->n && !t->final; i++) {
+	for (; i < cs->n && !t->final; i++) {
 		const struct chain_filter *f = &cs->f[i];
 
 		if (f->slow != slow)
@@ -274,10 +307,52 @@ xm_chain_run_stage(const struct xm_chain *c, struct xm_task *t, bool slow)
 		t->cur_filter = f->ops->name;
 		t->cur_shadow = f->shadow;
 		f->ops->check(f->state, t);
+		if (settle(f, t, async)) {
+			t->pos = i;
+			return XM_RUN_WAIT;
+		}
 	}
 	t->cur_filter = NULL;
 	t->cur_shadow = false;
-	return t->final;
+	return t->final ? XM_RUN_FINAL : XM_RUN_DONE;
+}
+
+/* xm_chain_run_stage - the fast or the slow filters of the task's scope,
+ * waits run inline */
+bool
+xm_chain_run_stage(const struct xm_chain *c, struct xm_task *t, bool slow)
+{
+	return run_from(c, t, slow, 0, false) == XM_RUN_FINAL;
+}
+
+/* xm_chain_start - the fast stage, stopping where a filter waits */
+int
+xm_chain_start(const struct xm_chain *c, struct xm_task *t)
+{
+	return run_from(c, t, false, 0, true);
+}
+
+/* xm_chain_resume - the waiting filter gets its results; go on */
+int
+xm_chain_resume(const struct xm_chain *c, struct xm_task *t)
+{
+	const struct chain_filter *f = &chain_scope_of(c, t->scope)->f[t->pos];
+
+	resume_wait(f, t);
+	if (settle(f, t, true))
+		return XM_RUN_WAIT;
+	return run_from(c, t, false, t->pos + 1, true);
+}
+
+/* xm_task_state_wait - remember what the filter waits for */
+void
+xm_task_state_wait(struct xm_task *t, struct xm_state_op *ops, size_t n,
+    void (*fn)(void *state, struct xm_task *t, void *arg), void *arg)
+{
+	t->wait_ops = ops;
+	t->wait_n = n;
+	t->wait_fn = fn;
+	t->wait_arg = arg;
 }
 
 /* xm_task_symbol - record a symbol (shadowed when its filter is) */

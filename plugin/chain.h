@@ -5,8 +5,10 @@
  * enabled filter. It is reference-counted: a task holds the chain it
  * started on, so a SIGHUP that swaps in a new chain never frees one that
  * work is still using. The daemon and `xmilter check` both run events
- * through xm_chain_run_stage and xm_chain_finish; the only difference is
- * that the daemon runs the slow stage on a worker thread.
+ * through the same stages and xm_chain_finish; the differences are that
+ * the daemon runs the slow stage on a worker thread, and lets a filter's
+ * wait for state held in Redis happen without blocking (xm_chain_start,
+ * xm_chain_resume), where `xmilter check` runs it inline.
  */
 #ifndef XM_CHAIN_H
 #define XM_CHAIN_H
@@ -61,6 +63,15 @@ void xm_task_init(struct xm_task *t, const struct xm_chain *c,
 /* xm_chain_run_stage - run the fast (slow=false) or slow filters on T;
  * returns true when the chain ended early (a final result) */
 bool xm_chain_run_stage(const struct xm_chain *c, struct xm_task *t, bool slow);
+/* The fast stage on the event loop, where a filter may wait for shared
+ * state (xm_task_state_wait) held in Redis: xm_chain_start runs it until
+ * a filter waits (XM_RUN_WAIT: the caller runs t->wait_ops, e.g. with
+ * xm_state_submit, then calls xm_chain_resume, which may wait again) or
+ * the stage is over (XM_RUN_DONE, or XM_RUN_FINAL when a filter ended
+ * the chain). With the state in memory nothing waits. */
+enum { XM_RUN_DONE = 0, XM_RUN_FINAL, XM_RUN_WAIT };
+int xm_chain_start(const struct xm_chain *c, struct xm_task *t);
+int xm_chain_resume(const struct xm_chain *c, struct xm_task *t);
 /* xm_chain_finish - turn T's symbols and final result into a verdict */
 void xm_chain_finish(const struct xm_chain *c, struct xm_task *t,
     struct xm_verdict *v);

@@ -319,6 +319,43 @@ xm_state_exec(struct xm_state_op *ops, size_t n, double now)
 	xm_memstore_exec(mem ? mem : ensure_mem(), ops, n, now);
 }
 
+/* xm_state_backend - where batches go now: Redis, or NULL for memory */
+struct xm_redis *
+xm_state_backend(void)
+{
+	struct xm_redis *r = atomic_load(&redis);
+
+	return r != NULL && !atomic_load(&redis_down) ? r : NULL;
+}
+
+/* xm_state_local - OPS in the memory table (a fallback if Redis is set) */
+void
+xm_state_local(struct xm_state_op *ops, size_t n, double now)
+{
+	if (n == 0)
+		return;
+	if (atomic_load(&redis) != NULL)
+		atomic_fetch_add(&n_fallback_ops, 1);
+	xm_memstore_exec(mem ? mem : ensure_mem(), ops, n, now);
+}
+
+/* xm_state_redis_ok - one batch done in Redis */
+void
+xm_state_redis_ok(void)
+{
+	atomic_fetch_add(&n_redis_ops, 1);
+}
+
+/* xm_state_failed - a failed Redis call: down, or one slow answer */
+void
+xm_state_failed(const char *why, bool timeout)
+{
+	if (timeout)
+		slow_call(why);
+	else
+		mark_down(why);
+}
+
 /* xm_state_stats - counters for health and benchmarks */
 void
 xm_state_stats(struct xm_state_stats *s)

@@ -176,6 +176,20 @@ void xm_state_exec(struct xm_state_op *ops, size_t n, double now);
  * false when degraded (Redis configured but down), with a reason line */
 bool xm_state_status(struct xm_buf *out);
 
+/* For state_pipe.c (batches sent from the event loop):
+ * xm_state_backend - the Redis backend when configured and not marked
+ *   down (batches go there), else NULL;
+ * xm_state_local - run OPS in the memory table (a fallback when Redis is
+ *   configured: counted as one);
+ * xm_state_redis_ok - one batch done in Redis (counted);
+ * xm_state_failed - a Redis call failed with WHY: Redis is marked down
+ *   (logged once), or when TIMEOUT it only counts and logs (at most every
+ *   10 s) */
+struct xm_redis *xm_state_backend(void);
+void xm_state_local(struct xm_state_op *ops, size_t n, double now);
+void xm_state_redis_ok(void);
+void xm_state_failed(const char *why, bool timeout);
+
 struct xm_state_stats {
 	bool redis_configured, redis_up;
 	unsigned long long redis_ops, redis_errors, fallback_ops;

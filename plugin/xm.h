@@ -214,6 +214,14 @@ struct xm_task {
 	/* set by the chain while a filter runs */
 	const char *cur_filter;
 	bool cur_shadow;
+
+	/* a filter waiting for shared-state operations (xm_task_state_wait);
+	 * the chain's position while it waits */
+	struct xm_state_op *wait_ops;
+	size_t wait_n;
+	void (*wait_fn)(void *state, struct xm_task *t, void *arg);
+	void *wait_arg;
+	size_t pos;
 };
 
 /* xm_task_symbol - add symbol NAME with SCORE; DETAIL is printf-style */
@@ -224,6 +232,17 @@ void xm_task_final(struct xm_task *t, enum xm_action action,
     const char *condition, const char *text);
 /* xm_task_replace_body - ask for body I to become TEXT when modifying */
 void xm_task_replace_body(struct xm_task *t, size_t i, const char *text);
+/* xm_task_state_wait - have the operations OPS[0..N) (state.h; they must
+ * outlive the call: put them in the task's arena) run on the shared state
+ * at t->now, then FN(state, t, ARG) called with their results in OPS. The
+ * filter's check (or FN) returns right after this call and does nothing
+ * else. Where the state is local, the chain runs OPS at once; where it is
+ * in Redis the daemon sends them on its pipelined connection and the task
+ * waits, so the event loop never blocks (`xmilter check` and the worker
+ * pool run them inline). FN may wait again. */
+struct xm_state_op;
+void xm_task_state_wait(struct xm_task *t, struct xm_state_op *ops, size_t n,
+    void (*fn)(void *state, struct xm_task *t, void *arg), void *arg);
 /* xm_task_has_symbol - true when NAME was added (shadowed ones too) */
 bool xm_task_has_symbol(const struct xm_task *t, const char *name);
 
@@ -258,11 +277,8 @@ struct xm_filter_ops {
 	 * signature database), with a short reason in BUF; HELLO then says
 	 * status=degraded with a reason= line. Called on the loop. */
 	bool (*status)(void *state, char *buf, size_t len);
-	/* is_slow - optional: whether this instance must run on the worker
-	 * pool, overriding XM_FILTER_SLOW in flags (say, because its state
-	 * is remote and a call may block). Called once, after init. NULL:
-	 * flags decide. */
-	bool (*is_slow)(void *state);
+	/* (A filter whose state may be remote does not need the worker
+	 * pool: it waits for its state operations with xm_task_state_wait.) */
 };
 
 #endif

@@ -43,6 +43,7 @@
 #include "proto.h"
 #include "session.h"
 #include "quarantine.h"
+#include "state_pipe.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -116,6 +117,10 @@ static unsigned long long nconns;
 
 static void conn_flush(struct conn *c);
 static void task_answer(struct task *k);
+static void task_queue(struct task *k);
+static void task_wait(struct task *k);
+static void state_done(void *arg);
+static void task_fast_done(struct task *k, int rc);
 
 /* ---- the quarantine store (docs/QUARANTINE.md) ---- */
 
@@ -520,6 +525,7 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	struct conn *c = ctx;
 	struct task *k = xm_calloc(1, sizeof(*k));
 	char err[512];
+	int rc;
 
 	k->id = id;
 	k->conn = c;
@@ -542,8 +548,9 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	}
 	xm_task_init(&k->t, chain, k->arena, k->ev,
 	    k->ev->time >= 0 ? k->ev->time : xm_now());
-	if (xm_chain_run_stage(chain, &k->t, false) ||
-	    !xm_chain_task_slow(chain, &k->t)) {
+	rc = xm_chain_start(chain, &k->t);
+	if (rc != XM_RUN_WAIT && (rc == XM_RUN_FINAL ||
+	    !xm_chain_task_slow(chain, &k->t))) {
 		xm_chain_finish(chain, &k->t, &k->v);
 		k->slow_done = true;
 		if (k->v.action != XM_QUARANTINE) {
@@ -557,8 +564,69 @@ on_filter(void *ctx, struct session *s, uint64_t id, const char *event,
 	if (c->tasks)
 		c->tasks->prev = k;
 	c->tasks = k;
+	if (rc == XM_RUN_WAIT)
+		task_wait(k);
+	else
+		task_queue(k);
+}
+
+/* task_queue - K goes to the worker pool (slow filters, or the
+ * quarantine store) */
+static void
+task_queue(struct task *k)
+{
 	k->work.data = k;
 	uv_queue_work(loop, &k->work, work_cb, after_work_cb);
+}
+
+/* task_wait - K's filter waits for state operations: submit them (Redis,
+ * pipelined: state_done follows); those that run at once (memory) let the
+ * chain go on here */
+static void
+task_wait(struct task *k)
+{
+	int rc;
+
+	while (xm_state_submit(k->t.wait_ops, k->t.wait_n, k->t.now,
+	    state_done, k))
+		if ((rc = xm_chain_resume(k->chain, &k->t)) != XM_RUN_WAIT) {
+			task_fast_done(k, rc);
+			return;
+		}
+}
+
+/* state_done - K's state operations have their results: go on */
+static void
+state_done(void *arg)
+{
+	struct task *k = arg;
+	int rc = xm_chain_resume(k->chain, &k->t);
+
+	if (rc == XM_RUN_WAIT)
+		task_wait(k);
+	else
+		task_fast_done(k, rc);
+}
+
+/* task_fast_done - a task that waited has finished its fast stage (RC):
+ * answer it, or queue its slow stage */
+static void
+task_fast_done(struct task *k, int rc)
+{
+	if (k->conn == NULL) {  /* nobody waits for the verdict */
+		task_free(k);
+		return;
+	}
+	if (rc == XM_RUN_FINAL || !xm_chain_task_slow(k->chain, &k->t)) {
+		xm_chain_finish(k->chain, &k->t, &k->v);
+		k->slow_done = true;
+		if (k->v.action != XM_QUARANTINE) {
+			task_unlink(k);
+			task_answer(k);
+			return;
+		}
+	}
+	task_queue(k);
 }
 
 /* on_cancel - the glue stopped waiting: its verdict will be dropped */
@@ -1321,6 +1389,7 @@ on_term(uv_signal_t *h, int sig)
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	archive_stop_handles();  /* issue 6 */
+	xm_state_pipe_stop();    /* Redis: what is in flight finishes */
 }
 
 /* write_pidfile - our pid for init scripts */
@@ -1396,6 +1465,7 @@ main(int argc, char **argv)
 	uv_timer_init(loop, &purge_timer);
 	uv_unref((uv_handle_t *)&purge_timer);
 	purge_arm();
+	xm_state_pipe_init(loop);  /* ratelimit's batches to Redis */
 	archive_start(cf);  /* issue 6: before the sockets, so no verdict misses it */
 	listen_unix(cf);
 	listen_tcp(cf);

@@ -265,6 +265,11 @@ struct ev {
 
 #define T0 1795000000.0
 
+/* waiting: run() drives the chain as the daemon does when the state is
+ * in Redis (xm_chain_start/xm_chain_resume), counting the waits */
+static bool waiting;
+static int waits;
+
 /* run - one event through the chain; symbols as "A B C" in arena */
 static const char *
 run(struct xm_chain *ch, struct xm_arena *a, const struct ev *e,
@@ -287,7 +292,24 @@ run(struct xm_chain *ch, struct xm_arena *a, const struct ev *e,
 		    "type='subscribe'/>", e->env, e->from, e->to);
 	ev = event(a, text);
 	xm_task_init(&t, ch, a, ev, T0 + e->t);
-	xm_chain_check(ch, &t, v);
+	if (waiting) {
+		/* as the daemon does with Redis: the fast stage stops where
+		 * the filter waits; the batch is run (here in the memory
+		 * table, as on a fallback) and the chain resumed */
+		int rc = xm_chain_start(ch, &t);
+
+		while (rc == XM_RUN_WAIT) {
+			cr_assert_not_null(t.wait_ops);
+			cr_assert_gt(t.wait_n, 0);
+			waits++;
+			xm_state_local(t.wait_ops, t.wait_n, t.now);
+			rc = xm_chain_resume(ch, &t);
+		}
+		if (rc != XM_RUN_FINAL)
+			xm_chain_run_stage(ch, &t, true);
+		xm_chain_finish(ch, &t, v);
+	} else
+		xm_chain_check(ch, &t, v);
 	for (i = 0; i < v->nsymbols; i++)
 		xm_buf_printf(&b, "%s%s", i ? " " : "", v->symbols[i].name);
 	r = xm_arena_strdup(a, b.data ? b.data : "");
@@ -872,6 +894,68 @@ Test(ratelimit, same_sequence_same_verdicts)
 	free_events(x, 108);
 	free_events(y, 108);
 	xm_chain_unref(ch);
+}
+
+/* With the state in Redis the filter waits for each batch instead of
+ * running it (the daemon sends it, pipelined, and resumes the chain on
+ * the answer): the same sequences must give the same verdicts as the
+ * inline path, including the second and third batches (campaign marks,
+ * strikes, blocks) and a block ending the chain. Redis here is a port
+ * nobody listens on, so xm_state_remote() is true while every batch is
+ * run in memory, as on a fallback. */
+Test(ratelimit, waiting_for_the_state_gives_the_same_verdicts)
+{
+	static const char *const flood = "    block_after: 3\n"
+	    "    block_time: 100s\n    account_rate: 6\n    account_burst: 2\n";
+	struct { mkfn mk; int n; const char *extra; bool twice; } seqs[] = {
+		{ mk_campaign, 108, NULL, true },
+		{ mk_account, 30, NULL, false },
+		{ mk_account, 30, flood, true },
+	};
+	char url[80];
+	size_t k;
+
+	snprintf(url, sizeof(url), "    redis: redis://127.0.0.1:%d\n"
+	    "    redis_retry: 1h\n", free_port());
+	for (k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++) {
+		struct xm_chain *ch;
+		enum xm_action ax[108], ay[108];
+		char **x, **y, *conf;
+		int i, finals = 0;
+
+		xm_state_reset();
+		waiting = false;
+		ch = chain_with(seqs[k].extra, NULL);
+		x = events(ch, seqs[k].mk, seqs[k].n, ax);
+		xm_chain_unref(ch);
+		xm_state_reset();
+		conf = xm_printf("%s%s", seqs[k].extra ? seqs[k].extra : "",
+		    url);
+		ch = chain_with(conf, NULL);
+		cr_assert(xm_state_remote());
+		waiting = true;
+		waits = 0;
+		y = events(ch, seqs[k].mk, seqs[k].n, ay);
+		waiting = false;
+		for (i = 0; i < seqs[k].n; i++) {
+			cr_expect_str_eq(x[i], y[i], "sequence %zu event %d", k, i);
+			cr_expect_eq(ax[i], ay[i], "sequence %zu event %d", k, i);
+			finals += has(y[i], "RATE_BLOCKED");
+		}
+		/* every event waited at least once; where campaigns are
+		 * marked or strikes counted, some twice or more */
+		cr_expect_geq(waits, seqs[k].n, "sequence %zu: %d waits for %d "
+		    "events", k, waits, seqs[k].n);
+		if (seqs[k].twice)
+			cr_expect_gt(waits, seqs[k].n, "sequence %zu: %d waits "
+			    "for %d events", k, waits, seqs[k].n);
+		if (seqs[k].extra != NULL)
+			cr_expect_gt(finals, 0, "sequence %zu: no block", k);
+		free_events(x, seqs[k].n);
+		free_events(y, seqs[k].n);
+		free(conf);
+		xm_chain_unref(ch);
+	}
 }
 
 Test(ratelimit, counters_survive_reload)

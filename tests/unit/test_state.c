@@ -401,100 +401,7 @@ Test(state, distinct_with_subset_count)
 
 /* ---- the Redis backend against the memory table ---- */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-/* is_pid - the Redis at the other end of FD is process PID (INFO) */
-static bool
-is_pid(int fd, pid_t pid)
-{
-	static const char cmd[] = "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
-	struct timeval tmo = { 5, 0 };   /* not a Redis: it may never answer */
-	char buf[16384], *p;
-	size_t len = 0;
-	ssize_t n;
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
-	if (write(fd, cmd, sizeof(cmd) - 1) != (ssize_t)sizeof(cmd) - 1)
-		return false;
-	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len,
-	    sizeof(buf) - 1 - len)) > 0) {
-		len += (size_t)n;
-		buf[len] = '\0';
-		if ((p = strstr(buf, "process_id:")) != NULL &&
-		    strstr(p, "\r\n") != NULL)
-			return strtol(p + 11, NULL, 10) == (long)pid;
-	}
-	return false;
-}
-
-/* try_redis - a redis-server of our own on PORT; its pid, or -1 when it
- * exited (the port was taken since free_port saw it free) */
-static pid_t
-try_redis(int port)
-{
-	char p[16];
-	pid_t pid;
-	int i;
-
-	snprintf(p, sizeof(p), "%d", port);
-	if ((pid = fork()) == 0) {
-		freopen("/dev/null", "w", stdout);
-		execlp("redis-server", "redis-server", "--port", p, "--bind",
-		    "127.0.0.1", "--save", "", "--appendonly", "no", (char *)NULL);
-		_exit(127);
-	}
-	cr_assert(pid > 0);
-	for (i = 0; i < 200; i++) {   /* up to 10 s */
-		struct sockaddr_in sin = { .sin_family = AF_INET,
-		    .sin_port = htons((uint16_t)port) };
-		int fd = socket(AF_INET, SOCK_STREAM, 0), st;
-
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		/* exited first: whatever accepts there is not ours */
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			close(fd);
-			cr_assert(!WIFEXITED(st) || WEXITSTATUS(st) != 127,
-			    "redis-server: is it installed?");
-			return -1;
-		}
-		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
-			bool ours = is_pid(fd, pid);
-
-			close(fd);
-			if (ours)
-				return pid;
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			return -1;
-		}
-		close(fd);
-		usleep(50000);
-	}
-	kill(pid, SIGKILL);
-	cr_assert_fail("redis-server did not start");
-	return -1;
-}
-
-/* start_redis - a redis-server of our own on a free port (*PORT); its
- * pid. A port free when probed may be taken before redis-server binds
- * it (any process's connect or bind to port 0): then another one. */
-static pid_t
-start_redis(int *port)
-{
-	pid_t pid = -1;
-	int i;
-
-	for (i = 0; i < 5 && pid < 0; i++)
-		pid = try_redis(*port = free_port());
-	cr_assert(pid > 0, "redis-server did not start on any of 5 ports");
-	return pid;
-}
+#include "redislib.h"
 
 /* a mixed sequence of ops, each run alone at its time on both backends */
 struct rop {
@@ -582,42 +489,6 @@ Test(state, redis_gives_the_same_results_as_memory)
 	xm_memstore_free(m);
 }
 
-/* raw_cmd - send CMD (RESP) on a connection of our own to PORT and read
- * the reply into REPLY (blocking: the server must be running); its
- * length, or -1 */
-static ssize_t
-raw_cmd(int port, const char *cmd, char *reply, size_t len)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET,
-	    .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	ssize_t n;
-
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(fd >= 0);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
-	n = read(fd, reply, len - 1);
-	close(fd);
-	if (n > 0)
-		reply[n] = '\0';
-	return n;
-}
-
-/* client_kill - CLIENT KILL TYPE normal on a connection of our own to
- * PORT: the server closes every other client; how many, or -1 */
-static long long
-client_kill(int port)
-{
-	static const char cmd[] = "*4\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n"
-	    "$4\r\nTYPE\r\n$6\r\nnormal\r\n";
-	char reply[256];
-	ssize_t n = raw_cmd(port, cmd, reply, sizeof(reply));
-
-	if (n <= 0)
-		return -1;
-	return reply[0] == ':' ? strtoll(reply + 1, NULL, 10) : -1;
-}
 
 /*
  * A connection the server closed while it was idle (a Redis restart the
