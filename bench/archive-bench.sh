@@ -33,6 +33,7 @@
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
+. "$top_srcdir/bench/lib.sh"
 REPS=3 SECS=5 KEEP=0 RATE=0
 MODES="off sqlite-be sqlite-must jsonl-be jsonl-must command-be pg-be pg-must"
 while [ $# -gt 0 ]; do
@@ -166,7 +167,6 @@ measure() {
 	[ -n "$out" ] || echo "  ($1: no xmload result: $(tail -n2 "$TMP/xmload.err" | tr '\n' ' '))"
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 # median_ok - the median of the runs that completed (non-zero)
 median_ok() { median $(printf '%s\n' "$@" | grep -v '^0$'); }
 

@@ -24,6 +24,7 @@
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
+. "$top_srcdir/bench/lib.sh"
 
 REPS=3 SECS=5 NDOM=100000 RATE=3000 LRATE=4 KEEP=0 PARTS=12
 while [ $# -gt 0 ]; do
@@ -124,8 +125,6 @@ daemon_stop() {
 	wait "$DPID" 2>/dev/null
 	DPID=
 }
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---- 1. throughput, links off and on, alternating ----
 if [[ $PARTS == *1* ]]; then

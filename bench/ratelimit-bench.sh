@@ -36,6 +36,7 @@
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
+. "$top_srcdir/bench/lib.sh"
 
 REPS=3 SECS=5 WORKERS=4 SENDERS=1000000 KEEP=0
 while [ $# -gt 0 ]; do
@@ -165,11 +166,7 @@ daemon_stop() {
 	wait "$DPID" 2>/dev/null
 	DPID=
 }
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
-# cpu_ticks PID - user+system clock ticks a process has used
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 declare -A THR P99 CPU
 say "ratelimit throughput: $REPS rounds of off / counting / memory / redis, ${SECS}s each," \
     "$CONNS connections x $WINDOW in flight, workers=$WORKERS, $(nproc) CPUs," \
@@ -202,24 +199,26 @@ done
 # shellcheck disable=SC2086
 {
 	rcnt=$(median ${THR[rcounting]:-0}) crcnt=$(median ${CPU[rcounting]:-0})
-	off=$(median ${THR[off]}) cnt=$(median ${THR[counting]})
-	mem=$(median ${THR[memory]}) red=$(median ${THR[redis]})
-	coff=$(median ${CPU[off]}) ccnt=$(median ${CPU[counting]})
-	cmem=$(median ${CPU[memory]}) cred=$(median ${CPU[redis]})
+	off=$(median ${THR[off]:-0}) cnt=$(median ${THR[counting]:-0})
+	mem=$(median ${THR[memory]:-0}) red=$(median ${THR[redis]:-0})
+	coff=$(median ${CPU[off]:-0}) ccnt=$(median ${CPU[counting]:-0})
+	cmem=$(median ${CPU[memory]:-0}) cred=$(median ${CPU[redis]:-0})
 	say "median stanzas/s: off $off, counting $cnt, memory $mem, redis $red," \
 	    "rcounting $rcnt"
 	say "median daemon CPU us/stanza: off $coff, counting $ccnt, memory $cmem," \
 	    "redis $cred, rcounting $crcnt"
-	say "median p99 us: off $(median ${P99[off]}), counting $(median ${P99[counting]})," \
-	    "memory $(median ${P99[memory]}), redis $(median ${P99[redis]})"
+	say "median p99 us: off $(median ${P99[off]:-0}), counting" \
+	    "$(median ${P99[counting]:-0}), memory $(median ${P99[memory]:-0})," \
+	    "redis $(median ${P99[redis]:-0}), rcounting $(median ${P99[rcounting]:-0})"
 	awk -v o="$off" -v c="$cnt" -v m="$mem" -v r="$red" -v co="$coff" \
 	    -v cc="$ccnt" -v cm="$cmem" -v cr="$cred" -v rc="$rcnt" \
 	    -v crc="$crcnt" 'BEGIN {
-		printf "throughput counting/off: %.1f %%, memory/off: %.1f %% (target >= 90 %%)\n", 100 * c / o, 100 * m / o
-		printf "throughput redis/memory: %.1f %% (target >= 50 %%)\n", 100 * r / m
+		# a ratio only where both sides ran (MODES may leave some out)
+		if (o > 0) printf "throughput counting/off: %.1f %%, memory/off: %.1f %% (target >= 90 %%)\n", 100 * c / o, 100 * m / o
+		if (m > 0 && r > 0) printf "throughput redis/memory: %.1f %% (target >= 50 %%)\n", 100 * r / m
 		if (c > 0 && rc > 0) printf "throughput rcounting/counting: %.1f %% (the same, nothing over budget)\n", 100 * rc / c
-		printf "by CPU per stanza (less sensitive to a busy machine): counting/off %.1f %%, memory/off %.1f %%, redis/memory %.1f %%\n", 100 * co / cc, 100 * co / cm, 100 * cm / cr
-		if (crc > 0) printf "by CPU per stanza: rcounting/counting %.1f %%\n", 100 * cc / crc }'
+		if (cc > 0 && cm > 0 && cr > 0) printf "by CPU per stanza (less sensitive to a busy machine): counting/off %.1f %%, memory/off %.1f %%, redis/memory %.1f %%\n", 100 * co / cc, 100 * co / cm, 100 * cm / cr
+		if (crc > 0 && cc > 0) printf "by CPU per stanza: rcounting/counting %.1f %%\n", 100 * cc / crc }'
 }
 if [ "$SENDERS" -gt 0 ]; then
 	say "memory per tracked sender ($SENDERS senders, bench/statemem):"

@@ -40,6 +40,7 @@
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
+. "$top_srcdir/bench/lib.sh"
 
 REPS=3 MAX_SECS=5 RATE_SECS=10 RSS_SECS=60 BREAKDOWN=0 KEEP=0 QUIET_WAIT=60
 while [ $# -gt 0 ]; do
@@ -159,11 +160,7 @@ daemon_stop() {
 	DPID=
 }
 
-# field LINE KEY - value of key=value in LINE
-field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
-
-# median N... - the median of numbers
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
+# field and median: bench/lib.sh
 
 # ---- background CPU accounting ----
 HZ=$(getconf CLK_TCK)
