@@ -14,7 +14,7 @@ CC=${CC:-clang}
 mkdir -p "$out"
 [ -f "$top/autoconf.h" ] || { echo "build.sh: run ./configure first" >&2; exit 1; }
 pc() { pkg-config "$@" expat libpcre2-8 libhs yaml-0.1 jansson sqlite3 libpq libcurl \
-	libcrypto libclamav hiredis libidn2 libpsl libcares libstrophe; }
+	libcrypto libclamav hiredis libidn2 libpsl libcares libstrophe libuv; }
 cd "$top"
 # every source of libxm (the daemon's core and all filters), not the mains
 core=$(ls plugin/*.c filters/*.c | grep -v -e 'plugin/xmilterd\.c' \
