@@ -654,6 +654,14 @@ on_hello(void *ctx, struct session *s, struct xm_buf *reply, bool health)
 	xm_chain_hello(chain, reply, PACKAGE_VERSION);
 	if (archive != NULL)  /* issue 6: the sinks' counters */
 		xm_archive_health(archive, reply);
+	if (xm_state_remote()) {  /* the pipelined connection to Redis */
+		struct xm_state_pipe_stats ps;
+
+		xm_state_pipe_stats(&ps);
+		xm_buf_printf(reply, "state-redis-batches=%llu\n"
+		    "state-redis-writes=%llu\nstate-redis-reads=%llu\n",
+		    ps.batches, ps.writes, ps.reads);
+	}
 	if (!health && log_enabled(XM_LOG_INFO)) {
 		struct xm_arena *a = xm_arena_new();
 

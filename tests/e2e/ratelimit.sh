@@ -270,8 +270,9 @@ result "the fall-back is in node A's log" $?
 health "$SOCK_A"; h=$?
 [ $h = 3 ] && has '^status=degraded$' && has '^state=memory-fallback$' &&
 	has '^reason=redis' && has '^state-fallback-ops=[1-9]' &&
-	has '^state-redis-ops=[1-9]'
-result "health: degraded, state=memory-fallback; the run went to Redis, then to memory" $?
+	has '^state-redis-ops=[1-9]' && has '^state-redis-batches=[1-9]' &&
+	has '^state-redis-writes=[1-9]'
+result "health: degraded, state=memory-fallback; the run went to Redis (pipelined connection), then to memory" $?
 
 f=$XM_TMP/fresh4.events; : >"$f"; spam "$f" fresh4 1 15 $((T0 + 200000))
 feed "$SOCK_A" "$f"

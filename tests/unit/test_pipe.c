@@ -10,7 +10,9 @@
  * costs a timeout: every batch in flight is answered from memory, Redis is
  * not marked down, and batches go back to Redis once it answers; a Redis
  * nobody listens for: batches run in memory, Redis is marked down, health
- * degraded; nothing is ever lost (every batch is answered exactly once).
+ * degraded; a reload that names another Redis while batches are in flight
+ * lets them finish on the old one and sends the next ones to the new one;
+ * nothing is ever lost (every batch is answered exactly once).
  */
 #include <math.h>
 #include <stdio.h>
@@ -358,4 +360,61 @@ Test(pipe, memory_only_runs_at_once)
 	cr_expect_eq(submit_all(&loop, subs, 20), 20);
 	expect_each_once(subs, 20, "memory");
 	expect_memory_results(subs, 20, "memory");
+}
+
+Test(pipe, another_redis_after_a_reload_takes_the_next_batches)
+{
+	int port_a, port_b;
+	pid_t a = start_redis(&port_a), b = start_redis(&port_b);
+	struct sub subs[40];
+	struct xm_state_stats st;
+	char url[64], err[256], reply[4096];
+	size_t i, left;
+	struct xm_state_conf c = { .memory = 1 << 20, .redis_timeout = 5,
+	    .redis_retry = 3600, .redis_prefix = "xmpipe5:" };
+
+	configure(port_a, "xmpipe5:", 5);
+	for (i = 0; i < 40; i++)
+		fill(&subs[i], i);
+	/* 20 batches written to A, not answered yet, when the reload comes */
+	answers = 0;
+	for (i = 0; i < 20; i++)
+		cr_assert(!xm_state_submit(subs[i].ops, 3, T0 + (double)i / 100,
+		    on_done, &subs[i]));
+	uv_run(&loop, UV_RUN_NOWAIT);
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port_b);
+	c.redis = url;
+	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0, "%s", err);
+	for (i = 20; i < 40; i++)
+		cr_assert(!xm_state_submit(subs[i].ops, 3, T0 + (double)i / 100,
+		    on_done, &subs[i]));
+	for (i = 0; i < 2000; i++) {
+		size_t k;
+
+		for (k = 0, left = 0; k < 40; k++)
+			left += subs[k].answered == 0;
+		if (left == 0)
+			break;
+		uv_run(&loop, UV_RUN_ONCE);
+	}
+	expect_each_once(subs, 40, "reload");
+	xm_state_stats(&st);
+	cr_expect_eq(st.fallback_ops, 0, "fallback ops %llu", st.fallback_ops);
+	/* each Redis counted its own batches: INCR of key 4000 + 0 */
+	cr_expect_eq(subs[18].ops[2].result, 7, "A: %g", subs[18].ops[2].result);
+	cr_expect_eq(subs[21].ops[2].result, 1, "B: %g", subs[21].ops[2].result);
+	cr_expect_eq(subs[39].ops[2].result, 7, "B: %g", subs[39].ops[2].result);
+	/* A's connection closed once its batches were answered: A has only
+	 * the client asking now */
+	for (i = 0; i < 50; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+	cr_assert_gt(raw_cmd(port_a, "*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n",
+	    reply, sizeof(reply)), 0);
+	cr_expect(strstr(reply, "cmd=client") != NULL, "%s", reply);
+	cr_expect(strstr(reply, "cmd=evalsha") == NULL, "the pipelined "
+	    "connection to A is still open: %s", reply);
+	kill(a, SIGKILL);
+	kill(b, SIGKILL);
+	waitpid(a, NULL, 0);
+	waitpid(b, NULL, 0);
 }
