@@ -22,7 +22,9 @@
 # INFO commandstats (reset just before the load) and INFO cpu. Prints per
 # run: stanzas/s, EVALSHA calls per stanza and its usec_per_call, each
 # command inside the script in calls per stanza, and redis-server's CPU
-# (user+sys) per stanza; then the medians per binary. Figures, not
+# (user+sys) per stanza, and with perf(1) its user-space instructions
+# per stanza (counted, so a busy machine does not disturb it); then the
+# medians per binary. Figures, not
 # pass/fail.
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -47,6 +49,12 @@ XMLOAD=$top_builddir/bench/xmload
 RULES=$top_srcdir/bench/rules-50.cf
 REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server)}
 REDIS_CLI=${REDIS_CLI:-$(command -v redis-cli)}
+# perf stat counts redis-server's user-space instructions per stanza (a
+# figure a busy machine does not disturb); PERF= turns it off
+PERF=${PERF-$(command -v perf)}
+if [ -n "$PERF" ] && ! "$PERF" stat -e instructions:u true >/dev/null 2>&1; then
+	PERF=
+fi
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'redis-script-bench.sh: %s\n' "$*" >&2; exit 1; }
@@ -140,9 +148,19 @@ one_run() {
 	done
 	"$REDIS_CLI" -p "$port" CONFIG RESETSTAT >/dev/null
 	c0=$(cpu_s "$port")
+	if [ -n "$PERF" ]; then
+		"$PERF" stat -x, -e instructions:u -o "$TMP/perf" -p "$RPID" &
+		PPID_=$!
+	fi
 	out=$($PIN_L "$XMLOAD" -s "$TMP/sock" -c 4 -w 64 -d "$SECS" -W 1 \
 		-p "$DPID" -q | grep '^xmload')
 	c1=$(cpu_s "$port")
+	ins=0
+	if [ -n "$PERF" ]; then
+		kill -INT "$PPID_"; wait "$PPID_" 2>/dev/null
+		ins=$(awk -F, '/instructions/ { print $1 }' "$TMP/perf")
+		case $ins in ''|*[!0-9]*) ins=0 ;; esac
+	fi
 	stats=$("$REDIS_CLI" -p "$port" INFO commandstats | tr -d '\r')
 	kill "$DPID"; wait "$DPID" 2>/dev/null; DPID=
 	kill "$RPID"; wait "$RPID" 2>/dev/null; RPID=
@@ -151,7 +169,7 @@ one_run() {
 	[ -n "$stanzas" ] && [ "$stanzas" -gt 0 ] 2>/dev/null ||
 		die "no stanzas measured ($d): $out"
 	printf '%s\n' "$stats" | awk -F'[:,=]' -v n="$stanzas" -v sps="$sps" \
-	    -v c0="$c0" -v c1="$c1" -v i="$idx" -v d="$(basename "$d")" \
+	    -v c0="$c0" -v c1="$c1" -v ins="$ins" -v i="$idx" -v d="$(basename "$d")" \
 	    -v res="$TMP/results" '
 		/^cmdstat_/ {
 			name = substr($1, 9); calls = $3; usec = $7
@@ -163,9 +181,12 @@ one_run() {
 		}
 		END {
 			cpu = (c1 - c0) * 1e6 / n
-			printf "%-16s %8.0f stanzas/s  evalsha %.2f/stanza %.2f us/call  inner %.2f/stanza:%s  redis-server %.1f us CPU/stanza\n",
+			printf "%-16s %8.0f stanzas/s  evalsha %.2f/stanza %.2f us/call  inner %.2f/stanza:%s  redis-server %.1f us CPU/stanza",
 			    d, sps, ev / n, evu, tot / n, inner, cpu
-			printf "%d %s %s %s %s\n", i, sps, evu, tot / n, cpu >> res
+			if (ins > 0)
+				printf ", %.0f instructions/stanza", ins / n
+			printf "\n"
+			printf "%d %s %s %s %s %.0f\n", i, sps, evu, tot / n, cpu, ins / n >> res
 		}'
 }
 
@@ -186,11 +207,12 @@ for r in $(seq "$ROUNDS"); do
 done
 say "# medians"
 for i in "${!DAEMONS[@]}"; do
-	printf '%-40s %8s stanzas/s  evalsha %s us/call  inner %s/stanza  redis-server %s us CPU/stanza\n' \
+	printf '%-40s %8s stanzas/s  evalsha %s us/call  inner %s/stanza  redis-server %s us CPU/stanza  %s instructions/stanza\n' \
 	    "${DAEMONS[$i]}" \
 	    "$(awk -v i="$i" '$1 == i { print $2 }' "$TMP/results" | median)" \
 	    "$(awk -v i="$i" '$1 == i { print $3 }' "$TMP/results" | median)" \
 	    "$(awk -v i="$i" '$1 == i { print $4 }' "$TMP/results" | median)" \
-	    "$(awk -v i="$i" '$1 == i { print $5 }' "$TMP/results" | median)"
+	    "$(awk -v i="$i" '$1 == i { print $5 }' "$TMP/results" | median)" \
+	    "$(awk -v i="$i" '$1 == i { print $6 }' "$TMP/results" | median)"
 done
 say "# $(uptime | sed 's/.*load/load/')"

@@ -51,80 +51,139 @@
 
 #include "state.h"
 
-/* ARGV[1] = now in microseconds, ARGV[2] = the number of ops; then per
- * op an op letter and its arguments (a bucket's rate per minute). Ops
- * take their keys from KEYS in order (one each; a DISTINCT with a second
- * counter, 'E', takes two). */
+/* The script. ARGV[1] = now in microseconds, ARGV[2] = NR, the number
+ * of KEYS the script reads first (one MGET); then per op its letter and
+ * arguments. Ops take their keys in order from two runs of KEYS: the
+ * first NR keys (read by the MGET: buckets, sets kept as strings, the
+ * counters a set's new members also count, values to GET), then the
+ * keys only written (Redis sets, counters, values to SET). Every value
+ * read or written is also kept in the table v, so a key met twice in a
+ * batch sees the first op's write. The reply: a flat array, per op (in
+ * order): B its delay d in microseconds before the op (-1 - d when
+ * refused), M/D its count, N/E its count and the second counter's value,
+ * I the count, G the value as stored (or nil), S nothing. Numbers for
+ * redis.call are strings from ARGV where they can be (no conversion). */
 static const char script[] =
-    "local now = tonumber(ARGV[1]) / 1000000\n"
-    "local res = {}\n"
-    "local nops = tonumber(ARGV[2])\n"
-    "local a = 3\n"
-    "local ki = 1\n"
-    "local function ttl(k, ms)\n"
-    "  redis.call('PEXPIRE', k, math.max(1, math.ceil(ms)))\n"
+    "local A, K, call = ARGV, KEYS, redis.call\n"
+    "local now, nr = tonumber(A[1]), tonumber(A[2])\n"
+    "local v = {}\n"
+    "if nr > 0 then\n"
+    "  local got = call('MGET', unpack(K, 1, nr))\n"
+    "  for i = 1, nr do v[K[i]] = got[i] end\n"
     "end\n"
-    "for i = 1, nops do\n"
-    "  local k = KEYS[ki]\n"
-    "  ki = ki + 1\n"
-    "  local op = ARGV[a]\n"
+    "local res, r, a, kr, kw, na = {}, 0, 3, 1, nr + 1, #A\n"
+    "local find = string.find\n"
+    "while a <= na do\n"
+    "  local op = A[a]\n"
     "  if op == 'B' then\n"
-    "    local rate, burst, cost = tonumber(ARGV[a+1]) / 60, "
-    "tonumber(ARGV[a+2]), tonumber(ARGV[a+3])\n"
+    "    local k = K[kr]\n"
+    "    kr = kr + 1\n"
+    "    local T = 6e7 / tonumber(A[a+1])\n"
+    "    local tau, inc = tonumber(A[a+2]) * T, tonumber(A[a+3]) * T\n"
     "    a = a + 4\n"
-    "    local T = 1 / rate\n"
-    "    local tau = burst * T\n"
-    "    local tol = math.max(T * 0.001, 0.00001)\n"
-    "    local d = (tonumber(redis.call('GET', k) or now) or now) - now\n"
-    "    if d < 0 then d = 0 end\n"
-    "    local nd = d + cost * T\n"
+    "    local tol = T * 0.001\n"
+    "    if tol < 10 then tol = 10 end\n"
+    "    local d, t = 0, v[k]\n"
+    "    if t then\n"
+    "      d = (tonumber(t) or now) - now\n"
+    "      if d < 0 then d = 0 end\n"
+    "    end\n"
+    "    local nd = d + inc\n"
+    "    r = r + 1\n"
     "    if nd > tau + tol then\n"
-    "      local left = (tau - d) / T\n"
-    "      if left < 0 then left = 0 end\n"
-    "      res[i] = '0 ' .. left\n"
+    "      res[r] = -1 - d\n"
     "    else\n"
-    "      redis.call('SET', k, string.format('%.6f', now + nd), 'PX', "
-    "math.max(1, math.ceil(nd * 1000)))\n"
-    "      res[i] = '1 ' .. math.max(0, (tau - nd) / T)\n"
+    "      t = math.floor(now + nd + 0.5)\n"
+    "      if t > 4294967000000000 then t = 4294967000000000 end\n"
+    "      nd = math.ceil((t - now) / 1000)\n"
+    "      if nd < 1 then nd = 1 end\n"
+    "      call('SET', k, t, 'PX', nd)\n"
+    "      v[k] = t\n"
+    "      res[r] = d\n"
     "    end\n"
-    "  elseif op == 'D' or op == 'E' then\n"
-    "    local member, ms, cap = ARGV[a+1], tonumber(ARGV[a+2]), "
-    "tonumber(ARGV[a+3])\n"
-    "    a = a + 4\n"
-    "    local k2 = nil\n"
-    "    local n2 = 0\n"
-    "    if op == 'E' then\n"
-    "      k2 = KEYS[ki]\n"
-    "      ki = ki + 1\n"
-    "      n2 = tonumber(redis.call('GET', k2) or '0') or 0\n"
-    "    end\n"
-    "    local n = redis.call('SCARD', k)\n"
-    "    if cap <= 0 or n < cap then\n"
-    "      local added = redis.call('SADD', k, member)\n"
-    "      n = n + added\n"
-    "      if n == 1 and added == 1 then ttl(k, ms) end\n"
-    "      if k2 and added == 1 then\n"
-    "        n2 = redis.call('INCR', k2)\n"
-    "        if n2 == 1 then ttl(k2, ms) end\n"
-    "      end\n"
-    "    end\n"
-    "    res[i] = '1 ' .. n .. ' ' .. n2\n"
-    "  elseif op == 'I' then\n"
-    "    local ms = tonumber(ARGV[a+1])\n"
-    "    a = a + 2\n"
-    "    local n = redis.call('INCR', k)\n"
-    "    if n == 1 then ttl(k, ms) end\n"
-    "    res[i] = '1 ' .. n\n"
     "  elseif op == 'G' then\n"
+    "    r = r + 1\n"
+    "    res[r] = v[K[kr]] or false\n"
+    "    kr = kr + 1\n"
     "    a = a + 1\n"
-    "    res[i] = '1 ' .. (redis.call('GET', k) or '0')\n"
-    "  elseif op == 'S' then\n"
-    "    local v, ms = ARGV[a+1], tonumber(ARGV[a+2])\n"
-    "    a = a + 3\n"
-    "    redis.call('SET', k, v, 'PX', math.max(1, math.ceil(ms)))\n"
-    "    res[i] = '1 ' .. v\n"
     "  else\n"
-    "    return redis.error_reply('xmilter: bad op')\n"
+    "    local k, m, ms, k2, n2, added\n"
+    "    if op == 'M' or op == 'N' then\n"
+    "      k, m, ms = K[kr], A[a+1], A[a+2]\n"
+    "      kr = kr + 1\n"
+    "      if op == 'N' then\n"
+    "        k2 = K[kr]\n"
+    "        kr = kr + 1\n"
+    "        n2 = v[k2]\n"
+    "      end\n"
+    "      local s, c = v[k], 0\n"
+    "      if s then c = (#s - #s % 8) / 8 end\n"
+    "      if c < tonumber(A[a+3]) then\n"
+    "        local p = s and find(s, m, 1, true)\n"
+    "        while p and p % 8 ~= 1 do p = find(s, m, p + 1, true) end\n"
+    "        if not p then\n"
+    "          if s then\n"
+    "            call('APPEND', k, m)\n"
+    "            v[k] = s .. m\n"
+    "          else\n"
+    "            call('SET', k, m, 'PX', ms)\n"
+    "            v[k] = m\n"
+    "          end\n"
+    "          c = c + 1\n"
+    "          added = true\n"
+    "        end\n"
+    "      end\n"
+    "      r = r + 1\n"
+    "      res[r] = c\n"
+    "      a = a + 4\n"
+    "    elseif op == 'D' or op == 'E' then\n"
+    "      k, m, ms = K[kw], A[a+1], A[a+2]\n"
+    "      kw = kw + 1\n"
+    "      if op == 'E' then\n"
+    "        k2 = K[kr]\n"
+    "        kr = kr + 1\n"
+    "        n2 = v[k2]\n"
+    "      end\n"
+    "      local c, cap = call('SCARD', k), tonumber(A[a+3])\n"
+    "      if (cap <= 0 or c < cap) and call('SADD', k, m) == 1 then\n"
+    "        c = c + 1\n"
+    "        if c == 1 then call('PEXPIRE', k, ms) end\n"
+    "        added = true\n"
+    "      end\n"
+    "      r = r + 1\n"
+    "      res[r] = c\n"
+    "      a = a + 4\n"
+    "    elseif op == 'I' then\n"
+    "      k = K[kw]\n"
+    "      kw = kw + 1\n"
+    "      local c = call('INCR', k)\n"
+    "      if c == 1 then call('PEXPIRE', k, A[a+1]) end\n"
+    "      if v[k] ~= nil then v[k] = c end\n"
+    "      r = r + 1\n"
+    "      res[r] = c\n"
+    "      a = a + 2\n"
+    "    elseif op == 'S' then\n"
+    "      k, m = K[kw], A[a+1]\n"
+    "      kw = kw + 1\n"
+    "      call('SET', k, m, 'PX', A[a+2])\n"
+    "      if v[k] ~= nil then v[k] = m end\n"
+    "      a = a + 3\n"
+    "    else\n"
+    "      return redis.error_reply('xmilter: bad op')\n"
+    "    end\n"
+    "    if k2 then\n"
+    "      if added then\n"
+    "        if n2 then\n"
+    "          n2 = call('INCR', k2)\n"
+    "        else\n"
+    "          call('SET', k2, '1', 'PX', ms)\n"
+    "          n2 = 1\n"
+    "        end\n"
+    "        v[k2] = n2\n"
+    "      end\n"
+    "      r = r + 1\n"
+    "      res[r] = n2 or false\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "return res\n";
@@ -474,16 +533,59 @@ xm_redis_ping(struct xm_redis *r, char *err, size_t errlen)
 	return rc;
 }
 
+/*
+ * How each op travels (the same rules for the command and its reply):
+ * a BUCKET without a limit (rate <= 0) is not sent at all (its result is
+ * known: ok, the whole burst); a DISTINCT with a cap of 1 to
+ * XM_REDIS_STRSET_MAX members is a string of 8-byte members read with
+ * the batch's MGET ('M', or 'N' with a second counter), one with a larger
+ * cap or none a Redis set ('D' or 'E'). Key kinds: t bucket (arrival
+ * time, integer microseconds), m set as a string, d Redis set, i
+ * counter, v value.
+ */
+#define XM_REDIS_STRSET_MAX 1024
+
+/* strset - OP is a DISTINCT kept as a string of members */
+static bool
+strset(const struct xm_state_op *op)
+{
+	return op->op == XM_SOP_DISTINCT && op->cap > 0 &&
+	    op->cap <= XM_REDIS_STRSET_MAX;
+}
+
+/* sent - OP goes to Redis (an unlimited bucket does not) */
+static bool
+sent(const struct xm_state_op *op)
+{
+	switch (op->op) {
+	case XM_SOP_BUCKET:
+		return op->rate > 0;
+	case XM_SOP_DISTINCT:
+	case XM_SOP_INCR:
+	case XM_SOP_GET:
+	case XM_SOP_SET:
+		return true;
+	}
+	return false;
+}
+
 /* letter - the key kind of OP */
 static char
-letter(enum xm_sop op)
+letter(const struct xm_state_op *op)
 {
-	switch (op) {
-	case XM_SOP_BUCKET: return 'b';
-	case XM_SOP_DISTINCT: return 'd';
+	switch (op->op) {
+	case XM_SOP_BUCKET: return 't';
+	case XM_SOP_DISTINCT: return strset(op) ? 'm' : 'd';
 	case XM_SOP_INCR: return 'i';
 	default: return 'v';
 	}
+}
+
+/* read_key - OP's key is among the keys the script MGETs first */
+static bool
+read_key(const struct xm_state_op *op)
+{
+	return op->op == XM_SOP_BUCKET || op->op == XM_SOP_GET || strset(op);
 }
 
 /*
@@ -575,49 +677,98 @@ arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
 	arg(b, argc, t, plen + 2 + put_hex(t + plen + 2, key));
 }
 
+/* arg_ms - TTL seconds as whole milliseconds for PX / PEXPIRE: at least
+ * 1, at most 1e13 (~300 years: Redis refuses an expiry past its range) */
+static void
+arg_ms(struct xm_buf *b, unsigned *argc, double ttl)
+{
+	double ms = ceil(ttl * 1000);
+	char t[24];
+
+	if (!(ms >= 1))
+		ms = 1;
+	if (ms > 1e13)
+		ms = 1e13;
+	arg(b, argc, t, put_u(t, (unsigned long long)ms));
+}
+
+/* arg_member - a set member as 8 bytes, least significant first */
+static void
+arg_member(struct xm_buf *b, unsigned *argc, uint64_t m)
+{
+	char t[8];
+	int i;
+
+	for (i = 0; i < 8; i++, m >>= 8)
+		t[i] = (char)(m & 0xff);
+	arg(b, argc, t, 8);
+}
+
 /* xm_redis_command - the EVALSHA of OPS at NOW, in RESP, into CMD */
 void
 xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
     size_t n, double now, struct xm_buf *cmd)
 {
 	struct xm_buf args = { 0 };
-	size_t i, hk = 0, plen = strlen(r->prefix), nkeys;
+	size_t i, hk = 0, plen = strlen(r->prefix), nkeys = 0, nread = 0;
 	unsigned argc = 0, hargc = 0;
 	char t[64], h[32];
+	int pass;
 
-	/* after EVALSHA sha: numkeys keys... now nops ops... */
-	nkeys = n;
-	for (i = 0; i < n; i++)
-		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
-			nkeys++;
-	arg(&args, &argc, t, put_u(t, nkeys));
+	/* after EVALSHA sha: numkeys, the keys read first, the others,
+	 * now, the number read, then the ops */
 	for (i = 0; i < n; i++) {
-		arg_key(&args, &argc, r->prefix, plen, letter(ops[i].op),
-		    ops[i].key);
-		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
-			arg_key(&args, &argc, r->prefix, plen, 'i', ops[i].key2);
+		const struct xm_state_op *op = &ops[i];
+		bool two = op->op == XM_SOP_DISTINCT && op->key2 != 0;
+
+		if (!sent(op))
+			continue;
+		nkeys += two ? 2 : 1;
+		nread += (read_key(op) ? 1 : 0) + (two ? 1 : 0);
 	}
+	arg(&args, &argc, t, put_u(t, nkeys));
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < n; i++) {
+			const struct xm_state_op *op = &ops[i];
+
+			if (!sent(op))
+				continue;
+			if (read_key(op) == (pass == 0))
+				arg_key(&args, &argc, r->prefix, plen, letter(op),
+				    op->key);
+			if (pass == 0 && op->op == XM_SOP_DISTINCT &&
+			    op->key2 != 0)
+				arg_key(&args, &argc, r->prefix, plen, 'i',
+				    op->key2);
+		}
 	arg_num(&args, &argc, floor(now * 1e6));
-	arg(&args, &argc, t, put_u(t, n));
+	arg(&args, &argc, t, put_u(t, nread));
 	for (i = 0; i < n; i++) {
 		const struct xm_state_op *op = &ops[i];
 
+		if (!sent(op))
+			continue;
 		switch (op->op) {
 		case XM_SOP_BUCKET:
 			arg(&args, &argc, "B", 1);
-			arg_num(&args, &argc, op->rate > 0 ? op->rate * 60 : 6e10);
-			arg_num(&args, &argc, op->rate > 0 ? op->burst : 1e14);
+			arg_num(&args, &argc, op->rate * 60);
+			arg_num(&args, &argc, op->burst);
 			arg_num(&args, &argc, op->cost);
 			break;
 		case XM_SOP_DISTINCT:
-			arg(&args, &argc, op->key2 != 0 ? "E" : "D", 1);
-			arg(&args, &argc, t, put_hex(t, op->member));
-			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			if (strset(op)) {
+				arg(&args, &argc, op->key2 != 0 ? "N" : "M", 1);
+				arg_member(&args, &argc, op->member);
+			} else {
+				arg(&args, &argc, op->key2 != 0 ? "E" : "D", 1);
+				arg(&args, &argc, t, put_hex(t, op->member));
+			}
+			arg_ms(&args, &argc, op->ttl);
 			arg_num(&args, &argc, (double)op->cap);
 			break;
 		case XM_SOP_INCR:
 			arg(&args, &argc, "I", 1);
-			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			arg_ms(&args, &argc, op->ttl);
 			break;
 		case XM_SOP_GET:
 			arg(&args, &argc, "G", 1);
@@ -625,7 +776,7 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 		case XM_SOP_SET:
 			arg(&args, &argc, "S", 1);
 			arg_num(&args, &argc, op->value);
-			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			arg_ms(&args, &argc, op->ttl);
 			break;
 		}
 	}
@@ -642,43 +793,129 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 	xm_buf_free(&args);
 }
 
+/* rep_int - reply element E as an integer in [MIN, 2^53]; false when it
+ * is anything else */
+static bool
+rep_int(const redisReply *e, long long min, long long *v)
+{
+	if (e == NULL || e->type != REDIS_REPLY_INTEGER || e->integer < min ||
+	    e->integer > (1LL << 53))
+		return false;
+	*v = e->integer;
+	return true;
+}
+
+/* rep_num - reply element E as a number: an integer, a string that is
+ * one number, or nil (0, a key that does not exist); false when it is
+ * anything else */
+static bool
+rep_num(const redisReply *e, double *v)
+{
+	char t[64];
+
+	if (e == NULL)
+		return false;
+	switch (e->type) {
+	case REDIS_REPLY_INTEGER:
+		*v = (double)e->integer;
+		return true;
+	case REDIS_REPLY_NIL:
+		*v = 0;
+		return true;
+	case REDIS_REPLY_STRING:
+		if (e->str == NULL || e->len == 0 || e->len >= sizeof(t))
+			return false;
+		memcpy(t, e->str, e->len);
+		t[e->len] = '\0';
+		return xm_parse_double(t, v) == 0;
+	}
+	return false;
+}
+
+/* replies - how many reply elements OP has */
+static size_t
+replies(const struct xm_state_op *op)
+{
+	if (!sent(op) || op->op == XM_SOP_SET)
+		return 0;
+	return op->op == XM_SOP_DISTINCT && op->key2 != 0 ? 2 : 1;
+}
+
 /* xm_redis_results - OPS' results from the script's reply */
 int
 xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
     char *err, size_t errlen)
 {
 	const redisReply *rep = reply;
-	size_t k;
+	size_t k, want = 0, j = 0;
 
 	if (rep->type == REDIS_REPLY_ERROR &&
 	    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
 		snprintf(err, errlen, "script not loaded");
 		return XM_REDIS_NOSCRIPT;
 	}
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+	for (k = 0; k < n; k++)
+		want += replies(&ops[k]);
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != want ||
+	    (want > 0 && rep->element == NULL)) {
 		snprintf(err, errlen, "script: %s", rep->type ==
 		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
 		return -1;
 	}
 	for (k = 0; k < n; k++) {
-		const redisReply *e = rep->element[k];
-		char *end;
+		struct xm_state_op *op = &ops[k];
+		const redisReply *e = replies(op) ? rep->element[j] : NULL;
+		long long x;
+		double T, d;
 
-		if (e->type != REDIS_REPLY_STRING || e->len < 3) {
-			snprintf(err, errlen, "script: bad result %zu", k);
-			return -1;
+		op->ok = true;
+		op->result = op->result2 = 0;
+		switch (op->op) {
+		case XM_SOP_BUCKET:
+			if (!sent(op)) {         /* no limit */
+				op->result = op->burst;
+				break;
+			}
+			/* d (microseconds) before the op, or -1 - d: refused */
+			if (!rep_int(e, -(1LL << 53), &x))
+				goto bad;
+			op->ok = x >= 0;
+			d = (double)(op->ok ? x : -1 - x) / 1e6;
+			T = 1.0 / op->rate;
+			op->result = (op->burst * T - d - (op->ok ? op->cost * T :
+			    0)) / T;
+			if (op->result < 0)
+				op->result = 0;
+			break;
+		case XM_SOP_DISTINCT:
+			if (!rep_int(e, 0, &x))
+				goto bad;
+			op->result = (double)x;
+			if (op->key2 != 0 && !rep_num(rep->element[j + 1],
+			    &op->result2))
+				goto bad;
+			break;
+		case XM_SOP_INCR:
+			if (!rep_int(e, 0, &x))
+				goto bad;
+			op->result = (double)x;
+			break;
+		case XM_SOP_GET:
+			if (!rep_num(e, &op->result))
+				goto bad;
+			break;
+		case XM_SOP_SET:
+			op->result = op->value;
+			break;
+		default:           /* as the memory table: ok, 0 */
+			break;
 		}
-		ops[k].ok = e->str[0] == '1';
-		errno = 0;
-		ops[k].result = strtod(e->str + 2, &end);
-		if (errno != 0 || end == e->str + 2) {
-			snprintf(err, errlen, "script: bad number in result %zu",
-			    k);
-			return -1;
-		}
-		ops[k].result2 = *end == ' ' ? strtod(end + 1, NULL) : 0;
+		j += replies(op);
 	}
 	return 0;
+bad:
+	snprintf(err, errlen, "script: bad result %zu", k);
+	return -1;
 }
 
 /* xm_redis_exec - one EVALSHA for the batch, results parsed back */
