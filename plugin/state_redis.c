@@ -51,83 +51,88 @@
 
 #include "state.h"
 
-/* The script. ARGV[1] = now in microseconds, ARGV[2] = NR, the number
- * of KEYS the script reads first (one MGET); then per op its letter and
- * arguments. Ops take their keys in order from two runs of KEYS: the
- * first NR keys (read by the MGET: buckets, sets kept as strings, the
- * counters a set's new members also count, values to GET), then the
- * keys only written (Redis sets, counters, values to SET). Every value
- * read or written is also kept in the table v, so a key met twice in a
- * batch sees the first op's write. The reply: a flat array, per op (in
- * order): B its delay d in microseconds before the op (-1 - d when
- * refused), M/D its count, N/E its count and the second counter's value,
- * I the count, G the value as stored (or nil), S nothing. Numbers for
- * redis.call are strings from ARGV where they can be (no conversion). */
+/*
+ * The script. ARGV: now in microseconds; NR, how many of KEYS it reads
+ * first (one MGET); NA and NA pairs "J I": KEYS[J] is the same key as
+ * KEYS[I] (I < J; a key met twice in a batch shares one value); then per
+ * op its letter and arguments. Ops take their keys in order from two runs
+ * of KEYS: the first NR (read: buckets, sets kept as strings, the
+ * counters a set's new members also count, values to GET), then the keys
+ * only written (Redis sets, counters, values to SET). v holds each key's
+ * value as the batch goes (what MGET read, then what the ops wrote).
+ *
+ * The reply is a flat array, per op in order: B the delay d (whole
+ * microseconds) before the op, or -1 - d when refused; M and D the count;
+ * N and E the count and the second counter (as stored: a string, or
+ * nil); I the count; G the value as stored (a string, or nil); S
+ * nothing. Numbers reach Lua as strings and are coerced by arithmetic
+ * (one conversion, where tonumber makes two); numbers handed to
+ * redis.call are formatted with %d (Redis formats a Lua number with
+ * %.17g, far slower); integers only, so there is no rounding.
+ */
 static const char script[] =
-    "local A, K, call = ARGV, KEYS, redis.call\n"
-    "local now, nr = tonumber(A[1]), tonumber(A[2])\n"
+    "local A, K, call, fmt, find = ARGV, KEYS, redis.call, string.format, "
+    "string.find\n"
+    "local now, nr = A[1] + 0, A[2] + 0\n"
     "local v = {}\n"
-    "if nr > 0 then\n"
-    "  local got = call('MGET', unpack(K, 1, nr))\n"
-    "  for i = 1, nr do v[K[i]] = got[i] end\n"
+    "if nr > 0 then v = call('MGET', unpack(K, 1, nr)) end\n"
+    "local al, a = {}, 4\n"
+    "for i = 1, A[3] + 0 do\n"
+    "  al[A[a] + 0] = A[a+1] + 0\n"
+    "  a = a + 2\n"
     "end\n"
-    "local res, r, a, kr, kw, na = {}, 0, 3, 1, nr + 1, #A\n"
-    "local find = string.find\n"
+    "local res, r, kr, kw, na = {}, 0, 1, nr + 1, #A\n"
     "while a <= na do\n"
     "  local op = A[a]\n"
     "  if op == 'B' then\n"
-    "    local k = K[kr]\n"
-    "    kr = kr + 1\n"
-    "    local T = 6e7 / tonumber(A[a+1])\n"
-    "    local tau, inc = tonumber(A[a+2]) * T, tonumber(A[a+3]) * T\n"
-    "    a = a + 4\n"
-    "    local tol = T * 0.001\n"
-    "    if tol < 10 then tol = 10 end\n"
-    "    local d, t = 0, v[k]\n"
+    "    local j = al[kr] or kr\n"
+    "    local t, d = v[j], 0\n"
     "    if t then\n"
-    "      d = (tonumber(t) or now) - now\n"
+    "      d = t - now\n"
     "      if d < 0 then d = 0 end\n"
     "    end\n"
-    "    local nd = d + inc\n"
+    "    local nd = d + A[a+1]\n"
     "    r = r + 1\n"
-    "    if nd > tau + tol then\n"
+    "    if nd > A[a+2] + 0 then\n"
     "      res[r] = -1 - d\n"
     "    else\n"
-    "      t = math.floor(now + nd + 0.5)\n"
-    "      if t > 4294967000000000 then t = 4294967000000000 end\n"
-    "      nd = math.ceil((t - now) / 1000)\n"
+    "      if nd > 4000000000000000 then nd = 4000000000000000 end\n"
+    "      t = now + nd\n"
+    "      nd = math.ceil(nd / 1000)\n"
     "      if nd < 1 then nd = 1 end\n"
-    "      call('SET', k, t, 'PX', nd)\n"
-    "      v[k] = t\n"
+    "      call('SET', K[kr], fmt('%d', t), 'PX', fmt('%d', nd))\n"
+    "      v[j] = t\n"
     "      res[r] = d\n"
     "    end\n"
+    "    kr = kr + 1\n"
+    "    a = a + 3\n"
     "  elseif op == 'G' then\n"
     "    r = r + 1\n"
-    "    res[r] = v[K[kr]] or false\n"
+    "    res[r] = v[al[kr] or kr] or false\n"
     "    kr = kr + 1\n"
     "    a = a + 1\n"
     "  else\n"
-    "    local k, m, ms, k2, n2, added\n"
+    "    local k, j, m, ms, k2, j2, n2, added\n"
     "    if op == 'M' or op == 'N' then\n"
-    "      k, m, ms = K[kr], A[a+1], A[a+2]\n"
+    "      k, j, m, ms = K[kr], al[kr] or kr, A[a+1], A[a+2]\n"
     "      kr = kr + 1\n"
     "      if op == 'N' then\n"
-    "        k2 = K[kr]\n"
+    "        k2, j2 = K[kr], al[kr] or kr\n"
     "        kr = kr + 1\n"
-    "        n2 = v[k2]\n"
+    "        n2 = v[j2]\n"
     "      end\n"
-    "      local s, c = v[k], 0\n"
+    "      local s, c = v[j], 0\n"
     "      if s then c = (#s - #s % 8) / 8 end\n"
-    "      if c < tonumber(A[a+3]) then\n"
+    "      if c < A[a+3] + 0 then\n"
     "        local p = s and find(s, m, 1, true)\n"
     "        while p and p % 8 ~= 1 do p = find(s, m, p + 1, true) end\n"
     "        if not p then\n"
     "          if s then\n"
     "            call('APPEND', k, m)\n"
-    "            v[k] = s .. m\n"
+    "            v[j] = s .. m\n"
     "          else\n"
     "            call('SET', k, m, 'PX', ms)\n"
-    "            v[k] = m\n"
+    "            v[j] = m\n"
     "          end\n"
     "          c = c + 1\n"
     "          added = true\n"
@@ -140,11 +145,11 @@ static const char script[] =
     "      k, m, ms = K[kw], A[a+1], A[a+2]\n"
     "      kw = kw + 1\n"
     "      if op == 'E' then\n"
-    "        k2 = K[kr]\n"
+    "        k2, j2 = K[kr], al[kr] or kr\n"
     "        kr = kr + 1\n"
-    "        n2 = v[k2]\n"
+    "        n2 = v[j2]\n"
     "      end\n"
-    "      local c, cap = call('SCARD', k), tonumber(A[a+3])\n"
+    "      local c, cap = call('SCARD', k), A[a+3] + 0\n"
     "      if (cap <= 0 or c < cap) and call('SADD', k, m) == 1 then\n"
     "        c = c + 1\n"
     "        if c == 1 then call('PEXPIRE', k, ms) end\n"
@@ -155,18 +160,18 @@ static const char script[] =
     "      a = a + 4\n"
     "    elseif op == 'I' then\n"
     "      k = K[kw]\n"
-    "      kw = kw + 1\n"
     "      local c = call('INCR', k)\n"
     "      if c == 1 then call('PEXPIRE', k, A[a+1]) end\n"
-    "      if v[k] ~= nil then v[k] = c end\n"
+    "      v[al[kw] or kw] = c\n"
+    "      kw = kw + 1\n"
     "      r = r + 1\n"
     "      res[r] = c\n"
     "      a = a + 2\n"
     "    elseif op == 'S' then\n"
-    "      k, m = K[kw], A[a+1]\n"
+    "      m = A[a+1]\n"
+    "      call('SET', K[kw], m, 'PX', A[a+2])\n"
+    "      v[al[kw] or kw] = m\n"
     "      kw = kw + 1\n"
-    "      call('SET', k, m, 'PX', A[a+2])\n"
-    "      if v[k] ~= nil then v[k] = m end\n"
     "      a = a + 3\n"
     "    else\n"
     "      return redis.error_reply('xmilter: bad op')\n"
@@ -179,7 +184,7 @@ static const char script[] =
     "          call('SET', k2, '1', 'PX', ms)\n"
     "          n2 = 1\n"
     "        end\n"
-    "        v[k2] = n2\n"
+    "        v[j2] = n2\n"
     "      end\n"
     "      r = r + 1\n"
     "      res[r] = n2 or false\n"
@@ -704,29 +709,56 @@ arg_member(struct xm_buf *b, unsigned *argc, uint64_t m)
 	arg(b, argc, t, 8);
 }
 
+/* bucket_us - a limited bucket's increment (COST tokens) and limit (the
+ * burst plus the tolerance, the same as the memory table's) in whole
+ * microseconds: the arrival time is kept in whole microseconds, so an
+ * increment rounded to one is what adding the exact one and rounding the
+ * sum gave; a delay (a whole number) is over the limit exactly when it is
+ * over the limit rounded down */
+static void
+bucket_us(const struct xm_state_op *op, double *inc, double *lim)
+{
+	double T = 1e6 / op->rate, tol = T * 1e-3 > 10 ? T * 1e-3 : 10;
+
+	*inc = floor(op->cost * T + 0.5);
+	*lim = floor(op->burst * T + tol);
+	if (!(*inc >= 0))
+		*inc = 0;
+	if (*inc > 4e15)
+		*inc = 4e15;
+	if (!(*lim >= 0))
+		*lim = 0;
+	if (*lim > 4e15)
+		*lim = 4e15;
+}
+
+/* the keys of one command, in the order of KEYS */
+struct key_ent {
+	char kind;
+	uint64_t key;
+};
+
 /* xm_redis_command - the EVALSHA of OPS at NOW, in RESP, into CMD */
 void
 xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
     size_t n, double now, struct xm_buf *cmd)
 {
 	struct xm_buf args = { 0 };
-	size_t i, hk = 0, plen = strlen(r->prefix), nkeys = 0, nread = 0;
+	struct key_ent kv[64], *ke = kv;
+	size_t i, j, hk = 0, plen = strlen(r->prefix), nkeys = 0, nread = 0,
+	    nalias = 0;
 	unsigned argc = 0, hargc = 0;
 	char t[64], h[32];
 	int pass;
 
-	/* after EVALSHA sha: numkeys, the keys read first, the others,
-	 * now, the number read, then the ops */
-	for (i = 0; i < n; i++) {
-		const struct xm_state_op *op = &ops[i];
-		bool two = op->op == XM_SOP_DISTINCT && op->key2 != 0;
-
-		if (!sent(op))
-			continue;
-		nkeys += two ? 2 : 1;
-		nread += (read_key(op) ? 1 : 0) + (two ? 1 : 0);
-	}
-	arg(&args, &argc, t, put_u(t, nkeys));
+	/* the keys read first, then the others (each op's in op order) */
+	for (i = 0; i < n; i++)
+		if (sent(&ops[i]))
+			nkeys += ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0 ?
+			    2 : 1;
+	if (nkeys > XM_ARRAY_LEN(kv))
+		ke = xm_calloc(nkeys, sizeof(*ke));
+	nkeys = 0;
 	for (pass = 0; pass < 2; pass++)
 		for (i = 0; i < n; i++) {
 			const struct xm_state_op *op = &ops[i];
@@ -734,26 +766,51 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 			if (!sent(op))
 				continue;
 			if (read_key(op) == (pass == 0))
-				arg_key(&args, &argc, r->prefix, plen, letter(op),
-				    op->key);
+				ke[nkeys++] = (struct key_ent){ letter(op),
+				    op->key };
 			if (pass == 0 && op->op == XM_SOP_DISTINCT &&
 			    op->key2 != 0)
-				arg_key(&args, &argc, r->prefix, plen, 'i',
-				    op->key2);
+				ke[nkeys++] = (struct key_ent){ 'i', op->key2 };
+			if (pass == 0)
+				nread = nkeys;
 		}
+	arg(&args, &argc, t, put_u(t, nkeys));
+	for (i = 0; i < nkeys; i++)
+		arg_key(&args, &argc, r->prefix, plen, ke[i].kind, ke[i].key);
 	arg_num(&args, &argc, floor(now * 1e6));
 	arg(&args, &argc, t, put_u(t, nread));
+	/* a key met twice: its later places name the first (a batch is a
+	 * few dozen keys: the quadratic search is cheaper than a table) */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			arg(&args, &argc, t, put_u(t, nalias));
+		for (j = 1; j < nkeys; j++)
+			for (i = 0; i < j; i++)
+				if (ke[i].key == ke[j].key &&
+				    ke[i].kind == ke[j].kind) {
+					if (pass == 0)
+						nalias++;
+					else {
+						arg(&args, &argc, t, put_u(t, j + 1));
+						arg(&args, &argc, t, put_u(t, i + 1));
+					}
+					break;
+				}
+	}
+	if (ke != kv)
+		free(ke);
 	for (i = 0; i < n; i++) {
 		const struct xm_state_op *op = &ops[i];
+		double inc, lim;
 
 		if (!sent(op))
 			continue;
 		switch (op->op) {
 		case XM_SOP_BUCKET:
+			bucket_us(op, &inc, &lim);
 			arg(&args, &argc, "B", 1);
-			arg_num(&args, &argc, op->rate * 60);
-			arg_num(&args, &argc, op->burst);
-			arg_num(&args, &argc, op->cost);
+			arg_num(&args, &argc, inc);
+			arg_num(&args, &argc, lim);
 			break;
 		case XM_SOP_DISTINCT:
 			if (strset(op)) {
