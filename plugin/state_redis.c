@@ -52,51 +52,65 @@
 #include "state.h"
 
 /*
- * The script. ARGV: now in microseconds; NR, how many of KEYS it reads
- * first (one MGET); NA and NA pairs "J I": KEYS[J] is the same key as
- * KEYS[I] (I < J; a key met twice in a batch shares one value); then per
- * op its letter and arguments. Ops take their keys in order from two runs
- * of KEYS: the first NR (read: buckets, sets kept as strings, the
- * counters a set's new members also count, values to GET), then the keys
- * only written (Redis sets, counters, values to SET). v holds each key's
- * value as the batch goes (what MGET read, then what the ops wrote).
+ * The script. Its arguments are packed (struct.unpack reads them all in
+ * one call, where every argument of its own costs Redis an object and
+ * Lua a string, and every tonumber two strtod): ARGV[1] is the format of
+ * ARGV[2], ARGV[2] the packed values, ARGV[3] the format of the reply.
+ * The values: now (whole microseconds); NR, how many of KEYS are read
+ * first (one MGET); NA and NA pairs J, I: KEYS[J] is the same key as
+ * KEYS[I] (I < J: a key met twice in a batch shares one value); then per
+ * op its code and arguments:
+ *   1 bucket   increment, limit (whole microseconds)
+ *   2 GET
+ *   3 set kept as a string of 8-byte members: member, PX, cap
+ *   4 the same, also counting a new member in a second counter
+ *   5 Redis set: member, PX, cap (0: none)
+ *   6 the same with a second counter
+ *   7 INCR     PX
+ *   8 SET      value, PX
+ * (PX and values are strings, handed to redis.call as they are). Ops
+ * take their keys in order from two runs of KEYS: the first NR (read:
+ * buckets, sets kept as strings, the second counters, values to GET),
+ * then the keys only written (Redis sets, counters, values to SET). v
+ * holds each key's value as the batch goes (what MGET read, then what
+ * the ops wrote).
  *
- * The reply is a flat array, per op in order: B the delay d (whole
- * microseconds) before the op, or -1 - d when refused; M and D the count;
- * N and E the count and the second counter (as stored: a string, or
- * nil); I the count; G the value as stored (a string, or nil); S
- * nothing. Numbers reach Lua as strings and are coerced by arithmetic
- * (one conversion, where tonumber makes two); numbers handed to
- * redis.call are formatted with %d (Redis formats a Lua number with
- * %.17g, far slower); integers only, so there is no rounding.
+ * The reply is one string, doubles packed by ARGV[3], per op in order:
+ * bucket the delay d (whole microseconds) before the op, or -1 - d when
+ * refused; a set its count (and with a second counter, that counter);
+ * INCR the count; GET the value (0: none); SET nothing. Numbers handed
+ * to redis.call are formatted with %d (Redis formats a Lua number with
+ * %.17g, far slower); all are whole, so there is no rounding.
  */
 static const char script[] =
-    "local A, K, call, fmt, find = ARGV, KEYS, redis.call, string.format, "
+    "local K, call, fmt, find = KEYS, redis.call, string.format, "
     "string.find\n"
-    "local now, nr = A[1] + 0, A[2] + 0\n"
+    "local V = {struct.unpack(ARGV[1], ARGV[2])}\n"
+    "local now, nr = V[1], V[2]\n"
     "local v = {}\n"
     "if nr > 0 then v = call('MGET', unpack(K, 1, nr)) end\n"
     "local al, a = {}, 4\n"
-    "for i = 1, A[3] + 0 do\n"
-    "  al[A[a] + 0] = A[a+1] + 0\n"
+    "for i = 1, V[3] do\n"
+    "  al[V[a]] = V[a+1]\n"
     "  a = a + 2\n"
     "end\n"
-    "local res, r, kr, kw, na = {}, 0, 1, nr + 1, #A\n"
+    "local res = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "
+    "0, 0, 0, 0, 0, 0}\n"
+    "local r, kr, kw, na = 0, 1, nr + 1, #V - 1\n"
     "while a <= na do\n"
-    "  local op = A[a]\n"
-    "  if op == 'B' then\n"
+    "  local op = V[a]\n"
+    "  if op == 1 then\n"
     "    local j = al[kr] or kr\n"
     "    local t, d = v[j], 0\n"
     "    if t then\n"
     "      d = t - now\n"
     "      if d < 0 then d = 0 end\n"
     "    end\n"
-    "    local nd = d + A[a+1]\n"
+    "    local nd = d + V[a+1]\n"
     "    r = r + 1\n"
-    "    if nd > A[a+2] + 0 then\n"
+    "    if nd > V[a+2] then\n"
     "      res[r] = -1 - d\n"
     "    else\n"
-    "      if nd > 4000000000000000 then nd = 4000000000000000 end\n"
     "      t = now + nd\n"
     "      nd = math.ceil(nd / 1000)\n"
     "      if nd < 1 then nd = 1 end\n"
@@ -106,24 +120,25 @@ static const char script[] =
     "    end\n"
     "    kr = kr + 1\n"
     "    a = a + 3\n"
-    "  elseif op == 'G' then\n"
+    "  elseif op == 2 then\n"
+    "    local x = v[al[kr] or kr]\n"
     "    r = r + 1\n"
-    "    res[r] = v[al[kr] or kr] or false\n"
+    "    res[r] = x and x + 0 or 0\n"
     "    kr = kr + 1\n"
     "    a = a + 1\n"
     "  else\n"
     "    local k, j, m, ms, k2, j2, n2, added\n"
-    "    if op == 'M' or op == 'N' then\n"
-    "      k, j, m, ms = K[kr], al[kr] or kr, A[a+1], A[a+2]\n"
+    "    if op == 3 or op == 4 then\n"
+    "      k, j, m, ms = K[kr], al[kr] or kr, V[a+1], V[a+2]\n"
     "      kr = kr + 1\n"
-    "      if op == 'N' then\n"
+    "      if op == 4 then\n"
     "        k2, j2 = K[kr], al[kr] or kr\n"
     "        kr = kr + 1\n"
     "        n2 = v[j2]\n"
     "      end\n"
     "      local s, c = v[j], 0\n"
     "      if s then c = (#s - #s % 8) / 8 end\n"
-    "      if c < A[a+3] + 0 then\n"
+    "      if c < V[a+3] then\n"
     "        local p = s and find(s, m, 1, true)\n"
     "        while p and p % 8 ~= 1 do p = find(s, m, p + 1, true) end\n"
     "        if not p then\n"
@@ -141,15 +156,15 @@ static const char script[] =
     "      r = r + 1\n"
     "      res[r] = c\n"
     "      a = a + 4\n"
-    "    elseif op == 'D' or op == 'E' then\n"
-    "      k, m, ms = K[kw], A[a+1], A[a+2]\n"
+    "    elseif op == 5 or op == 6 then\n"
+    "      k, m, ms = K[kw], V[a+1], V[a+2]\n"
     "      kw = kw + 1\n"
-    "      if op == 'E' then\n"
+    "      if op == 6 then\n"
     "        k2, j2 = K[kr], al[kr] or kr\n"
     "        kr = kr + 1\n"
     "        n2 = v[j2]\n"
     "      end\n"
-    "      local c, cap = call('SCARD', k), A[a+3] + 0\n"
+    "      local c, cap = call('SCARD', k), V[a+3]\n"
     "      if (cap <= 0 or c < cap) and call('SADD', k, m) == 1 then\n"
     "        c = c + 1\n"
     "        if c == 1 then call('PEXPIRE', k, ms) end\n"
@@ -158,18 +173,18 @@ static const char script[] =
     "      r = r + 1\n"
     "      res[r] = c\n"
     "      a = a + 4\n"
-    "    elseif op == 'I' then\n"
+    "    elseif op == 7 then\n"
     "      k = K[kw]\n"
     "      local c = call('INCR', k)\n"
-    "      if c == 1 then call('PEXPIRE', k, A[a+1]) end\n"
+    "      if c == 1 then call('PEXPIRE', k, V[a+1]) end\n"
     "      v[al[kw] or kw] = c\n"
     "      kw = kw + 1\n"
     "      r = r + 1\n"
     "      res[r] = c\n"
     "      a = a + 2\n"
-    "    elseif op == 'S' then\n"
-    "      m = A[a+1]\n"
-    "      call('SET', K[kw], m, 'PX', A[a+2])\n"
+    "    elseif op == 8 then\n"
+    "      m = V[a+1]\n"
+    "      call('SET', K[kw], m, 'PX', V[a+2])\n"
     "      v[al[kw] or kw] = m\n"
     "      kw = kw + 1\n"
     "      a = a + 3\n"
@@ -187,11 +202,11 @@ static const char script[] =
     "        v[j2] = n2\n"
     "      end\n"
     "      r = r + 1\n"
-    "      res[r] = n2 or false\n"
+    "      res[r] = n2 and n2 + 0 or 0\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "return res\n";
+    "return struct.pack(ARGV[3], unpack(res, 1, r))\n";
 
 struct conn {
 	struct conn *next;
@@ -661,15 +676,7 @@ arg(struct xm_buf *b, unsigned *argc, const char *s, size_t n)
 	(*argc)++;
 }
 
-/* arg_num, arg_key - a number, a key (PREFIX + kind letter + hex) */
-static void
-arg_num(struct xm_buf *b, unsigned *argc, double v)
-{
-	char t[40];
-
-	arg(b, argc, t, put_num(t, v));
-}
-
+/* arg_key - a key: PREFIX + kind letter + ':' + hex */
 static void
 arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
     char kind, uint64_t key)
@@ -682,10 +689,45 @@ arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
 	arg(b, argc, t, plen + 2 + put_hex(t + plen + 2, key));
 }
 
-/* arg_ms - TTL seconds as whole milliseconds for PX / PEXPIRE: at least
- * 1, at most 1e13 (~300 years: Redis refuses an expiry past its range) */
+/*
+ * The script's arguments are packed: FMT gets struct.unpack's format,
+ * BLOB the values (doubles little-endian first, strings as they are).
+ */
+struct pack {
+	struct xm_buf fmt, blob;
+};
+
+/* pk_num - one number (a double) */
 static void
-arg_ms(struct xm_buf *b, unsigned *argc, double ttl)
+pk_num(struct pack *p, double v)
+{
+	unsigned char b[8];
+	uint64_t u;
+	int i;
+
+	memcpy(&u, &v, sizeof(u));
+	for (i = 0; i < 8; i++, u >>= 8)
+		b[i] = (unsigned char)(u & 0xff);
+	xm_buf_append(&p->fmt, "d", 1);
+	xm_buf_append(&p->blob, b, 8);
+}
+
+/* pk_str - N bytes at S (N >= 1) */
+static void
+pk_str(struct pack *p, const char *s, size_t n)
+{
+	char f[24];
+
+	f[0] = 'c';
+	xm_buf_append(&p->fmt, f, 1 + put_u(f + 1, n));
+	xm_buf_append(&p->blob, s, n);
+}
+
+/* pk_ms - TTL seconds as whole milliseconds for PX / PEXPIRE (a string):
+ * at least 1, at most 1e13 (~300 years: Redis refuses an expiry past its
+ * range) */
+static void
+pk_ms(struct pack *p, double ttl)
 {
 	double ms = ceil(ttl * 1000);
 	char t[24];
@@ -694,19 +736,20 @@ arg_ms(struct xm_buf *b, unsigned *argc, double ttl)
 		ms = 1;
 	if (ms > 1e13)
 		ms = 1e13;
-	arg(b, argc, t, put_u(t, (unsigned long long)ms));
+	pk_str(p, t, put_u(t, (unsigned long long)ms));
 }
 
-/* arg_member - a set member as 8 bytes, least significant first */
+/* pk_member - a member of a set kept as a string: 8 bytes, least
+ * significant first */
 static void
-arg_member(struct xm_buf *b, unsigned *argc, uint64_t m)
+pk_member(struct pack *p, uint64_t m)
 {
 	char t[8];
 	int i;
 
 	for (i = 0; i < 8; i++, m >>= 8)
 		t[i] = (char)(m & 0xff);
-	arg(b, argc, t, 8);
+	pk_str(p, t, 8);
 }
 
 /* bucket_us - a limited bucket's increment (COST tokens) and limit (the
@@ -738,15 +781,25 @@ struct key_ent {
 	uint64_t key;
 };
 
+/* replies - how many numbers of the reply are OP's */
+static size_t
+replies(const struct xm_state_op *op)
+{
+	if (!sent(op) || op->op == XM_SOP_SET)
+		return 0;
+	return op->op == XM_SOP_DISTINCT && op->key2 != 0 ? 2 : 1;
+}
+
 /* xm_redis_command - the EVALSHA of OPS at NOW, in RESP, into CMD */
 void
 xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
     size_t n, double now, struct xm_buf *cmd)
 {
 	struct xm_buf args = { 0 };
+	struct pack pk = { { 0 }, { 0 } };
 	struct key_ent kv[64], *ke = kv;
 	size_t i, j, hk = 0, plen = strlen(r->prefix), nkeys = 0, nread = 0,
-	    nalias = 0;
+	    nalias = 0, nres = 0;
 	unsigned argc = 0, hargc = 0;
 	char t[64], h[32];
 	int pass;
@@ -777,13 +830,14 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 	arg(&args, &argc, t, put_u(t, nkeys));
 	for (i = 0; i < nkeys; i++)
 		arg_key(&args, &argc, r->prefix, plen, ke[i].kind, ke[i].key);
-	arg_num(&args, &argc, floor(now * 1e6));
-	arg(&args, &argc, t, put_u(t, nread));
+	xm_buf_append(&pk.fmt, "<", 1);
+	pk_num(&pk, floor(now * 1e6));
+	pk_num(&pk, (double)nread);
 	/* a key met twice: its later places name the first (a batch is a
 	 * few dozen keys: the quadratic search is cheaper than a table) */
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 1)
-			arg(&args, &argc, t, put_u(t, nalias));
+			pk_num(&pk, (double)nalias);
 		for (j = 1; j < nkeys; j++)
 			for (i = 0; i < j; i++)
 				if (ke[i].key == ke[j].key &&
@@ -791,8 +845,8 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 					if (pass == 0)
 						nalias++;
 					else {
-						arg(&args, &argc, t, put_u(t, j + 1));
-						arg(&args, &argc, t, put_u(t, i + 1));
+						pk_num(&pk, (double)(j + 1));
+						pk_num(&pk, (double)(i + 1));
 					}
 					break;
 				}
@@ -805,38 +859,48 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 
 		if (!sent(op))
 			continue;
+		nres += replies(op);
 		switch (op->op) {
 		case XM_SOP_BUCKET:
 			bucket_us(op, &inc, &lim);
-			arg(&args, &argc, "B", 1);
-			arg_num(&args, &argc, inc);
-			arg_num(&args, &argc, lim);
+			pk_num(&pk, 1);
+			pk_num(&pk, inc);
+			pk_num(&pk, lim);
 			break;
 		case XM_SOP_DISTINCT:
 			if (strset(op)) {
-				arg(&args, &argc, op->key2 != 0 ? "N" : "M", 1);
-				arg_member(&args, &argc, op->member);
+				pk_num(&pk, op->key2 != 0 ? 4 : 3);
+				pk_member(&pk, op->member);
 			} else {
-				arg(&args, &argc, op->key2 != 0 ? "E" : "D", 1);
-				arg(&args, &argc, t, put_hex(t, op->member));
+				pk_num(&pk, op->key2 != 0 ? 6 : 5);
+				pk_str(&pk, t, put_hex(t, op->member));
 			}
-			arg_ms(&args, &argc, op->ttl);
-			arg_num(&args, &argc, (double)op->cap);
+			pk_ms(&pk, op->ttl);
+			pk_num(&pk, op->cap > 0 ? (double)op->cap : 0);
 			break;
 		case XM_SOP_INCR:
-			arg(&args, &argc, "I", 1);
-			arg_ms(&args, &argc, op->ttl);
+			pk_num(&pk, 7);
+			pk_ms(&pk, op->ttl);
 			break;
 		case XM_SOP_GET:
-			arg(&args, &argc, "G", 1);
+			pk_num(&pk, 2);
 			break;
 		case XM_SOP_SET:
-			arg(&args, &argc, "S", 1);
-			arg_num(&args, &argc, op->value);
-			arg_ms(&args, &argc, op->ttl);
+			pk_num(&pk, 8);
+			pk_str(&pk, t, put_num(t, op->value));
+			pk_ms(&pk, op->ttl);
 			break;
 		}
 	}
+	arg(&args, &argc, pk.fmt.data, pk.fmt.len);
+	arg(&args, &argc, pk.blob.data, pk.blob.len);
+	xm_buf_reset(&pk.fmt);
+	xm_buf_append(&pk.fmt, "<", 1);
+	for (i = 0; i < nres; i++)
+		xm_buf_append(&pk.fmt, "d", 1);
+	arg(&args, &argc, pk.fmt.data, pk.fmt.len);
+	xm_buf_free(&pk.fmt);
+	xm_buf_free(&pk.blob);
 	/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
 	xm_buf_reset(cmd);
 	h[hk++] = '*';
@@ -850,52 +914,26 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 	xm_buf_free(&args);
 }
 
-/* rep_int - reply element E as an integer in [MIN, 2^53]; false when it
- * is anything else */
+/* rep_double - the K-th number of the reply string S (little-endian
+ * doubles); false when it is not finite */
 static bool
-rep_int(const redisReply *e, long long min, long long *v)
+rep_double(const char *s, size_t k, double *v)
 {
-	if (e == NULL || e->type != REDIS_REPLY_INTEGER || e->integer < min ||
-	    e->integer > (1LL << 53))
-		return false;
-	*v = e->integer;
-	return true;
+	const unsigned char *b = (const unsigned char *)s + 8 * k;
+	uint64_t u = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		u = u << 8 | b[i];
+	memcpy(v, &u, sizeof(*v));
+	return isfinite(*v);
 }
 
-/* rep_num - reply element E as a number: an integer, a string that is
- * one number, or nil (0, a key that does not exist); false when it is
- * anything else */
+/* whole - V is a whole number in [MIN, 2^53] */
 static bool
-rep_num(const redisReply *e, double *v)
+whole(double v, double min)
 {
-	char t[64];
-
-	if (e == NULL)
-		return false;
-	switch (e->type) {
-	case REDIS_REPLY_INTEGER:
-		*v = (double)e->integer;
-		return true;
-	case REDIS_REPLY_NIL:
-		*v = 0;
-		return true;
-	case REDIS_REPLY_STRING:
-		if (e->str == NULL || e->len == 0 || e->len >= sizeof(t))
-			return false;
-		memcpy(t, e->str, e->len);
-		t[e->len] = '\0';
-		return xm_parse_double(t, v) == 0;
-	}
-	return false;
-}
-
-/* replies - how many reply elements OP has */
-static size_t
-replies(const struct xm_state_op *op)
-{
-	if (!sent(op) || op->op == XM_SOP_SET)
-		return 0;
-	return op->op == XM_SOP_DISTINCT && op->key2 != 0 ? 2 : 1;
+	return v >= min && v <= 9007199254740992.0 && v == floor(v);
 }
 
 /* xm_redis_results - OPS' results from the script's reply */
@@ -913,20 +951,20 @@ xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
 	}
 	for (k = 0; k < n; k++)
 		want += replies(&ops[k]);
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != want ||
-	    (want > 0 && rep->element == NULL)) {
+	if (rep->type != REDIS_REPLY_STRING || rep->len != 8 * want ||
+	    (want > 0 && rep->str == NULL)) {
 		snprintf(err, errlen, "script: %s", rep->type ==
 		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
 		return -1;
 	}
 	for (k = 0; k < n; k++) {
 		struct xm_state_op *op = &ops[k];
-		const redisReply *e = replies(op) ? rep->element[j] : NULL;
-		long long x;
-		double T, d;
+		double x = 0, T, d;
 
 		op->ok = true;
 		op->result = op->result2 = 0;
+		if (replies(op) > 0 && !rep_double(rep->str, j, &x))
+			goto bad;
 		switch (op->op) {
 		case XM_SOP_BUCKET:
 			if (!sent(op)) {         /* no limit */
@@ -934,10 +972,10 @@ xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
 				break;
 			}
 			/* d (microseconds) before the op, or -1 - d: refused */
-			if (!rep_int(e, -(1LL << 53), &x))
+			if (!whole(x, -9007199254740992.0))
 				goto bad;
 			op->ok = x >= 0;
-			d = (double)(op->ok ? x : -1 - x) / 1e6;
+			d = (op->ok ? x : -1 - x) / 1e6;
 			T = 1.0 / op->rate;
 			op->result = (op->burst * T - d - (op->ok ? op->cost * T :
 			    0)) / T;
@@ -945,21 +983,20 @@ xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
 				op->result = 0;
 			break;
 		case XM_SOP_DISTINCT:
-			if (!rep_int(e, 0, &x))
+			if (!whole(x, 0))
 				goto bad;
-			op->result = (double)x;
-			if (op->key2 != 0 && !rep_num(rep->element[j + 1],
+			op->result = x;
+			if (op->key2 != 0 && !rep_double(rep->str, j + 1,
 			    &op->result2))
 				goto bad;
 			break;
 		case XM_SOP_INCR:
-			if (!rep_int(e, 0, &x))
+			if (!whole(x, 0))
 				goto bad;
-			op->result = (double)x;
+			op->result = x;
 			break;
 		case XM_SOP_GET:
-			if (!rep_num(e, &op->result))
-				goto bad;
+			op->result = x;
 			break;
 		case XM_SOP_SET:
 			op->result = op->value;
