@@ -90,6 +90,7 @@ static const char script[] =
     "local v = {}\n"
     "if nr > 0 then v = call('MGET', unpack(K, 1, nr)) end\n"
     "local al, a = {}, 4\n"
+    "local dup = V[3] > 0\n"
     "for i = 1, V[3] do\n"
     "  al[V[a]] = V[a+1]\n"
     "  a = a + 2\n"
@@ -144,7 +145,7 @@ static const char script[] =
     "        if not p then\n"
     "          if s then\n"
     "            call('APPEND', k, m)\n"
-    "            v[j] = s .. m\n"
+    "            if dup then v[j] = s .. m end\n"
     "          else\n"
     "            call('SET', k, m, 'PX', ms)\n"
     "            v[j] = m\n"
@@ -712,6 +713,20 @@ pk_num(struct pack *p, double v)
 	xm_buf_append(&p->blob, b, 8);
 }
 
+/* pk_uint - V as an unsigned integer of SIZE (1, 2 or 4) bytes */
+static void
+pk_uint(struct pack *p, unsigned long v, int size)
+{
+	unsigned char b[4];
+	int i;
+
+	for (i = 0; i < size; i++, v >>= 8)
+		b[i] = (unsigned char)(v & 0xff);
+	xm_buf_append(&p->fmt, size == 1 ? "B" : size == 2 ? "H" : "I4",
+	    size == 4 ? 2 : 1);
+	xm_buf_append(&p->blob, b, (size_t)size);
+}
+
 /* pk_str - N bytes at S (N >= 1) */
 static void
 pk_str(struct pack *p, const char *s, size_t n)
@@ -832,12 +847,12 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 		arg_key(&args, &argc, r->prefix, plen, ke[i].kind, ke[i].key);
 	xm_buf_append(&pk.fmt, "<", 1);
 	pk_num(&pk, floor(now * 1e6));
-	pk_num(&pk, (double)nread);
+	pk_uint(&pk, nread, 4);
 	/* a key met twice: its later places name the first (a batch is a
 	 * few dozen keys: the quadratic search is cheaper than a table) */
 	for (pass = 0; pass < 2; pass++) {
 		if (pass == 1)
-			pk_num(&pk, (double)nalias);
+			pk_uint(&pk, nalias, 4);
 		for (j = 1; j < nkeys; j++)
 			for (i = 0; i < j; i++)
 				if (ke[i].key == ke[j].key &&
@@ -845,8 +860,8 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 					if (pass == 0)
 						nalias++;
 					else {
-						pk_num(&pk, (double)(j + 1));
-						pk_num(&pk, (double)(i + 1));
+						pk_uint(&pk, j + 1, 4);
+						pk_uint(&pk, i + 1, 4);
 					}
 					break;
 				}
@@ -863,30 +878,32 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 		switch (op->op) {
 		case XM_SOP_BUCKET:
 			bucket_us(op, &inc, &lim);
-			pk_num(&pk, 1);
+			pk_uint(&pk, 1, 1);
 			pk_num(&pk, inc);
 			pk_num(&pk, lim);
 			break;
 		case XM_SOP_DISTINCT:
 			if (strset(op)) {
-				pk_num(&pk, op->key2 != 0 ? 4 : 3);
+				pk_uint(&pk, op->key2 != 0 ? 4 : 3, 1);
 				pk_member(&pk, op->member);
+				pk_ms(&pk, op->ttl);
+				pk_uint(&pk, (unsigned long)op->cap, 2);
 			} else {
-				pk_num(&pk, op->key2 != 0 ? 6 : 5);
+				pk_uint(&pk, op->key2 != 0 ? 6 : 5, 1);
 				pk_str(&pk, t, put_hex(t, op->member));
+				pk_ms(&pk, op->ttl);
+				pk_num(&pk, op->cap > 0 ? (double)op->cap : 0);
 			}
-			pk_ms(&pk, op->ttl);
-			pk_num(&pk, op->cap > 0 ? (double)op->cap : 0);
 			break;
 		case XM_SOP_INCR:
-			pk_num(&pk, 7);
+			pk_uint(&pk, 7, 1);
 			pk_ms(&pk, op->ttl);
 			break;
 		case XM_SOP_GET:
-			pk_num(&pk, 2);
+			pk_uint(&pk, 2, 1);
 			break;
 		case XM_SOP_SET:
-			pk_num(&pk, 8);
+			pk_uint(&pk, 8, 1);
 			pk_str(&pk, t, put_num(t, op->value));
 			pk_ms(&pk, op->ttl);
 			break;
