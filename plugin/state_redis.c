@@ -85,6 +85,7 @@
 static const char script[] =
     "local K, call, fmt, find = KEYS, redis.call, string.format, "
     "string.find\n"
+    "local floor, ceil = math.floor, math.ceil\n"
     "local V = {struct.unpack(ARGV[1], ARGV[2])}\n"
     "local now, nr = V[1], V[2]\n"
     "local v = {}\n"
@@ -104,6 +105,7 @@ static const char script[] =
     "    local j = al[kr] or kr\n"
     "    local t, d = v[j], 0\n"
     "    if t then\n"
+    "      t = t + 0\n"
     "      d = t - now\n"
     "      if d < 0 then d = 0 end\n"
     "    end\n"
@@ -112,15 +114,23 @@ static const char script[] =
     "    if nd > V[a+2] then\n"
     "      res[r] = -1 - d\n"
     "    else\n"
-    "      t = now + nd\n"
-    "      nd = math.ceil(nd / 1000)\n"
-    "      if nd < 1 then nd = 1 end\n"
-    "      call('SET', K[kr], fmt('%d', t), 'PX', fmt('%d', nd))\n"
-    "      v[j] = t\n"
+    "      local t2 = now + nd\n"
+    "      local c2 = floor(t2 / 4000000)\n"
+    "      if t and floor(t / 4000000) == c2 then\n"
+    "        if d > 0 then\n"
+    "          call('INCRBY', K[kr], V[a+3])\n"
+    "        else\n"
+    "          call('SET', K[kr], fmt('%d', t2), 'KEEPTTL')\n"
+    "        end\n"
+    "      else\n"
+    "        call('SET', K[kr], fmt('%d', t2), 'PX', "
+    "fmt('%d', ceil(((c2 + 2) * 4000000 - now) / 1000)))\n"
+    "      end\n"
+    "      v[j] = t2\n"
     "      res[r] = d\n"
     "    end\n"
     "    kr = kr + 1\n"
-    "    a = a + 3\n"
+    "    a = a + 4\n"
     "  elseif op == 2 then\n"
     "    local x = v[al[kr] or kr]\n"
     "    r = r + 1\n"
@@ -881,6 +891,7 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 			pk_uint(&pk, 1, 1);
 			pk_num(&pk, inc);
 			pk_num(&pk, lim);
+			pk_str(&pk, t, put_u(t, (unsigned long long)inc));
 			break;
 		case XM_SOP_DISTINCT:
 			if (strset(op)) {
