@@ -99,13 +99,20 @@ cpu_s() {
 # to $TMP/results and prints the run's line
 one_run() {
 	local d=$1 idx=$2 port out stanzas sps c0 c1 stats
-	port=$(free_port)
-	"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
-		--appendonly no >"$TMP/redis.log" 2>&1 &
-	RPID=$!
-	for _ in $(seq 100); do
-		"$REDIS_CLI" -p "$port" PING >/dev/null 2>&1 && break
-		sleep 0.05
+	# a port free when probed may be taken before redis-server binds it:
+	# then another one
+	for try in 1 2 3 4 5; do
+		port=$(free_port)
+		"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' \
+			--appendonly no >"$TMP/redis.log" 2>&1 &
+		RPID=$!
+		for _ in $(seq 100); do
+			"$REDIS_CLI" -p "$port" PING >/dev/null 2>&1 && break 2
+			kill -0 "$RPID" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; RPID=
+		[ "$try" = 5 ] && die "redis-server did not start: $(tail -3 "$TMP/redis.log")"
 	done
 	{
 		say "daemon:"
@@ -146,6 +153,8 @@ one_run() {
 		"$XMILTER" health -s "$TMP/sock" -t 1 >/dev/null 2>&1 && break
 		sleep 0.05
 	done
+	"$XMILTER" health -s "$TMP/sock" -t 1 2>/dev/null | grep -q 'state=redis' ||
+		die "$d: not counting in Redis ($("$XMILTER" health -s "$TMP/sock" -t 1 2>&1 | tr '\n' ' '))"
 	"$REDIS_CLI" -p "$port" CONFIG RESETSTAT >/dev/null
 	c0=$(cpu_s "$port")
 	if [ -n "$PERF" ]; then
