@@ -6,16 +6,31 @@
  * their counters. Every batch of operations for one event becomes one
  * EVALSHA of the script below: the operations run atomically inside Redis
  * and cost one round trip. Every key the script writes gets an expiry
- * (PX on SET; PEXPIRE in the same script call that creates a set or a
- * counter, so no key can exist without one), and Redis never fills with
- * dead counters. The clock is
- * the caller's (the event's time), passed as the first argument, so every
- * node agrees on the arithmetic whatever Redis's own clock says.
+ * (PX on the SET that creates it; PEXPIRE in the same script call that
+ * creates a Redis set or a counter; APPEND, INCR, INCRBY and SET KEEPTTL
+ * keep the one it has), so no key exists without one and Redis never
+ * fills with dead counters. The clock is the caller's (the event's time),
+ * passed in, so every node agrees on the arithmetic whatever Redis's own
+ * clock says.
  *
- * Keys: PREFIX + b|d|i|v + ':' + 16 hex digits of the state key (a hash:
- * no JID or address is stored in Redis). Buckets are strings holding the
- * GCRA arrival time, DISTINCT sets are Redis sets of member hashes (never
- * more than CAP members), counters are INCR strings, values are strings.
+ * Keys: PREFIX + kind + ':' + 16 hex digits of the state key (a hash: no
+ * JID or address is stored in Redis). Kinds: t bucket (a string: the GCRA
+ * arrival time in whole microseconds), m set of at most
+ * XM_REDIS_STRSET_MAX members (a string of 8-byte member hashes, read
+ * with the batch's one MGET), d larger or uncapped set (a Redis set of
+ * member hashes in hex), i counter (INCR), v value. A set never holds more
+ * than CAP members.
+ *
+ * Cost: redis-server's time for the script is what limits a Redis
+ * deployment (the inner commands are cheap; converting every argument,
+ * reply and number between Redis and Lua is not). So: one MGET reads
+ * every key the batch reads; the arguments are packed into one string;
+ * the reply is one string of packed doubles; a bucket write keeps its
+ * key's expiry (INCRBY, SET KEEPTTL) while the arrival time stays in its
+ * 4-second cell and sets PX to the end of the next cell when it leaves
+ * it (a key lives at most 8 s longer than the bucket needs); small sets
+ * are strings searched in Lua, not SCARD + SADD. See bench/
+ * redis-script-bench.sh.
  *
  * Connections: blocking hiredis with connect and command timeouts, one
  * connection per calling thread (workers run the filter, never the event
@@ -60,7 +75,8 @@
  * first (one MGET); NA and NA pairs J, I: KEYS[J] is the same key as
  * KEYS[I] (I < J: a key met twice in a batch shares one value); then per
  * op its code and arguments:
- *   1 bucket   increment, limit (whole microseconds)
+ *   1 bucket   increment, limit (whole microseconds), the increment
+ *              as a string (for INCRBY)
  *   2 GET
  *   3 set kept as a string of 8-byte members: member, PX, cap
  *   4 the same, also counting a new member in a second counter
@@ -68,7 +84,11 @@
  *   6 the same with a second counter
  *   7 INCR     PX
  *   8 SET      value, PX
- * (PX and values are strings, handed to redis.call as they are). Ops
+ * (PX and values are strings, handed to redis.call as they are). A
+ * bucket's arrival time t moves to t2 = max(t, now) + increment when the
+ * delay fits the limit; its key then expires at the end of the 4 s cell
+ * after t2's (in the event clock): while t2 stays in the cell of the
+ * stored t, the key's expiry is left alone. Ops
  * take their keys in order from two runs of KEYS: the first NR (read:
  * buckets, sets kept as strings, the second counters, values to GET),
  * then the keys only written (Redis sets, counters, values to SET). v
