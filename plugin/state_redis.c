@@ -95,6 +95,8 @@
  * holds each key's value as the batch goes (what MGET read, then what
  * the ops wrote).
  *
+ * The results are written into V itself, behind the op being read (no
+ * op gives more numbers than it takes), so no table is made for them.
  * The reply is one string, doubles packed by ARGV[3], per op in order:
  * bucket the delay d (whole microseconds) before the op, or -1 - d when
  * refused; a set its count (and with a second counter, that counter);
@@ -105,7 +107,7 @@
 static const char script[] =
     "local K, call, fmt, find = KEYS, redis.call, string.format, "
     "string.find\n"
-    "local floor, ceil = math.floor, math.ceil\n"
+    "local ceil = math.ceil\n"
     "local V = {struct.unpack(ARGV[1], ARGV[2])}\n"
     "local now, nr = V[1], V[2]\n"
     "local v = {}\n"
@@ -116,8 +118,7 @@ static const char script[] =
     "  al[V[a]] = V[a+1]\n"
     "  a = a + 2\n"
     "end\n"
-    "local res = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "
-    "0, 0, 0, 0, 0, 0}\n"
+    "local res = V\n"
     "local r, kr, kw, na = 0, 1, nr + 1, #V - 1\n"
     "while a <= na do\n"
     "  local op = V[a]\n"
@@ -135,8 +136,8 @@ static const char script[] =
     "      res[r] = -1 - d\n"
     "    else\n"
     "      local t2 = now + nd\n"
-    "      local c2 = floor(t2 / 4000000)\n"
-    "      if t and floor(t / 4000000) == c2 then\n"
+    "      local c2 = t2 - t2 % 4000000\n"
+    "      if t and t - t % 4000000 == c2 then\n"
     "        if d > 0 then\n"
     "          call('INCRBY', K[kr], V[a+3])\n"
     "        else\n"
@@ -144,7 +145,7 @@ static const char script[] =
     "        end\n"
     "      else\n"
     "        call('SET', K[kr], fmt('%d', t2), 'PX', "
-    "fmt('%d', ceil(((c2 + 2) * 4000000 - now) / 1000)))\n"
+    "fmt('%d', ceil((c2 + 8000000 - now) / 1000)))\n"
     "      end\n"
     "      v[j] = t2\n"
     "      res[r] = d\n"
