@@ -590,10 +590,10 @@ xm_redis_ping(struct xm_redis *r, char *err, size_t errlen)
  * a BUCKET without a limit (rate <= 0) is not sent at all (its result is
  * known: ok, the whole burst); a DISTINCT with a cap of 1 to
  * XM_REDIS_STRSET_MAX members is a string of 8-byte members read with
- * the batch's MGET ('M', or 'N' with a second counter), one with a larger
- * cap or none a Redis set ('D' or 'E'). Key kinds: t bucket (arrival
- * time, integer microseconds), m set as a string, d Redis set, i
- * counter, v value.
+ * the batch's MGET (op 3, or 4 with a second counter), one with a larger
+ * cap or none a Redis set (op 5 or 6). Key kinds: t bucket (arrival
+ * time, whole microseconds), m set as a string, d Redis set, i counter,
+ * v value.
  */
 #define XM_REDIS_STRSET_MAX 1024
 
