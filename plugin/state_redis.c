@@ -6,16 +6,31 @@
  * their counters. Every batch of operations for one event becomes one
  * EVALSHA of the script below: the operations run atomically inside Redis
  * and cost one round trip. Every key the script writes gets an expiry
- * (PX on SET; PEXPIRE in the same script call that creates a set or a
- * counter, so no key can exist without one), and Redis never fills with
- * dead counters. The clock is
- * the caller's (the event's time), passed as the first argument, so every
- * node agrees on the arithmetic whatever Redis's own clock says.
+ * (PX on the SET that creates it; PEXPIRE in the same script call that
+ * creates a Redis set or a counter; APPEND, INCR, INCRBY and SET KEEPTTL
+ * keep the one it has), so no key exists without one and Redis never
+ * fills with dead counters. The clock is the caller's (the event's time),
+ * passed in, so every node agrees on the arithmetic whatever Redis's own
+ * clock says.
  *
- * Keys: PREFIX + b|d|i|v + ':' + 16 hex digits of the state key (a hash:
- * no JID or address is stored in Redis). Buckets are strings holding the
- * GCRA arrival time, DISTINCT sets are Redis sets of member hashes (never
- * more than CAP members), counters are INCR strings, values are strings.
+ * Keys: PREFIX + kind + ':' + 16 hex digits of the state key (a hash: no
+ * JID or address is stored in Redis). Kinds: t bucket (a string: the GCRA
+ * arrival time in whole microseconds), m set of at most
+ * XM_REDIS_STRSET_MAX members (a string of 8-byte member hashes, read
+ * with the batch's one MGET), d larger or uncapped set (a Redis set of
+ * member hashes in hex), i counter (INCR), v value. A set never holds more
+ * than CAP members.
+ *
+ * Cost: redis-server's time for the script is what limits a Redis
+ * deployment (the inner commands are cheap; converting every argument,
+ * reply and number between Redis and Lua is not). So: one MGET reads
+ * every key the batch reads; the arguments are packed into one string;
+ * the reply is one string of packed doubles; a bucket write keeps its
+ * key's expiry (INCRBY, SET KEEPTTL) while the arrival time stays in its
+ * 4-second cell and sets PX to the end of the next cell when it leaves
+ * it (a key lives at most 8 s longer than the bucket needs); small sets
+ * are strings searched in Lua, not SCARD + SADD. See bench/
+ * redis-script-bench.sh.
  *
  * Connections: blocking hiredis with connect and command timeouts, one
  * connection per calling thread (workers run the filter, never the event
@@ -51,83 +66,179 @@
 
 #include "state.h"
 
-/* ARGV[1] = now in microseconds, ARGV[2] = the number of ops; then per
- * op an op letter and its arguments (a bucket's rate per minute). Ops
- * take their keys from KEYS in order (one each; a DISTINCT with a second
- * counter, 'E', takes two). */
+/*
+ * The script. Its arguments are packed (struct.unpack reads them all in
+ * one call, where every argument of its own costs Redis an object and
+ * Lua a string, and every tonumber two strtod): ARGV[1] is the format of
+ * ARGV[2], ARGV[2] the packed values, ARGV[3] the format of the reply.
+ * The values: now (whole microseconds); NR, how many of KEYS are read
+ * first (one MGET); NA and NA pairs J, I: KEYS[J] is the same key as
+ * KEYS[I] (I < J: a key met twice in a batch shares one value); then per
+ * op its code and arguments:
+ *   1 bucket   increment, limit (whole microseconds), the increment
+ *              as a string (for INCRBY)
+ *   2 GET
+ *   3 set kept as a string of 8-byte members: member, PX, cap
+ *   4 the same, also counting a new member in a second counter
+ *   5 Redis set: member, PX, cap (0: none)
+ *   6 the same with a second counter
+ *   7 INCR     PX
+ *   8 SET      value, PX
+ * (PX and values are strings, handed to redis.call as they are). A
+ * bucket's arrival time t moves to t2 = max(t, now) + increment when the
+ * delay fits the limit; its key then expires at the end of the 4 s cell
+ * after t2's (in the event clock): while t2 stays in the cell of the
+ * stored t, the key's expiry is left alone. Ops
+ * take their keys in order from two runs of KEYS: the first NR (read:
+ * buckets, sets kept as strings, the second counters, values to GET),
+ * then the keys only written (Redis sets, counters, values to SET). v
+ * holds each key's value as the batch goes (what MGET read, then what
+ * the ops wrote).
+ *
+ * The results are written into V itself, behind the op being read (no
+ * op gives more numbers than it takes), so no table is made for them.
+ * The reply is one string, doubles packed by ARGV[3], per op in order:
+ * bucket the delay d (whole microseconds) before the op, or -1 - d when
+ * refused; a set its count (and with a second counter, that counter);
+ * INCR the count; GET the value (0: none); SET nothing. Numbers handed
+ * to redis.call are formatted with %d (Redis formats a Lua number with
+ * %.17g, far slower); all are whole, so there is no rounding.
+ */
 static const char script[] =
-    "local now = tonumber(ARGV[1]) / 1000000\n"
-    "local res = {}\n"
-    "local nops = tonumber(ARGV[2])\n"
-    "local a = 3\n"
-    "local ki = 1\n"
-    "local function ttl(k, ms)\n"
-    "  redis.call('PEXPIRE', k, math.max(1, math.ceil(ms)))\n"
+    "local K, call, fmt, find = KEYS, redis.call, string.format, "
+    "string.find\n"
+    "local ceil = math.ceil\n"
+    "local V = {struct.unpack(ARGV[1], ARGV[2])}\n"
+    "local now, nr = V[1], V[2]\n"
+    "local v = {}\n"
+    "if nr > 0 then v = call('MGET', unpack(K, 1, nr)) end\n"
+    "local al, a = {}, 4\n"
+    "local dup = V[3] > 0\n"
+    "for i = 1, V[3] do\n"
+    "  al[V[a]] = V[a+1]\n"
+    "  a = a + 2\n"
     "end\n"
-    "for i = 1, nops do\n"
-    "  local k = KEYS[ki]\n"
-    "  ki = ki + 1\n"
-    "  local op = ARGV[a]\n"
-    "  if op == 'B' then\n"
-    "    local rate, burst, cost = tonumber(ARGV[a+1]) / 60, "
-    "tonumber(ARGV[a+2]), tonumber(ARGV[a+3])\n"
-    "    a = a + 4\n"
-    "    local T = 1 / rate\n"
-    "    local tau = burst * T\n"
-    "    local tol = math.max(T * 0.001, 0.00001)\n"
-    "    local d = (tonumber(redis.call('GET', k) or now) or now) - now\n"
-    "    if d < 0 then d = 0 end\n"
-    "    local nd = d + cost * T\n"
-    "    if nd > tau + tol then\n"
-    "      local left = (tau - d) / T\n"
-    "      if left < 0 then left = 0 end\n"
-    "      res[i] = '0 ' .. left\n"
+    "local res = V\n"
+    "local r, kr, kw, na = 0, 1, nr + 1, #V - 1\n"
+    "while a <= na do\n"
+    "  local op = V[a]\n"
+    "  if op == 1 then\n"
+    "    local j = al[kr] or kr\n"
+    "    local t, d = v[j], 0\n"
+    "    if t then\n"
+    "      t = t + 0\n"
+    "      d = t - now\n"
+    "      if d < 0 then d = 0 end\n"
+    "    end\n"
+    "    local nd = d + V[a+1]\n"
+    "    r = r + 1\n"
+    "    if nd > V[a+2] then\n"
+    "      res[r] = -1 - d\n"
     "    else\n"
-    "      redis.call('SET', k, string.format('%.6f', now + nd), 'PX', "
-    "math.max(1, math.ceil(nd * 1000)))\n"
-    "      res[i] = '1 ' .. math.max(0, (tau - nd) / T)\n"
-    "    end\n"
-    "  elseif op == 'D' or op == 'E' then\n"
-    "    local member, ms, cap = ARGV[a+1], tonumber(ARGV[a+2]), "
-    "tonumber(ARGV[a+3])\n"
-    "    a = a + 4\n"
-    "    local k2 = nil\n"
-    "    local n2 = 0\n"
-    "    if op == 'E' then\n"
-    "      k2 = KEYS[ki]\n"
-    "      ki = ki + 1\n"
-    "      n2 = tonumber(redis.call('GET', k2) or '0') or 0\n"
-    "    end\n"
-    "    local n = redis.call('SCARD', k)\n"
-    "    if cap <= 0 or n < cap then\n"
-    "      local added = redis.call('SADD', k, member)\n"
-    "      n = n + added\n"
-    "      if n == 1 and added == 1 then ttl(k, ms) end\n"
-    "      if k2 and added == 1 then\n"
-    "        n2 = redis.call('INCR', k2)\n"
-    "        if n2 == 1 then ttl(k2, ms) end\n"
+    "      local t2 = now + nd\n"
+    "      local c2 = t2 - t2 % 4000000\n"
+    "      if t and t - t % 4000000 == c2 then\n"
+    "        if d > 0 then\n"
+    "          call('INCRBY', K[kr], V[a+3])\n"
+    "        else\n"
+    "          call('SET', K[kr], fmt('%d', t2), 'KEEPTTL')\n"
+    "        end\n"
+    "      else\n"
+    "        call('SET', K[kr], fmt('%d', t2), 'PX', "
+    "fmt('%d', ceil((c2 + 8000000 - now) / 1000)))\n"
     "      end\n"
+    "      v[j] = t2\n"
+    "      res[r] = d\n"
     "    end\n"
-    "    res[i] = '1 ' .. n .. ' ' .. n2\n"
-    "  elseif op == 'I' then\n"
-    "    local ms = tonumber(ARGV[a+1])\n"
-    "    a = a + 2\n"
-    "    local n = redis.call('INCR', k)\n"
-    "    if n == 1 then ttl(k, ms) end\n"
-    "    res[i] = '1 ' .. n\n"
-    "  elseif op == 'G' then\n"
+    "    kr = kr + 1\n"
+    "    a = a + 4\n"
+    "  elseif op == 2 then\n"
+    "    local x = v[al[kr] or kr]\n"
+    "    r = r + 1\n"
+    "    res[r] = x and x + 0 or 0\n"
+    "    kr = kr + 1\n"
     "    a = a + 1\n"
-    "    res[i] = '1 ' .. (redis.call('GET', k) or '0')\n"
-    "  elseif op == 'S' then\n"
-    "    local v, ms = ARGV[a+1], tonumber(ARGV[a+2])\n"
-    "    a = a + 3\n"
-    "    redis.call('SET', k, v, 'PX', math.max(1, math.ceil(ms)))\n"
-    "    res[i] = '1 ' .. v\n"
     "  else\n"
-    "    return redis.error_reply('xmilter: bad op')\n"
+    "    local k, j, m, ms, k2, j2, n2, added\n"
+    "    if op == 3 or op == 4 then\n"
+    "      k, j, m, ms = K[kr], al[kr] or kr, V[a+1], V[a+2]\n"
+    "      kr = kr + 1\n"
+    "      if op == 4 then\n"
+    "        k2, j2 = K[kr], al[kr] or kr\n"
+    "        kr = kr + 1\n"
+    "        n2 = v[j2]\n"
+    "      end\n"
+    "      local s, c = v[j], 0\n"
+    "      if s then c = (#s - #s % 8) / 8 end\n"
+    "      if c < V[a+3] then\n"
+    "        local p = s and find(s, m, 1, true)\n"
+    "        while p and p % 8 ~= 1 do p = find(s, m, p + 1, true) end\n"
+    "        if not p then\n"
+    "          if s then\n"
+    "            call('APPEND', k, m)\n"
+    "            if dup then v[j] = s .. m end\n"
+    "          else\n"
+    "            call('SET', k, m, 'PX', ms)\n"
+    "            v[j] = m\n"
+    "          end\n"
+    "          c = c + 1\n"
+    "          added = true\n"
+    "        end\n"
+    "      end\n"
+    "      r = r + 1\n"
+    "      res[r] = c\n"
+    "      a = a + 4\n"
+    "    elseif op == 5 or op == 6 then\n"
+    "      k, m, ms = K[kw], V[a+1], V[a+2]\n"
+    "      kw = kw + 1\n"
+    "      if op == 6 then\n"
+    "        k2, j2 = K[kr], al[kr] or kr\n"
+    "        kr = kr + 1\n"
+    "        n2 = v[j2]\n"
+    "      end\n"
+    "      local c, cap = call('SCARD', k), V[a+3]\n"
+    "      if (cap <= 0 or c < cap) and call('SADD', k, m) == 1 then\n"
+    "        c = c + 1\n"
+    "        if c == 1 then call('PEXPIRE', k, ms) end\n"
+    "        added = true\n"
+    "      end\n"
+    "      r = r + 1\n"
+    "      res[r] = c\n"
+    "      a = a + 4\n"
+    "    elseif op == 7 then\n"
+    "      k = K[kw]\n"
+    "      local c = call('INCR', k)\n"
+    "      if c == 1 then call('PEXPIRE', k, V[a+1]) end\n"
+    "      v[al[kw] or kw] = c\n"
+    "      kw = kw + 1\n"
+    "      r = r + 1\n"
+    "      res[r] = c\n"
+    "      a = a + 2\n"
+    "    elseif op == 8 then\n"
+    "      m = V[a+1]\n"
+    "      call('SET', K[kw], m, 'PX', V[a+2])\n"
+    "      v[al[kw] or kw] = m\n"
+    "      kw = kw + 1\n"
+    "      a = a + 3\n"
+    "    else\n"
+    "      return redis.error_reply('xmilter: bad op')\n"
+    "    end\n"
+    "    if k2 then\n"
+    "      if added then\n"
+    "        if n2 then\n"
+    "          n2 = call('INCR', k2)\n"
+    "        else\n"
+    "          call('SET', k2, '1', 'PX', ms)\n"
+    "          n2 = 1\n"
+    "        end\n"
+    "        v[j2] = n2\n"
+    "      end\n"
+    "      r = r + 1\n"
+    "      res[r] = n2 and n2 + 0 or 0\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "return res\n";
+    "return struct.pack(ARGV[3], unpack(res, 1, r))\n";
 
 struct conn {
 	struct conn *next;
@@ -474,16 +585,59 @@ xm_redis_ping(struct xm_redis *r, char *err, size_t errlen)
 	return rc;
 }
 
+/*
+ * How each op travels (the same rules for the command and its reply):
+ * a BUCKET without a limit (rate <= 0) is not sent at all (its result is
+ * known: ok, the whole burst); a DISTINCT with a cap of 1 to
+ * XM_REDIS_STRSET_MAX members is a string of 8-byte members read with
+ * the batch's MGET (op 3, or 4 with a second counter), one with a larger
+ * cap or none a Redis set (op 5 or 6). Key kinds: t bucket (arrival
+ * time, whole microseconds), m set as a string, d Redis set, i counter,
+ * v value.
+ */
+#define XM_REDIS_STRSET_MAX 1024
+
+/* strset - OP is a DISTINCT kept as a string of members */
+static bool
+strset(const struct xm_state_op *op)
+{
+	return op->op == XM_SOP_DISTINCT && op->cap > 0 &&
+	    op->cap <= XM_REDIS_STRSET_MAX;
+}
+
+/* sent - OP goes to Redis (an unlimited bucket does not) */
+static bool
+sent(const struct xm_state_op *op)
+{
+	switch (op->op) {
+	case XM_SOP_BUCKET:
+		return op->rate > 0;
+	case XM_SOP_DISTINCT:
+	case XM_SOP_INCR:
+	case XM_SOP_GET:
+	case XM_SOP_SET:
+		return true;
+	}
+	return false;
+}
+
 /* letter - the key kind of OP */
 static char
-letter(enum xm_sop op)
+letter(const struct xm_state_op *op)
 {
-	switch (op) {
-	case XM_SOP_BUCKET: return 'b';
-	case XM_SOP_DISTINCT: return 'd';
+	switch (op->op) {
+	case XM_SOP_BUCKET: return 't';
+	case XM_SOP_DISTINCT: return strset(op) ? 'm' : 'd';
 	case XM_SOP_INCR: return 'i';
 	default: return 'v';
 	}
+}
+
+/* read_key - OP's key is among the keys the script MGETs first */
+static bool
+read_key(const struct xm_state_op *op)
+{
+	return op->op == XM_SOP_BUCKET || op->op == XM_SOP_GET || strset(op);
 }
 
 /*
@@ -554,15 +708,7 @@ arg(struct xm_buf *b, unsigned *argc, const char *s, size_t n)
 	(*argc)++;
 }
 
-/* arg_num, arg_key - a number, a key (PREFIX + kind letter + hex) */
-static void
-arg_num(struct xm_buf *b, unsigned *argc, double v)
-{
-	char t[40];
-
-	arg(b, argc, t, put_num(t, v));
-}
-
+/* arg_key - a key: PREFIX + kind letter + ':' + hex */
 static void
 arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
     char kind, uint64_t key)
@@ -575,60 +721,235 @@ arg_key(struct xm_buf *b, unsigned *argc, const char *prefix, size_t plen,
 	arg(b, argc, t, plen + 2 + put_hex(t + plen + 2, key));
 }
 
+/*
+ * The script's arguments are packed: FMT gets struct.unpack's format,
+ * BLOB the values (doubles little-endian first, strings as they are).
+ */
+struct pack {
+	struct xm_buf fmt, blob;
+};
+
+/* pk_num - one number (a double) */
+static void
+pk_num(struct pack *p, double v)
+{
+	unsigned char b[8];
+	uint64_t u;
+	int i;
+
+	memcpy(&u, &v, sizeof(u));
+	for (i = 0; i < 8; i++, u >>= 8)
+		b[i] = (unsigned char)(u & 0xff);
+	xm_buf_append(&p->fmt, "d", 1);
+	xm_buf_append(&p->blob, b, 8);
+}
+
+/* pk_uint - V as an unsigned integer of SIZE (1, 2 or 4) bytes */
+static void
+pk_uint(struct pack *p, unsigned long v, int size)
+{
+	unsigned char b[4];
+	int i;
+
+	for (i = 0; i < size; i++, v >>= 8)
+		b[i] = (unsigned char)(v & 0xff);
+	xm_buf_append(&p->fmt, size == 1 ? "B" : size == 2 ? "H" : "I4",
+	    size == 4 ? 2 : 1);
+	xm_buf_append(&p->blob, b, (size_t)size);
+}
+
+/* pk_str - N bytes at S (N >= 1) */
+static void
+pk_str(struct pack *p, const char *s, size_t n)
+{
+	char f[24];
+
+	f[0] = 'c';
+	xm_buf_append(&p->fmt, f, 1 + put_u(f + 1, n));
+	xm_buf_append(&p->blob, s, n);
+}
+
+/* pk_ms - TTL seconds as whole milliseconds for PX / PEXPIRE (a string):
+ * at least 1, at most 1e13 (~300 years: Redis refuses an expiry past its
+ * range) */
+static void
+pk_ms(struct pack *p, double ttl)
+{
+	double ms = ceil(ttl * 1000);
+	char t[24];
+
+	if (!(ms >= 1))
+		ms = 1;
+	if (ms > 1e13)
+		ms = 1e13;
+	pk_str(p, t, put_u(t, (unsigned long long)ms));
+}
+
+/* pk_member - a member of a set kept as a string: 8 bytes, least
+ * significant first */
+static void
+pk_member(struct pack *p, uint64_t m)
+{
+	char t[8];
+	int i;
+
+	for (i = 0; i < 8; i++, m >>= 8)
+		t[i] = (char)(m & 0xff);
+	pk_str(p, t, 8);
+}
+
+/* bucket_us - a limited bucket's increment (COST tokens) and limit (the
+ * burst plus the tolerance, the same as the memory table's) in whole
+ * microseconds: the arrival time is kept in whole microseconds, so an
+ * increment rounded to one is what adding the exact one and rounding the
+ * sum gave; a delay (a whole number) is over the limit exactly when it is
+ * over the limit rounded down */
+static void
+bucket_us(const struct xm_state_op *op, double *inc, double *lim)
+{
+	double T = 1e6 / op->rate, tol = T * 1e-3 > 10 ? T * 1e-3 : 10;
+
+	*inc = floor(op->cost * T + 0.5);
+	*lim = floor(op->burst * T + tol);
+	if (!(*inc >= 0))
+		*inc = 0;
+	if (*inc > 4e15)
+		*inc = 4e15;
+	if (!(*lim >= 0))
+		*lim = 0;
+	if (*lim > 4e15)
+		*lim = 4e15;
+}
+
+/* the keys of one command, in the order of KEYS */
+struct key_ent {
+	char kind;
+	uint64_t key;
+};
+
+/* replies - how many numbers of the reply are OP's */
+static size_t
+replies(const struct xm_state_op *op)
+{
+	if (!sent(op) || op->op == XM_SOP_SET)
+		return 0;
+	return op->op == XM_SOP_DISTINCT && op->key2 != 0 ? 2 : 1;
+}
+
 /* xm_redis_command - the EVALSHA of OPS at NOW, in RESP, into CMD */
 void
 xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
     size_t n, double now, struct xm_buf *cmd)
 {
 	struct xm_buf args = { 0 };
-	size_t i, hk = 0, plen = strlen(r->prefix), nkeys;
+	struct pack pk = { { 0 }, { 0 } };
+	struct key_ent kv[64], *ke = kv;
+	size_t i, j, hk = 0, plen = strlen(r->prefix), nkeys = 0, nread = 0,
+	    nalias = 0, nres = 0;
 	unsigned argc = 0, hargc = 0;
 	char t[64], h[32];
+	int pass;
 
-	/* after EVALSHA sha: numkeys keys... now nops ops... */
-	nkeys = n;
+	/* the keys read first, then the others (each op's in op order) */
 	for (i = 0; i < n; i++)
-		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
-			nkeys++;
+		if (sent(&ops[i]))
+			nkeys += ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0 ?
+			    2 : 1;
+	if (nkeys > XM_ARRAY_LEN(kv))
+		ke = xm_calloc(nkeys, sizeof(*ke));
+	nkeys = 0;
+	for (pass = 0; pass < 2; pass++)
+		for (i = 0; i < n; i++) {
+			const struct xm_state_op *op = &ops[i];
+
+			if (!sent(op))
+				continue;
+			if (read_key(op) == (pass == 0))
+				ke[nkeys++] = (struct key_ent){ letter(op),
+				    op->key };
+			if (pass == 0 && op->op == XM_SOP_DISTINCT &&
+			    op->key2 != 0)
+				ke[nkeys++] = (struct key_ent){ 'i', op->key2 };
+			if (pass == 0)
+				nread = nkeys;
+		}
 	arg(&args, &argc, t, put_u(t, nkeys));
-	for (i = 0; i < n; i++) {
-		arg_key(&args, &argc, r->prefix, plen, letter(ops[i].op),
-		    ops[i].key);
-		if (ops[i].op == XM_SOP_DISTINCT && ops[i].key2 != 0)
-			arg_key(&args, &argc, r->prefix, plen, 'i', ops[i].key2);
+	for (i = 0; i < nkeys; i++)
+		arg_key(&args, &argc, r->prefix, plen, ke[i].kind, ke[i].key);
+	xm_buf_append(&pk.fmt, "<", 1);
+	pk_num(&pk, floor(now * 1e6));
+	pk_uint(&pk, nread, 4);
+	/* a key met twice: its later places name the first (a batch is a
+	 * few dozen keys: the quadratic search is cheaper than a table) */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			pk_uint(&pk, nalias, 4);
+		for (j = 1; j < nkeys; j++)
+			for (i = 0; i < j; i++)
+				if (ke[i].key == ke[j].key &&
+				    ke[i].kind == ke[j].kind) {
+					if (pass == 0)
+						nalias++;
+					else {
+						pk_uint(&pk, j + 1, 4);
+						pk_uint(&pk, i + 1, 4);
+					}
+					break;
+				}
 	}
-	arg_num(&args, &argc, floor(now * 1e6));
-	arg(&args, &argc, t, put_u(t, n));
+	if (ke != kv)
+		free(ke);
 	for (i = 0; i < n; i++) {
 		const struct xm_state_op *op = &ops[i];
+		double inc, lim;
 
+		if (!sent(op))
+			continue;
+		nres += replies(op);
 		switch (op->op) {
 		case XM_SOP_BUCKET:
-			arg(&args, &argc, "B", 1);
-			arg_num(&args, &argc, op->rate > 0 ? op->rate * 60 : 6e10);
-			arg_num(&args, &argc, op->rate > 0 ? op->burst : 1e14);
-			arg_num(&args, &argc, op->cost);
+			bucket_us(op, &inc, &lim);
+			pk_uint(&pk, 1, 1);
+			pk_num(&pk, inc);
+			pk_num(&pk, lim);
+			pk_str(&pk, t, put_u(t, (unsigned long long)inc));
 			break;
 		case XM_SOP_DISTINCT:
-			arg(&args, &argc, op->key2 != 0 ? "E" : "D", 1);
-			arg(&args, &argc, t, put_hex(t, op->member));
-			arg_num(&args, &argc, ceil(op->ttl * 1000));
-			arg_num(&args, &argc, (double)op->cap);
+			if (strset(op)) {
+				pk_uint(&pk, op->key2 != 0 ? 4 : 3, 1);
+				pk_member(&pk, op->member);
+				pk_ms(&pk, op->ttl);
+				pk_uint(&pk, (unsigned long)op->cap, 2);
+			} else {
+				pk_uint(&pk, op->key2 != 0 ? 6 : 5, 1);
+				pk_str(&pk, t, put_hex(t, op->member));
+				pk_ms(&pk, op->ttl);
+				pk_num(&pk, op->cap > 0 ? (double)op->cap : 0);
+			}
 			break;
 		case XM_SOP_INCR:
-			arg(&args, &argc, "I", 1);
-			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			pk_uint(&pk, 7, 1);
+			pk_ms(&pk, op->ttl);
 			break;
 		case XM_SOP_GET:
-			arg(&args, &argc, "G", 1);
+			pk_uint(&pk, 2, 1);
 			break;
 		case XM_SOP_SET:
-			arg(&args, &argc, "S", 1);
-			arg_num(&args, &argc, op->value);
-			arg_num(&args, &argc, ceil(op->ttl * 1000));
+			pk_uint(&pk, 8, 1);
+			pk_str(&pk, t, put_num(t, op->value));
+			pk_ms(&pk, op->ttl);
 			break;
 		}
 	}
+	arg(&args, &argc, pk.fmt.data, pk.fmt.len);
+	arg(&args, &argc, pk.blob.data, pk.blob.len);
+	xm_buf_reset(&pk.fmt);
+	xm_buf_append(&pk.fmt, "<", 1);
+	for (i = 0; i < nres; i++)
+		xm_buf_append(&pk.fmt, "d", 1);
+	arg(&args, &argc, pk.fmt.data, pk.fmt.len);
+	xm_buf_free(&pk.fmt);
+	xm_buf_free(&pk.blob);
 	/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
 	xm_buf_reset(cmd);
 	h[hk++] = '*';
@@ -642,43 +963,102 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 	xm_buf_free(&args);
 }
 
+/* rep_double - the K-th number of the reply string S (little-endian
+ * doubles); false when it is not finite */
+static bool
+rep_double(const char *s, size_t k, double *v)
+{
+	const unsigned char *b = (const unsigned char *)s + 8 * k;
+	uint64_t u = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		u = u << 8 | b[i];
+	memcpy(v, &u, sizeof(*v));
+	return isfinite(*v);
+}
+
+/* whole - V is a whole number in [MIN, 2^53] */
+static bool
+whole(double v, double min)
+{
+	return v >= min && v <= 9007199254740992.0 && v == floor(v);
+}
+
 /* xm_redis_results - OPS' results from the script's reply */
 int
 xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
     char *err, size_t errlen)
 {
 	const redisReply *rep = reply;
-	size_t k;
+	size_t k, want = 0, j = 0;
 
 	if (rep->type == REDIS_REPLY_ERROR &&
 	    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
 		snprintf(err, errlen, "script not loaded");
 		return XM_REDIS_NOSCRIPT;
 	}
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+	for (k = 0; k < n; k++)
+		want += replies(&ops[k]);
+	if (rep->type != REDIS_REPLY_STRING || rep->len != 8 * want ||
+	    (want > 0 && rep->str == NULL)) {
 		snprintf(err, errlen, "script: %s", rep->type ==
 		    REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
 		return -1;
 	}
 	for (k = 0; k < n; k++) {
-		const redisReply *e = rep->element[k];
-		char *end;
+		struct xm_state_op *op = &ops[k];
+		double x = 0, T, d;
 
-		if (e->type != REDIS_REPLY_STRING || e->len < 3) {
-			snprintf(err, errlen, "script: bad result %zu", k);
-			return -1;
+		op->ok = true;
+		op->result = op->result2 = 0;
+		if (replies(op) > 0 && !rep_double(rep->str, j, &x))
+			goto bad;
+		switch (op->op) {
+		case XM_SOP_BUCKET:
+			if (!sent(op)) {         /* no limit */
+				op->result = op->burst;
+				break;
+			}
+			/* d (microseconds) before the op, or -1 - d: refused */
+			if (!whole(x, -9007199254740992.0))
+				goto bad;
+			op->ok = x >= 0;
+			d = (op->ok ? x : -1 - x) / 1e6;
+			T = 1.0 / op->rate;
+			op->result = (op->burst * T - d - (op->ok ? op->cost * T :
+			    0)) / T;
+			if (op->result < 0)
+				op->result = 0;
+			break;
+		case XM_SOP_DISTINCT:
+			if (!whole(x, 0))
+				goto bad;
+			op->result = x;
+			if (op->key2 != 0 && !rep_double(rep->str, j + 1,
+			    &op->result2))
+				goto bad;
+			break;
+		case XM_SOP_INCR:
+			if (!whole(x, 0))
+				goto bad;
+			op->result = x;
+			break;
+		case XM_SOP_GET:
+			op->result = x;
+			break;
+		case XM_SOP_SET:
+			op->result = op->value;
+			break;
+		default:           /* as the memory table: ok, 0 */
+			break;
 		}
-		ops[k].ok = e->str[0] == '1';
-		errno = 0;
-		ops[k].result = strtod(e->str + 2, &end);
-		if (errno != 0 || end == e->str + 2) {
-			snprintf(err, errlen, "script: bad number in result %zu",
-			    k);
-			return -1;
-		}
-		ops[k].result2 = *end == ' ' ? strtod(end + 1, NULL) : 0;
+		j += replies(op);
 	}
 	return 0;
+bad:
+	snprintf(err, errlen, "script: bad result %zu", k);
+	return -1;
 }
 
 /* xm_redis_exec - one EVALSHA for the batch, results parsed back */

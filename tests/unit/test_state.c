@@ -9,7 +9,13 @@
  * process-global state: counters survive a reconfiguration (a reload),
  * a malformed Redis URL is refused, and an unreachable Redis falls back
  * to memory with the fallback counted and health degraded. Against a
- * redis-server of the test's own: the same results as the memory table;
+ * redis-server of the test's own: the same results as the memory table,
+ * op by op and batch by batch (every path of the script: a key met twice
+ * in a batch, sets kept as strings and as Redis sets on both sides of
+ * the string limit, with and without a second counter, caps, unlimited
+ * and high-rate buckets, a bucket drained across the cells of its
+ * expiry), and every key the script wrote has an expiry; the script's
+ * reply is read strictly (a wrong type, length or number is an error);
  * a connection the server closed (CLIENT KILL) is replaced without
  * falling back or marking Redis down; a stopped server is a timeout
  * (one batch in memory, Redis not marked down), a killed one an error.
@@ -487,6 +493,293 @@ Test(state, redis_gives_the_same_results_as_memory)
 	}
 	xm_redis_free(r);
 	xm_memstore_free(m);
+}
+
+/* ---- the script's paths, batch by batch, against the memory table ---- */
+
+#include <hiredis/hiredis.h>
+
+#define MAXB 8
+
+/* one batch at time T (seconds after T0) */
+struct bcmp {
+	const char *name;
+	double t;
+	size_t n;
+	struct xm_state_op op[MAXB];
+	bool loose;           /* tokens left compared relatively (a bucket
+	                         whose T is not a whole microsecond) */
+};
+
+#define OP_B(K, R, B, C) { .op = XM_SOP_BUCKET, .key = (K), .rate = (R), \
+	.burst = (B), .cost = (C) }
+#define OP_D(K, M, CAP, K2) { .op = XM_SOP_DISTINCT, .key = (K), \
+	.member = (M), .ttl = 600, .cap = (CAP), .key2 = (K2) }
+#define OP_I(K) { .op = XM_SOP_INCR, .key = (K), .ttl = 600 }
+#define OP_G(K) { .op = XM_SOP_GET, .key = (K) }
+#define OP_S(K, V) { .op = XM_SOP_SET, .key = (K), .ttl = 600, .value = (V) }
+
+static const struct bcmp bcmps[] = {
+	/* a key met twice in a batch sees the first op's write */
+	{ "bucket twice", 0, 3, { OP_B(1, 1, 2, 1), OP_B(1, 1, 2, 1),
+	    OP_B(1, 1, 2, 1) }, false },
+	{ "set then get", 0, 3, { OP_G(2), OP_S(2, 7.5), OP_G(2) }, false },
+	{ "incr twice", 0, 2, { OP_I(3), OP_I(3) }, false },
+	{ "string set twice", 0, 4, { OP_D(4, 10, 3, 0), OP_D(4, 11, 3, 0),
+	    OP_D(4, 11, 3, 0), OP_D(4, 12, 3, 0) }, false },
+	{ "string set full", 1, 2, { OP_D(4, 13, 3, 0), OP_D(4, 10, 3, 0) },
+	    false },
+	{ "second counter is an INCR key", 0, 4, { OP_D(5, 20, 9, 6),
+	    OP_I(6), OP_D(5, 21, 9, 6), OP_D(5, 21, 9, 6) }, false },
+	{ "redis set twice", 0, 3, { OP_D(7, 30, 5000, 8),
+	    OP_D(7, 31, 5000, 8), OP_D(7, 30, 5000, 8) }, false },
+	{ "redis set uncapped", 0, 3, { OP_D(9, 40, 0, 0), OP_D(9, 41, 0, 0),
+	    OP_D(9, 41, -1, 10) }, false },
+	{ "redis set uncapped again", 2, 2, { OP_D(9, 42, 0, 10),
+	    OP_D(9, 40, 0, 10) }, false },
+	/* an unlimited bucket never reaches Redis: ok, the whole burst */
+	{ "unlimited bucket", 0, 2, { OP_B(11, 0, 5, 1), OP_B(12, -1, 7, 3) },
+	    false },
+	/* mixed, every kind in one batch */
+	{ "every kind", 3, 7, { OP_G(2), OP_B(1, 1, 2, 1), OP_D(4, 14, 3, 0),
+	    OP_D(5, 22, 9, 6), OP_I(3), OP_S(13, 1), OP_G(13) }, false },
+	/* the counting benchmark's rate (1e8 per minute: T = 0.6 us) */
+	{ "high rate", 4, 4, { OP_B(14, 1e8 / 60, 1e8, 1),
+	    OP_B(14, 1e8 / 60, 1e8, 1), OP_B(14, 1e8 / 60, 1e8, 1),
+	    OP_B(15, 1e8 / 60, 3, 2) }, true },
+	{ "high rate, small burst", 4, 3, { OP_B(16, 1e6, 2, 1),
+	    OP_B(16, 1e6, 2, 1), OP_B(16, 1e6, 2, 1) }, false },
+	/* a bucket drained over cells of its expiry, then refilled */
+	{ "drain 1", 10, 2, { OP_B(17, 0.25, 3, 1), OP_B(17, 0.25, 3, 1) },
+	    false },
+	{ "drain 2", 11, 2, { OP_B(17, 0.25, 3, 1), OP_B(17, 0.25, 3, 1) },
+	    false },
+	{ "drain 3", 16, 1, { OP_B(17, 0.25, 3, 1) }, false },
+	{ "drain 4", 30, 2, { OP_B(17, 0.25, 3, 1), OP_B(17, 0.25, 3, 1) },
+	    false },
+	{ "refilled", 100, 2, { OP_B(17, 0.25, 3, 1), OP_B(17, 0.25, 3, 3) },
+	    false },
+};
+
+/* key_ttls - every key under PREFIX on Redis at PORT: how many, and how
+ * many have no expiry (PTTL -1) */
+static void
+key_ttls(int port, const char *prefix, size_t *keys, size_t *no_ttl)
+{
+	redisContext *c = redisConnect("127.0.0.1", port);
+	redisReply *k;
+	size_t i;
+
+	cr_assert(c != NULL && c->err == 0);
+	k = redisCommand(c, "KEYS %s*", prefix);
+	cr_assert(k != NULL && k->type == REDIS_REPLY_ARRAY);
+	*keys = k->elements;
+	*no_ttl = 0;
+	for (i = 0; i < k->elements; i++) {
+		redisReply *t = redisCommand(c, "PTTL %b", k->element[i]->str,
+		    k->element[i]->len);
+
+		cr_assert(t != NULL && t->type == REDIS_REPLY_INTEGER);
+		if (t->integer < 0)
+			(*no_ttl)++;
+		freeReplyObject(t);
+	}
+	freeReplyObject(k);
+	redisFree(c);
+}
+
+Test(state, redis_batches_give_the_same_results_as_memory)
+{
+	int port;
+	pid_t pid = start_redis(&port);
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_redis *r;
+	char url[64], err[256];
+	size_t i, k, keys, no_ttl;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	cr_assert_not_null(r = xm_redis_new(url, 2, "xmb:", err,
+	    sizeof(err)), "%s", err);
+	for (i = 0; i < sizeof(bcmps) / sizeof(bcmps[0]); i++) {
+		const struct bcmp *c = &bcmps[i];
+		struct xm_state_op a[MAXB], b[MAXB];
+
+		memcpy(a, c->op, sizeof(a));
+		memcpy(b, c->op, sizeof(b));
+		xm_memstore_exec(m, a, c->n, T0 + c->t);
+		cr_assert_eq(xm_redis_exec(r, b, c->n, T0 + c->t, err,
+		    sizeof(err)), 0, "%s: %s", c->name, err);
+		for (k = 0; k < c->n; k++) {
+			double tol = c->loose ? 1e-6 * fabs(a[k].result) + 1e-3 :
+			    1e-3;
+
+			cr_expect_eq(a[k].ok, b[k].ok, "%s, op %zu: ok %d vs %d",
+			    c->name, k, a[k].ok, b[k].ok);
+			cr_expect(fabs(a[k].result - b[k].result) < tol, "%s, op "
+			    "%zu: memory %g, redis %g", c->name, k, a[k].result,
+			    b[k].result);
+			cr_expect(fabs(a[k].result2 - b[k].result2) < 1e-3, "%s, "
+			    "op %zu: result2 memory %g, redis %g", c->name, k,
+			    a[k].result2, b[k].result2);
+		}
+	}
+	/* every key the script wrote expires */
+	key_ttls(port, "xmb:", &keys, &no_ttl);
+	cr_expect_geq(keys, 12, "keys %zu", keys);
+	cr_expect_eq(no_ttl, 0, "%zu of %zu keys without an expiry", no_ttl,
+	    keys);
+	xm_redis_free(r);
+	xm_memstore_free(m);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* a set kept as a string holds at most 1024 members; from 1025 on it is
+ * a Redis set: both stop at their cap, as the memory table does */
+Test(state, redis_set_caps_on_both_sides_of_the_string_limit)
+{
+	static const long long caps[] = { 1, 1024, 1025 };
+	int port;
+	pid_t pid = start_redis(&port);
+	struct xm_memstore *m = xm_memstore_new(4 << 20);
+	struct xm_redis *r;
+	char url[64], err[256];
+	size_t i, j, keys, no_ttl;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	cr_assert_not_null(r = xm_redis_new(url, 2, "xmcap:", err,
+	    sizeof(err)), "%s", err);
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		for (j = 0; j < 1250; j++) {
+			/* every member new but every 7th (one seen before) */
+			struct xm_state_op a = { .op = XM_SOP_DISTINCT,
+			    .key = 50 + i, .member = j % 7 == 6 ? j - 3 : j,
+			    .ttl = 600, .cap = caps[i], .key2 = 60 + i }, b = a;
+
+			xm_memstore_exec(m, &a, 1, T0 + (double)j * 0.01);
+			cr_assert_eq(xm_redis_exec(r, &b, 1, T0 + (double)j * 0.01,
+			    err, sizeof(err)), 0, "%s", err);
+			cr_assert_eq(a.result, b.result, "cap %lld, member %zu: "
+			    "memory %g, redis %g", caps[i], j, a.result,
+			    b.result);
+			cr_assert_eq(a.result2, b.result2, "cap %lld, member %zu: "
+			    "second counter memory %g, redis %g", caps[i], j,
+			    a.result2, b.result2);
+			if (j == 1249)
+				cr_expect_eq(b.result, (double)caps[i]);
+		}
+	key_ttls(port, "xmcap:", &keys, &no_ttl);
+	cr_expect_eq(keys, 6, "keys %zu", keys);
+	cr_expect_eq(no_ttl, 0, "%zu of %zu keys without an expiry", no_ttl,
+	    keys);
+	xm_redis_free(r);
+	xm_memstore_free(m);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* pack_doubles - N doubles little-endian into OUT */
+static void
+pack_doubles(const double *v, size_t n, char *out)
+{
+	size_t i;
+	int b;
+
+	for (i = 0; i < n; i++) {
+		uint64_t u;
+
+		memcpy(&u, &v[i], sizeof(u));
+		for (b = 0; b < 8; b++, u >>= 8)
+			out[8 * i + (size_t)b] = (char)(u & 0xff);
+	}
+}
+
+/* the reply is read strictly: a wrong type or length, or a number that
+ * cannot be what the op gives, is an error with a message, never a
+ * crash or a result. The ops: a bucket, a set with a second counter, an
+ * unlimited bucket and a SET (no number of their own), a GET: four
+ * numbers. */
+struct rcase {
+	const char *name;
+	int type;              /* REDIS_REPLY_* */
+	size_t ndoubles;       /* a string: how many doubles are packed */
+	size_t extra;          /* a string: bytes more */
+	double d[4];
+	int want;              /* 0, -1, XM_REDIS_NOSCRIPT */
+	bool ok;               /* want 0: the bucket's ok and tokens left */
+	double left;
+};
+
+static const struct rcase rcases[] = {
+	/* 0.5 s of delay before the op: 10 - 0.5 - 1 tokens left */
+	{ "taken", REDIS_REPLY_STRING, 4, 0, { 5e5, 3, 2, 7 }, 0, true, 8.5 },
+	{ "refused", REDIS_REPLY_STRING, 4, 0, { -5e5 - 1, 3, 2, 7 }, 0,
+	    false, 9.5 },
+	{ "short", REDIS_REPLY_STRING, 3, 0, { 5e5, 3, 2 }, -1, 0, 0 },
+	{ "long", REDIS_REPLY_STRING, 4, 8, { 5e5, 3, 2, 7 }, -1, 0, 0 },
+	{ "odd length", REDIS_REPLY_STRING, 4, 3, { 5e5, 3, 2, 7 }, -1, 0, 0 },
+	{ "not a number", REDIS_REPLY_STRING, 4, 0, { NAN, 3, 2, 7 }, -1, 0, 0 },
+	{ "fractional delay", REDIS_REPLY_STRING, 4, 0, { 0.5, 3, 2, 7 }, -1,
+	    0, 0 },
+	{ "huge delay", REDIS_REPLY_STRING, 4, 0, { 1e300, 3, 2, 7 }, -1, 0,
+	    0 },
+	{ "negative count", REDIS_REPLY_STRING, 4, 0, { 5, -2, 2, 7 }, -1, 0,
+	    0 },
+	{ "fractional count", REDIS_REPLY_STRING, 4, 0, { 5, 1.5, 2, 7 }, -1,
+	    0, 0 },
+	{ "infinite value", REDIS_REPLY_STRING, 4, 0, { 5, 3, 2, INFINITY },
+	    -1, 0, 0 },
+	{ "an array", REDIS_REPLY_ARRAY, 0, 0, { 0 }, -1, 0, 0 },
+	{ "an integer", REDIS_REPLY_INTEGER, 0, 0, { 0 }, -1, 0, 0 },
+	{ "nil", REDIS_REPLY_NIL, 0, 0, { 0 }, -1, 0, 0 },
+	{ "an error", REDIS_REPLY_ERROR, 0, 0, { 0 }, -1, 0, 0 },
+	{ "no script", REDIS_REPLY_ERROR, 1, 0, { 0 }, XM_REDIS_NOSCRIPT, 0,
+	    0 },
+};
+
+Test(state, redis_reply_is_checked)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(rcases) / sizeof(rcases[0]); i++) {
+		const struct rcase *c = &rcases[i];
+		struct xm_state_op ops[5] = {
+			OP_B(1, 1, 10, 1), OP_D(2, 3, 9, 4), OP_B(5, 0, 3, 1),
+			OP_S(6, 1), OP_G(7),
+		};
+		char buf[64], err[128] = "";
+		redisReply rep;
+		int rc;
+
+		memset(&rep, 0, sizeof(rep));
+		memset(buf, 0, sizeof(buf));
+		rep.type = c->type;
+		if (c->type == REDIS_REPLY_STRING) {
+			pack_doubles(c->d, c->ndoubles, buf);
+			rep.str = buf;
+			rep.len = 8 * c->ndoubles + c->extra;
+		} else if (c->type == REDIS_REPLY_ERROR) {
+			snprintf(buf, sizeof(buf), "%s", c->ndoubles ?
+			    "NOSCRIPT No matching script" : "ERR boom");
+			rep.str = buf;
+			rep.len = strlen(buf);
+		}
+		rc = xm_redis_results(&rep, ops, 5, err, sizeof(err));
+		cr_expect_eq(rc, c->want, "%s: %d (%s)", c->name, rc, err);
+		if (rc != 0) {
+			cr_expect(err[0] != '\0', "%s: no message", c->name);
+			continue;
+		}
+		cr_expect_eq(ops[0].ok, c->ok, "%s", c->name);
+		cr_expect(fabs(ops[0].result - c->left) < 1e-9, "%s: left %g",
+		    c->name, ops[0].result);
+		cr_expect_eq(ops[1].result, 3, "%s", c->name);
+		cr_expect_eq(ops[1].result2, 2, "%s", c->name);
+		cr_expect(ops[2].ok, "%s", c->name);
+		cr_expect_eq(ops[2].result, 3, "%s: unlimited bucket", c->name);
+		cr_expect_eq(ops[3].result, 1, "%s", c->name);
+		cr_expect_eq(ops[4].result, 7, "%s", c->name);
+	}
 }
 
 
