@@ -841,8 +841,9 @@ void
 xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
     size_t n, double now, struct xm_buf *cmd)
 {
-	struct xm_buf args = { 0 };
-	struct pack pk = { { 0 }, { 0 } };
+	/* scratch buffers kept per thread: no allocation per batch */
+	static __thread struct xm_buf args;
+	static __thread struct pack pk;
 	struct key_ent kv[64], *ke = kv;
 	size_t i, j, hk = 0, plen = strlen(r->prefix), nkeys = 0, nread = 0,
 	    nalias = 0, nres = 0;
@@ -858,6 +859,9 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 	if (nkeys > XM_ARRAY_LEN(kv))
 		ke = xm_calloc(nkeys, sizeof(*ke));
 	nkeys = 0;
+	xm_buf_reset(&args);
+	xm_buf_reset(&pk.fmt);
+	xm_buf_reset(&pk.blob);
 	for (pass = 0; pass < 2; pass++)
 		for (i = 0; i < n; i++) {
 			const struct xm_state_op *op = &ops[i];
@@ -948,8 +952,6 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 	for (i = 0; i < nres; i++)
 		xm_buf_append(&pk.fmt, "d", 1);
 	arg(&args, &argc, pk.fmt.data, pk.fmt.len);
-	xm_buf_free(&pk.fmt);
-	xm_buf_free(&pk.blob);
 	/* "*ARGC" "EVALSHA" "SHA", then the arguments built above */
 	xm_buf_reset(cmd);
 	h[hk++] = '*';
@@ -960,7 +962,6 @@ xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
 	xm_buf_append(cmd, "$7\r\nEVALSHA\r\n", 13);
 	arg(cmd, &hargc, xm_redis_sha(), 40);
 	xm_buf_append(cmd, args.data, args.len);
-	xm_buf_free(&args);
 }
 
 /* rep_double - the K-th number of the reply string S (little-endian
