@@ -160,6 +160,16 @@ daemon_start() {
 	cat "$TMP/xmilterd.stderr" "$TMP/xmilterd.log" >&2
 	die "xmilterd did not start"
 }
+# redis_flush - empty the benchmark's redis-server (a run must not find
+# the blocks and counters of the one before it)
+redis_flush() {
+	local line
+	exec 3<>"/dev/tcp/127.0.0.1/$port" || die "cannot reach redis-server"
+	printf '*1\r\n$8\r\nFLUSHALL\r\n' >&3
+	IFS= read -r line <&3
+	exec 3>&-
+	case $line in +OK*) ;; *) die "FLUSHALL: $line" ;; esac
+}
 daemon_stop() {
 	[ -n "$DPID" ] || return 0
 	kill -TERM "$DPID" 2>/dev/null
@@ -174,6 +184,7 @@ say "ratelimit throughput: $REPS rounds of off / counting / memory / redis, ${SE
 for r in $(seq "$REPS"); do
 	for mode in ${MODES:-off counting memory redis rcounting}; do
 		write_config "$TMP/$mode.yml" "$mode"
+		redis_flush   # every run starts from empty counters, as in memory
 		daemon_start "$TMP/$mode.yml"
 		r0=$(cpu_ticks "$RPID")
 		line=$($PIN_L "$XMLOAD" -s "$SOCK" -c "$CONNS" -w "$WINDOW" \
