@@ -30,7 +30,9 @@
 # driven by bench/xmload at
 # full speed (CONNS connections, WINDOW requests in flight each) with the
 # stanza mix of bench/stanzamix.h. Pinned like bench/run.sh: the daemon on
-# DAEMON_CPU (0), xmload on LOAD_CPU (1); redis-server is not pinned.
+# DAEMON_CPU (0), xmload on LOAD_CPU (1), and redis-server on REDIS_CPU
+# (the load's CPU by default: Redis stands for another machine, so it must
+# not take the daemon's CPU; REDIS_CPU= leaves it unpinned).
 # Prints one line per run, then medians and the ratios memory/off and
 # redis/memory. Figures, not pass/fail.
 set -u
@@ -55,6 +57,7 @@ CONNS=${CONNS:-4}
 WINDOW=${WINDOW:-64}
 DAEMON_CPU=${DAEMON_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+REDIS_CPU=${REDIS_CPU-$LOAD_CPU}
 XMILTERD=$top_builddir/xmilterd
 XMILTER=$top_builddir/xmilter
 XMLOAD=$top_builddir/bench/xmload
@@ -71,8 +74,9 @@ make -C "$top_builddir" -s xmilterd xmilter bench/xmload bench/statemem \
 
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 	PIN_D="taskset -c $DAEMON_CPU" PIN_L="taskset -c $LOAD_CPU"
+	PIN_R=${REDIS_CPU:+taskset -c $REDIS_CPU}
 else
-	PIN_D="" PIN_L=""
+	PIN_D="" PIN_L="" PIN_R=""
 fi
 
 base=${BENCH_TMP:-/dev/shm}
@@ -93,7 +97,7 @@ trap 'exit 130' INT TERM
 # a free loopback port for Redis
 port=$(( 41000 + $$ % 9000 ))
 while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+$PIN_R "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
 	>"$TMP/redis.log" 2>&1 &
 RPID=$!
 for _ in $(seq 100); do
@@ -178,7 +182,7 @@ daemon_stop() {
 }
 
 declare -A THR P99 CPU
-say "ratelimit throughput: $REPS rounds of off / counting / memory / redis, ${SECS}s each," \
+say "ratelimit throughput: $REPS rounds of ${MODES:-off counting memory redis rcounting}, ${SECS}s each," \
     "$CONNS connections x $WINDOW in flight, workers=$WORKERS, $(nproc) CPUs," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$REPS"); do
