@@ -409,6 +409,20 @@ Test(state, distinct_with_subset_count)
 
 #include "redislib.h"
 
+/* backend - a Redis backend (no connection yet) for the server at PORT,
+ * keys under PREFIX, TIMEOUT seconds */
+static struct xm_redis *
+backend(int port, const char *prefix, double timeout)
+{
+	struct xm_redis *r;
+	char url[64], err[256];
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	r = xm_redis_new(url, timeout, prefix, err, sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	return r;
+}
+
 /* a mixed sequence of ops, each run alone at its time on both backends */
 struct rop {
 	double t;
@@ -421,13 +435,11 @@ Test(state, redis_gives_the_same_results_as_memory)
 	pid_t pid = start_redis(&port);
 	struct xm_memstore *m = xm_memstore_new(1 << 20);
 	struct xm_redis *r;
-	char url[64], err[256];
+	char err[256];
 	struct rop seq[200];
 	size_t n = 0, i;
 
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-	cr_assert_not_null(r = xm_redis_new(url, 2, "xmtest:", err,
-	    sizeof(err)), "%s", err);
+	r = backend(port, "xmtest:", 2);
 	/* buckets at several rates, with time going back once */
 	for (i = 0; i < 40; i++) {
 		seq[n].t = (double)i * 0.3 - (i == 20 ? 5 : 0);
@@ -594,12 +606,10 @@ Test(state, redis_batches_give_the_same_results_as_memory)
 	pid_t pid = start_redis(&port);
 	struct xm_memstore *m = xm_memstore_new(1 << 20);
 	struct xm_redis *r;
-	char url[64], err[256];
+	char err[256];
 	size_t i, k, keys, no_ttl;
 
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-	cr_assert_not_null(r = xm_redis_new(url, 2, "xmb:", err,
-	    sizeof(err)), "%s", err);
+	r = backend(port, "xmb:", 2);
 	for (i = 0; i < sizeof(bcmps) / sizeof(bcmps[0]); i++) {
 		const struct bcmp *c = &bcmps[i];
 		struct xm_state_op a[MAXB], b[MAXB];
@@ -643,12 +653,10 @@ Test(state, redis_set_caps_on_both_sides_of_the_string_limit)
 	pid_t pid = start_redis(&port);
 	struct xm_memstore *m = xm_memstore_new(4 << 20);
 	struct xm_redis *r;
-	char url[64], err[256];
+	char err[256];
 	size_t i, j, keys, no_ttl;
 
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-	cr_assert_not_null(r = xm_redis_new(url, 2, "xmcap:", err,
-	    sizeof(err)), "%s", err);
+	r = backend(port, "xmcap:", 2);
 	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
 		for (j = 0; j < 1250; j++) {
 			/* every member new but every 7th (one seen before) */
@@ -875,12 +883,10 @@ Test(state, redis_backend_retries_a_stale_connection_once)
 	int port;
 	pid_t pid = start_redis(&port);
 	struct xm_redis *r;
-	char url[64], err[256];
+	char err[256];
 	struct xm_state_op op = { .op = XM_SOP_INCR, .key = 78, .ttl = 600 };
 
-	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
-	cr_assert_not_null(r = xm_redis_new(url, 1.0, "xmstale2:", err,
-	    sizeof(err)), "%s", err);
+	r = backend(port, "xmstale2:", 1.0);
 	cr_assert_eq(xm_redis_exec(r, &op, 1, T0, err, sizeof(err)), 0, "%s",
 	    err);
 	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), 0, "%s", err);
