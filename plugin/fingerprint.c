@@ -251,6 +251,44 @@ reserve(struct fbuf *o, size_t n)
 	}
 }
 
+/* vowels_lc - vowels (a e i o u y) among the N < 25 lower-case ASCII
+ * letters at W; asked only of the words of six letters or more without
+ * digits (the "hardly any vowel" token test), so not of most words. W
+ * has 32 readable bytes (the word buffer's room). */
+static inline unsigned
+vowels_lc(const char *w, unsigned n)
+{
+	unsigned v = 0, i;
+
+#ifdef __SSE2__
+	for (i = 0; i < n; i += 16) {
+		__m128i lo = _mm_loadu_si128((const __m128i *)(w + i));
+		__m128i vw = _mm_or_si128(_mm_or_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
+		    _mm_or_si128(_mm_or_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
+		    _mm_or_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+		unsigned x = (unsigned)_mm_movemask_epi8(vw);
+
+		if (n - i < 16)
+			x &= (1u << (n - i)) - 1;
+		/* popcount without the libgcc call */
+		x = x - ((x >> 1) & 0x5555u);
+		x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+		x = (x + (x >> 4)) & 0x0f0fu;
+		v += (x + (x >> 8)) & 0x1fu;
+	}
+#else
+	for (i = 0; i < n; i++)
+		v += (ascii_class[(unsigned char)w[i]] & C_VOWEL) != 0;
+#endif
+	return v;
+}
+
 /* normalise - fold TEXT into OUT (space-separated words); links to URLS.
  * Words are written straight into OUT, then replaced by "#" or "*" when
  * they turn out to be numbers or tokens; ASCII bytes are classified by
@@ -269,7 +307,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 		size_t ul, wl, start;
 		unsigned letters;
 		char *w;
-		unsigned digits = 0, vowels = 0, ascii = 0, high = 0;
+		unsigned digits = 0, ascii = 0, high = 0;
 		bool prev_digit = false;
 
 		if (cl == 0) {                  /* ASCII, not a word */
@@ -307,9 +345,10 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			unsigned k;
 
 #ifdef __SSE2__
-			/* a run of ASCII letters, 16 bytes at a time: lower-cased
-			 * (b | 0x20 is a-z exactly for the letters), vowels
-			 * counted; W has 16 bytes of room past WORD_MAX */
+			/* a run of ASCII letters, 16 bytes at a time, lower-cased
+			 * (b | 0x20 is a-z exactly for the letters); W has 16
+			 * bytes of room past WORD_MAX. Vowels are counted only
+			 * for the words that need them (see vowels_lc). */
 			if (end - p >= 16) {
 				__m128i v = _mm_loadu_si128((const __m128i *)p);
 				__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
@@ -320,26 +359,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 				unsigned m = (unsigned)_mm_movemask_epi8(let);
 				unsigned run = (unsigned)__builtin_ctz(~m | 0x10000u);
 
-				if (run >= 2) {
-					__m128i vw = _mm_or_si128(_mm_or_si128(
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
-					    _mm_or_si128(_mm_or_si128(
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
-					    _mm_or_si128(
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
-					unsigned keep = (1u << run) - 1;
-
-					unsigned x = (unsigned)_mm_movemask_epi8(vw) &
-					    keep;
-
-					/* popcount without the libgcc call */
-					x = x - ((x >> 1) & 0x5555u);
-					x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
-					x = (x + (x >> 4)) & 0x0f0fu;
-					vowels += (x + (x >> 8)) & 0x1fu;
+				if (run > 0) {
 					ascii += run;
 					prev_digit = false;
 					_mm_storeu_si128((__m128i *)(w + wl), lo);
@@ -347,6 +367,10 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 					if (wl > WORD_MAX)
 						wl = WORD_MAX;
 					p += run;
+					/* the common end of a word: a space or
+					 * punctuation right after the run */
+					if (run < 16 && ascii_class[*p] == 0)
+						break;
 					continue;
 				}
 			}
@@ -356,7 +380,6 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			if (k & C_LETTER) {
 				prev_digit = false;
 				ascii++;
-				vowels += (k & C_VOWEL) != 0;
 				if (wl < WORD_MAX)
 					w[wl++] = (char)(*p | 0x20);
 				p++;
@@ -389,8 +412,8 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			w[0] = '#';
 			wl = 1;
 		} else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
-		    (ascii == letters && letters >= 6 && vowels * 6 < letters) ||
-		    letters >= 25) {
+		    letters >= 25 || (ascii == letters && letters >= 6 &&
+		    vowels_lc(w, letters) * 6 < letters)) {
 			w[0] = '*';
 			wl = 1;
 		} else
