@@ -281,6 +281,44 @@ struct rl_who {
 	double subs, invites, files;
 };
 
+/* ipv4_parse - IP as dotted-quad into B (4 bytes), accepting exactly
+ * what glibc's inet_pton(AF_INET) accepts (four decimal parts of 0-255,
+ * no leading zeros, nothing else); a function call and a loop less than
+ * inet_pton on every event */
+static bool
+ipv4_parse(const char *ip, unsigned char *b)
+{
+	unsigned octets = 0, cur = 0;
+	bool digit = false;
+	char ch;
+
+	while ((ch = *ip++) != '\0') {
+		if (ch >= '0' && ch <= '9') {
+			if (digit && cur == 0)
+				return false;
+			cur = cur * 10 + (unsigned)(ch - '0');
+			if (cur > 255)
+				return false;
+			if (!digit) {
+				if (++octets > 4)
+					return false;
+				digit = true;
+			}
+		} else if (ch == '.' && digit) {
+			if (octets == 4)
+				return false;
+			b[octets - 1] = (unsigned char)cur;
+			cur = 0;
+			digit = false;
+		} else
+			return false;
+	}
+	if (octets < 4 || !digit)
+		return false;
+	b[3] = (unsigned char)cur;
+	return true;
+}
+
 /* ip_prefix - IP's network as text (hex of the masked address, "/", the
  * length), in arena; NULL if no address. No printf: it runs per event. */
 static const char *
@@ -293,7 +331,7 @@ ip_prefix(struct xm_arena *a, const char *ip, int v4len, int v6len)
 
 	if (ip == NULL)
 		return NULL;
-	if (inet_pton(AF_INET, ip, b) == 1) {
+	if (ipv4_parse(ip, b)) {
 		n = 4;
 		len = v4len;
 	} else if (inet_pton(AF_INET6, ip, b) == 1) {
@@ -415,6 +453,8 @@ static const char *const rl_tagname[T_NTAGS] = { "blk", "blkip", "fo",
 	"obtr", "obur" };
 static uint64_t seed_tag[T_NTAGS];       /* hash of "TAG\0" */
 static uint64_t seed_limit[RL_NLIMITS];  /* hash of "rl\0NAME\0" */
+static uint64_t seed_fp[T_NTAGS];        /* tkey(TAG, "", 0) before the
+                                            "h ? h : 1" (fp_key) */
 static pthread_once_t seeds_once = PTHREAD_ONCE_INIT;
 
 /* seeds_init - the hash states after each tag */
@@ -426,6 +466,8 @@ seeds_init(void)
 	for (i = 0; i < T_NTAGS; i++)
 		seed_tag[i] = xm_hash64(rl_tagname[i], strlen(rl_tagname[i]) + 1,
 		    0);
+	for (i = 0; i < T_NTAGS; i++)
+		seed_fp[i] = xm_hash64("", 0, seed_tag[i]);
 	for (i = 0; i < RL_NLIMITS; i++)
 		seed_limit[i] = xm_hash64(rl_limitname[i],
 		    strlen(rl_limitname[i]) + 1, xm_hash64("rl", 3, 0));
@@ -507,7 +549,7 @@ static uint64_t
 fp_key(enum rl_tag tag, uint64_t fp, double now, double win)
 {
 	int64_t idx = win > 0 ? (int64_t)floor(now / win) : -1;
-	uint64_t h = tkey(tag, "", 0);
+	uint64_t h = seed_fp[tag] ? seed_fp[tag] : 1;   /* tkey(tag, "", 0) */
 
 	h = xm_hash64(&fp, sizeof(fp), h);
 	h = xm_hash64(&idx, sizeof(idx), h);

@@ -128,6 +128,23 @@ mkkey(uint64_t key, enum xm_skind kind)
 	return key | ((uint64_t)kind << KIND_SHIFT);
 }
 
+/* mark_key - the stored key of MEMBER's mark in the set KEY: both are
+ * hashes already, so one multiply to combine them and a 64-bit
+ * finaliser (a bijection) is enough; memory-only (Redis keeps its own
+ * sets), so it need not match anything outside this process */
+static inline uint64_t
+mark_key(uint64_t key, uint64_t member)
+{
+	uint64_t x = member ^ (key * UINT64_C(0x9e3779b97f4a7c15));
+
+	x ^= x >> 33;
+	x *= UINT64_C(0xff51afd7ed558ccd);
+	x ^= x >> 33;
+	x *= UINT64_C(0xc4ceb9fe1a85ec53);
+	x ^= x >> 33;
+	return mkkey(x, XM_SK_MARK);
+}
+
 /* expiry - when the record in S stops mattering (unix seconds) */
 static uint64_t
 expiry(const struct slot *s)
@@ -395,8 +412,7 @@ op_distinct(struct xm_memstore *m, struct xm_state_op *op, double now,
     uint32_t now32)
 {
 	uint64_t ckey = mkkey(op->key, XM_SK_COUNT);
-	uint64_t mkey = mkkey(xm_hash64(&op->member, sizeof(op->member),
-	    op->key), XM_SK_MARK);
+	uint64_t mkey = mark_key(op->key, op->member);
 	size_t ci = live(m, ckey, now32), mi;
 	uint64_t exp = ci != (size_t)-1 ? m->s[ci].v >> 32 : exp32(now, op->ttl);
 	uint32_t count = ci != (size_t)-1 ? (uint32_t)m->s[ci].v : 0;
@@ -486,9 +502,8 @@ xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops, size_t n,
 			    kind[ops[k].op]))]);
 		/* a set's member mark and second counter are misses too */
 		if (ops[k].op == XM_SOP_DISTINCT) {
-			__builtin_prefetch(&m->s[home(m, mkkey(xm_hash64(
-			    &ops[k].member, sizeof(ops[k].member), ops[k].key),
-			    XM_SK_MARK))]);
+			__builtin_prefetch(&m->s[home(m, mark_key(ops[k].key,
+			    ops[k].member))]);
 			if (ops[k].key2 != 0)
 				__builtin_prefetch(&m->s[home(m, mkkey(ops[k].key2,
 				    XM_SK_COUNT))]);
