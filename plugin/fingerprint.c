@@ -294,11 +294,15 @@ vowels_lc(const char *w, unsigned n)
  * they turn out to be numbers or tokens; ASCII bytes are classified by
  * one table look-up (this runs over every byte of every message). */
 static unsigned
-normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
+normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
     const char **urls, unsigned *nurls)
 {
 	const unsigned char *p = (const unsigned char *)text, *end = p + n;
 	unsigned words = 0;
+	/* a local copy: the word bytes written through W could alias the
+	 * caller's buffer state, which would then be reloaded after every
+	 * store */
+	struct fbuf ob = *outp, *out = &ob;
 
 	while (p < end) {
 		const char *q;
@@ -420,6 +424,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			words++;
 		out->len = start + wl;
 	}
+	*outp = ob;
 	return words;
 }
 
