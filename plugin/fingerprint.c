@@ -289,6 +289,95 @@ vowels_lc(const char *w, unsigned n)
 	return v;
 }
 
+#ifdef __SSE2__
+/* fast_words - the words of the 16 bytes at SRC (P's bytes, or the
+ * fewer than 16 before END copied and padded with NULs, which fold like
+ * the end of the text: a separator) that are
+ * plain ASCII letter runs ending inside them, and the separators
+ * between them, folded into OUT exactly as normalise's word loop would
+ * (a run of fewer than 16 letters is never a number or cut, and is a
+ * token only by the vowel test); WORDS counts the real words. Stops at
+ * the first digit or non-ASCII byte, at a run that reaches that point or
+ * the end of the 16 bytes (it may go on), and at a link: the word loop
+ * takes it from there. Returns the bytes consumed (0: none). */
+static inline __attribute__((always_inline)) size_t
+fast_words(const unsigned char *src, const unsigned char *p,
+    const unsigned char *end, struct fbuf *out, unsigned *words)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)src);
+	__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i let = _mm_cmplt_epi8(_mm_sub_epi8(lo, _mm_set1_epi8('a' + 128)),
+	    _mm_set1_epi8(-128 + 26));
+	__m128i dig = _mm_cmplt_epi8(_mm_sub_epi8(v, _mm_set1_epi8('0' + 128)),
+	    _mm_set1_epi8(-128 + 10));
+	unsigned lm = (unsigned)_mm_movemask_epi8(let);
+	unsigned stop = (unsigned)(_mm_movemask_epi8(dig) |
+	    _mm_movemask_epi8(v));        /* digits, non-ASCII bytes */
+	unsigned limit = (unsigned)__builtin_ctz(stop | 0x10000u), i = 0;
+	unsigned vm = 0;
+	bool have_vm = false;
+	char tmp[32];
+
+	lm &= (1u << limit) - 1;
+	if (lm == 0)
+		return 0;                /* separators alone: the loop's job */
+	_mm_storeu_si128((__m128i *)tmp, lo);
+	reserve(out, 16 * 18);
+	for (;;) {
+		unsigned len, wl, start;
+		char *w;
+
+		if ((lm >> i) == 0)      /* only separators up to the stop */
+			return limit < (size_t)(end - p) ? limit :
+			    (size_t)(end - p);
+		i += (unsigned)__builtin_ctz(lm >> i);
+		len = (unsigned)__builtin_ctz(~(lm >> i));
+		if (i + len >= limit)
+			return i;            /* the word may go on */
+		if ((ascii_class[p[i]] & C_URL) && url_start((const char *)p + i,
+		    (const char *)end) > 0)
+			return i;
+		if (out->len)
+			out->p[out->len] = ' ';
+		start = (unsigned)(out->len ? 1 : 0);
+		w = out->p + out->len + start;
+		memcpy(w, tmp + i, 16);
+		wl = len;
+		if (len >= 6) {
+			unsigned x;
+
+			if (!have_vm) {
+				__m128i vw = _mm_or_si128(_mm_or_si128(
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
+				    _mm_or_si128(_mm_or_si128(
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
+				    _mm_or_si128(
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+
+				vm = (unsigned)_mm_movemask_epi8(vw);
+				have_vm = true;
+			}
+			x = (vm >> i) & ((1u << len) - 1);
+			x = x - ((x >> 1) & 0x5555u);
+			x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+			x = (x + (x >> 4)) & 0x0f0fu;
+			x = (x + (x >> 8)) & 0x1fu;
+			if (x * 6 < len) {
+				w[0] = '*';
+				wl = 1;
+			} else
+				(*words)++;
+		} else
+			(*words)++;
+		out->len += start + wl;
+		i += len;
+	}
+}
+#endif
+
 /* normalise - fold TEXT into OUT (space-separated words); links to URLS.
  * Words are written straight into OUT, then replaced by "#" or "*" when
  * they turn out to be numbers or tokens; ASCII bytes are classified by
@@ -306,13 +395,30 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
 
 	while (p < end) {
 		const char *q;
-		unsigned cl = ascii_class[*p];
+		unsigned cl;
 		long c;
 		size_t ul, wl, start;
 		unsigned letters;
 		char *w;
 		unsigned digits = 0, ascii = 0, high = 0;
 		bool prev_digit = false;
+
+#ifdef __SSE2__
+		/* plain words, several at a time */
+		{
+			size_t used;
+
+			if (end - p >= 16)
+				used = fast_words(p, p, end, out, &words);
+			else
+				used = 0;
+			if (used > 0) {
+				p += used;
+				continue;
+			}
+		}
+#endif
+		cl = ascii_class[*p];
 
 		if (cl == 0) {                  /* ASCII, not a word */
 			p++;
