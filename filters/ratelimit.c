@@ -539,7 +539,7 @@ win_key(enum rl_tag tag, const char *who, double now, double win)
 	int64_t idx = (int64_t)floor(now / win);
 	uint64_t h = tkey(tag, who, strlen(who));
 
-	h = xm_hash64(&idx, sizeof(idx), h);
+	h = xm_hash64_u64((uint64_t)idx, h);   /* = xm_hash64(&idx, 8, h) */
 	return h ? h : 1;
 }
 
@@ -551,8 +551,8 @@ fp_key(enum rl_tag tag, uint64_t fp, double now, double win)
 	int64_t idx = win > 0 ? (int64_t)floor(now / win) : -1;
 	uint64_t h = seed_fp[tag] ? seed_fp[tag] : 1;   /* tkey(tag, "", 0) */
 
-	h = xm_hash64(&fp, sizeof(fp), h);
-	h = xm_hash64(&idx, sizeof(idx), h);
+	h = xm_hash64_u64(fp, h);               /* = xm_hash64(&fp, 8, h) */
+	h = xm_hash64_u64((uint64_t)idx, h);
 	return h ? h : 1;
 }
 

@@ -368,6 +368,30 @@ Test(state, keys)
 	cr_expect_neq(xm_state_key("a", "", 0), 0);
 }
 
+/* xm_hash64_u64 is xm_hash64 of the value's 8 bytes: the ratelimit keys
+ * (and so the Redis key names) did not change when it replaced it */
+Test(state, hash64_u64_is_hash64)
+{
+	static const struct { uint64_t v, seed; } cases[] = {
+		{ 0, 0 }, { 1, 0 }, { UINT64_MAX, 0 }, { 0, UINT64_MAX },
+		{ 0x0123456789abcdefULL, 0x7465787400ULL },
+		{ (uint64_t)-1LL, 0x75726c7300ULL },        /* idx -1 */
+		{ 29916666ULL, 0xc6a4a7935bd1e995ULL },      /* a window */
+		{ 0x8000000000000000ULL, 42 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(xm_hash64_u64(cases[i].v, cases[i].seed),
+		    xm_hash64(&cases[i].v, sizeof(cases[i].v), cases[i].seed),
+		    "case %zu", i);
+	/* and known values (little-endian reading on every machine), so
+	 * that neither drifts: nodes sharing Redis must agree */
+	cr_expect_eq(xm_hash64_u64(0x0123456789abcdefULL, 0x7465787400ULL),
+	    0xd1fd2ce3f0c0ac90ULL);
+	cr_expect_eq(xm_hash64("abc", 3, 0), 0x9cc9c33498a95efbULL);
+}
+
 Test(state, distinct_with_subset_count)
 {
 	struct xm_memstore *m = xm_memstore_new(1 << 20);
