@@ -28,7 +28,7 @@
 #include "state.h"
 
 /* lower - a lower-case form of code point C (the common scripts) */
-static long
+static inline long
 lower(long c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -51,7 +51,7 @@ lower(long c)
 }
 
 /* word_char - does code point C belong to a word */
-static bool
+static inline bool
 word_char(long c)
 {
 	if (c < 0)
@@ -77,7 +77,7 @@ word_char(long c)
 }
 
 /* put_cp - code point C as UTF-8 at U (room for 4); its length */
-static size_t
+static inline size_t
 put_cp(char *u, long c)
 {
 	if (c < 0x80) {
@@ -100,6 +100,32 @@ put_cp(char *u, long c)
 	u[2] = (char)(0x80 | ((c >> 6) & 0x3f));
 	u[3] = (char)(0x80 | (c & 0x3f));
 	return 4;
+}
+
+/* next_cp - xm_utf8_next with the two- and three-byte forms (Cyrillic,
+ * Greek, Latin letters with marks, CJK) decoded inline: the same code
+ * point or -1, and *PP moved the same way */
+static inline long
+next_cp(const char **pp, const char *end)
+{
+	const unsigned char *p = (const unsigned char *)*pp;
+	long c;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf && end - *pp >= 2 &&
+	    (p[1] & 0xc0) == 0x80) {
+		*pp += 2;
+		return (long)(p[0] & 0x1f) << 6 | (long)(p[1] & 0x3f);
+	}
+	if (p[0] >= 0xe0 && p[0] <= 0xef && end - *pp >= 3 &&
+	    (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80) {
+		c = (long)(p[0] & 0x0f) << 12 | (long)(p[1] & 0x3f) << 6 |
+		    (long)(p[2] & 0x3f);
+		if (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))
+			return -1;
+		*pp += 3;
+		return c;
+	}
+	return xm_utf8_next(pp, end);
 }
 
 /* url_start - length of the link that starts at P (0: none) */
@@ -426,7 +452,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
 		}
 		if (cl & C_HIGH) {
 			q = (const char *)p;
-			c = xm_utf8_next(&q, (const char *)end);
+			c = next_cp(&q, (const char *)end);
 			if (!word_char(c)) {
 				p = (const unsigned char *)q > p ?
 				    (const unsigned char *)q : p + 1;
@@ -506,7 +532,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
 			if (!(k & C_HIGH))
 				break;
 			q = (const char *)p;
-			c = xm_utf8_next(&q, (const char *)end);
+			c = next_cp(&q, (const char *)end);
 			if (!word_char(c))
 				break;
 			p = (const unsigned char *)q;
