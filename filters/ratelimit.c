@@ -511,15 +511,13 @@ add(struct rl_batch *b, enum xm_sop op, uint64_t key)
 	return (int)b->n++;
 }
 
-/* add_bucket - budget L keyed by WHO, taking COST tokens */
+/* add_bucket_op - budget L keyed by WHO (not NULL), taking COST tokens */
 static void
-add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
+add_bucket_op(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
     const char *who, double cost)
 {
 	int i;
 
-	if (who == NULL || c->rate[l] < 0 || cost <= 0)
-		return;
 	{
 		uint64_t h = xm_hash64(who, strlen(who), seed_limit[l]);
 
@@ -529,6 +527,17 @@ add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
 	b->op[i].burst = (double)c->burst[l];
 	b->op[i].cost = cost;
 	b->bucket[l] = i;
+}
+
+/* add_bucket - budget L keyed by WHO, taking COST tokens (inline: most
+ * budgets do not apply to most events, and the test is all they cost) */
+static inline void
+add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
+    const char *who, double cost)
+{
+	if (who == NULL || c->rate[l] < 0 || cost <= 0)
+		return;
+	add_bucket_op(c, b, l, who, cost);
 }
 
 /* win_key - key of TAG for WHO in the window of length WIN around NOW

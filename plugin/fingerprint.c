@@ -360,8 +360,10 @@ fast_words(const unsigned char *src, const unsigned char *p,
 		len = (unsigned)__builtin_ctz(~(lm >> i));
 		if (i + len >= limit)
 			return i;            /* the word may go on */
-		if ((ascii_class[p[i]] & C_URL) && url_start((const char *)p + i,
-		    (const char *)end) > 0)
+		/* "how", "what", "we": ruled out without the call */
+		if ((ascii_class[p[i]] & C_URL) && (p[i + 1] | 0x20) ==
+		    ((p[i] | 0x20) == 'h' ? 't' : 'w') &&
+		    url_start((const char *)p + i, (const char *)end) > 0)
 			return i;
 		if (out->len)
 			out->p[out->len] = ' ';
