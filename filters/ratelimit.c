@@ -613,18 +613,87 @@ texts(const struct xm_event *ev, const char **v, size_t max)
 static void rl_sym(const struct rl_conf *c, struct xm_task *t,
     enum rl_sym s, double factor, const char *fmt, ...) XM_PRINTF(5, 6);
 
+/* rl_vfmt - FMT with AP (at most 255 bytes, like vsnprintf into 256) in
+ * arena A, formatted by hand for the conversions the details use (%s,
+ * %016llx, %.0f of a whole number: exactly printf's output), by
+ * vsnprintf for anything else; a flood's every campaign copy gets one */
+static char *
+rl_vfmt(struct xm_arena *a, const char *fmt, va_list ap)
+{
+	static const char hex[] = "0123456789abcdef";
+	char buf[256], *o = buf, *end = buf + sizeof(buf) - 1;
+	const char *f;
+	va_list ap2;
+
+	va_copy(ap2, ap);
+	for (f = fmt; *f != '\0'; f++) {
+		if (*f != '%') {
+			if (o == end)
+				goto slow;
+			*o++ = *f;
+		} else if (f[1] == 's') {
+			const char *str = va_arg(ap2, const char *);
+			size_t n;
+
+			if (str == NULL || (n = strlen(str)) > (size_t)(end - o))
+				goto slow;
+			memcpy(o, str, n);
+			o += n;
+			f++;
+		} else if (strncmp(f + 1, "016llx", 6) == 0) {
+			unsigned long long v = va_arg(ap2, unsigned long long);
+			int i;
+
+			if (end - o < 16)
+				goto slow;
+			for (i = 15; i >= 0; i--) {
+				o[i] = hex[v & 15];
+				v >>= 4;
+			}
+			o += 16;
+			f += 6;
+		} else if (strncmp(f + 1, ".0f", 3) == 0) {
+			double d = va_arg(ap2, double);
+			unsigned long long v;
+			char dig[20];
+			int n = 0;
+
+			if (!(d >= 0 && d < 1e15) || signbit(d) || d != floor(d))
+				goto slow;       /* rounding and signs: printf's */
+			v = (unsigned long long)d;
+			do {
+				dig[n++] = (char)('0' + v % 10);
+				v /= 10;
+			} while (v != 0);
+			if (end - o < n)
+				goto slow;
+			while (n > 0)
+				*o++ = dig[--n];
+			f += 3;
+		} else
+			goto slow;
+	}
+	va_end(ap2);
+	return xm_arena_strndup(a, buf, (size_t)(o - buf));
+slow:
+	va_end(ap2);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	return xm_arena_strdup(a, buf);
+}
+
 /* rl_sym - add symbol S, its score times FACTOR, a printf-style detail */
 static void
 rl_sym(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
     double factor, const char *fmt, ...)
 {
-	char detail[256];
+	char *detail;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	detail = rl_vfmt(t->arena, fmt, ap);
 	va_end(ap);
-	xm_task_symbol(t, rl_symname[s], c->score[s] * factor, 0, "%s", detail);
+	xm_task_symbol(t, rl_symname[s], c->score[s] * factor, 0, NULL);
+	t->symbols[t->nsymbols - 1].detail = detail;
 }
 
 /* rl_sym_cat - add symbol S with the detail A B C joined (no printf: a
