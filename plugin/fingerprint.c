@@ -340,13 +340,25 @@ fast_words(const unsigned char *src, const unsigned char *p,
 	unsigned stop = (unsigned)(_mm_movemask_epi8(dig) |
 	    _mm_movemask_epi8(v));        /* digits, non-ASCII bytes */
 	unsigned limit = (unsigned)__builtin_ctz(stop | 0x10000u), i = 0;
-	unsigned vm = 0;
+	unsigned vm = 0, links;
 	bool have_vm = false;
 	char tmp[32];
 
 	lm &= (1u << limit) - 1;
 	if (lm == 0)
 		return 0;                /* separators alone: the loop's job */
+	{
+		/* where a link may start: "ht" or "ww" (any case), the only
+		 * words url_start must look at ("how", "we": not) */
+		__m128i nx = _mm_srli_si128(lo, 1);
+		__m128i lk = _mm_or_si128(_mm_and_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('h')),
+		    _mm_cmpeq_epi8(nx, _mm_set1_epi8('t'))), _mm_and_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('w')),
+		    _mm_cmpeq_epi8(nx, _mm_set1_epi8('w'))));
+
+		links = (unsigned)_mm_movemask_epi8(lk);
+	}
 	_mm_storeu_si128((__m128i *)tmp, lo);
 	reserve(out, 16 * 18);
 	for (;;) {
@@ -360,14 +372,11 @@ fast_words(const unsigned char *src, const unsigned char *p,
 		len = (unsigned)__builtin_ctz(~(lm >> i));
 		if (i + len >= limit)
 			return i;            /* the word may go on */
-		/* "how", "what", "we": ruled out without the call */
-		if ((ascii_class[p[i]] & C_URL) && (p[i + 1] | 0x20) ==
-		    ((p[i] | 0x20) == 'h' ? 't' : 'w') &&
-		    url_start((const char *)p + i, (const char *)end) > 0)
+		if (((links >> i) & 1) && url_start((const char *)p + i,
+		    (const char *)end) > 0)
 			return i;
-		if (out->len)
-			out->p[out->len] = ' ';
-		start = (unsigned)(out->len ? 1 : 0);
+		out->p[out->len] = ' ';  /* overwritten by the word when first */
+		start = out->len != 0;
 		w = out->p + out->len + start;
 		memcpy(w, tmp + i, 16);
 		wl = len;
