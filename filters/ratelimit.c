@@ -420,16 +420,18 @@ rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
 	w->ip = ev->ip && *ev->ip ? ev->ip : NULL;
 	w->prefix = ip_prefix(t->arena, w->ip, (int)c->ipv4_prefix,
 	    (int)c->ipv6_prefix);
-	if (strcmp(origin, "s2s") == 0)
+	if (origin[0] == 's' && strcmp(origin, "s2s") == 0)
 		w->domain = ev->peer && *ev->peer ? ev->peer :
 		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
-	if (strcmp(origin, "component") == 0)
+	if (origin[0] == 'c' && origin[1] == 'o' &&
+	    strcmp(origin, "component") == 0)
 		w->network = ev->peer && *ev->peer ? ev->peer :
 		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
 	w->rcpt = ev->to ? xm_jid_bare(t->arena, ev->to) : NULL;
 	w->message = ev->kind == XM_KIND_MESSAGE;
 	if (ev->roster != NULL) {
-		w->stranger = strcmp(ev->roster, "none") == 0;
+		w->stranger = ev->roster[0] == 'n' &&
+		    strcmp(ev->roster, "none") == 0;
 		w->in_roster = !w->stranger;
 	}
 	w->young = ev->account_age >= 0 && (double)ev->account_age <

@@ -368,6 +368,54 @@ Test(state, keys)
 	cr_expect_neq(xm_state_key("a", "", 0), 0);
 }
 
+/* ref_hash64 - MurmurHash64A, little-endian, byte by byte (the
+ * definition the keys follow; xm_hash64 reads faster) */
+static uint64_t
+ref_hash64(const unsigned char *s, size_t n, uint64_t seed)
+{
+	const uint64_t m = UINT64_C(0xc6a4a7935bd1e995);
+	uint64_t h = seed ^ ((uint64_t)n * m), k;
+	size_t i;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		for (k = 0, i = 0; i < 8; i++)
+			k |= (uint64_t)s[i] << (8 * i);
+		k *= m;
+		k ^= k >> 47;
+		k *= m;
+		h ^= k;
+		h *= m;
+	}
+	if (n > 0) {
+		for (i = 0; i < n; i++)
+			h ^= (uint64_t)s[i] << (8 * i);
+		h *= m;
+	}
+	h ^= h >> 47;
+	h *= m;
+	h ^= h >> 47;
+	return h;
+}
+
+/* every length 0-70 at every alignment: the same as the definition */
+Test(state, hash64_all_lengths)
+{
+	unsigned char buf[96];
+	size_t off, n, i;
+	uint64_t seed = 0x0123456789abcdefULL;
+
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 37 + 11);
+	for (off = 0; off < 8; off++)
+		for (n = 0; n + off <= 78; n++) {
+			cr_expect_eq(xm_hash64(buf + off, n, seed),
+			    ref_hash64(buf + off, n, seed), "off %zu len %zu",
+			    off, n);
+			cr_expect_eq(xm_hash64(buf + off, n, 0),
+			    ref_hash64(buf + off, n, 0), "off %zu len %zu", off, n);
+		}
+}
+
 /* xm_hash64_u64 is xm_hash64 of the value's 8 bytes: the ratelimit keys
  * (and so the Redis key names) did not change when it replaced it */
 Test(state, hash64_u64_is_hash64)
