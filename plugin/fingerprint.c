@@ -603,7 +603,10 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
 	char *keys[XM_FP_MAX_URLS];
 	unsigned nurls = 0, nkeys = 0, i;
 	size_t len[XM_FP_MAX_TEXTS], total = 0;
-	struct fbuf b = { a, NULL, 0, 0 };
+	/* the folded text is only hashed: on the stack while it fits (no
+	 * arena block, zeroed, per event), in the arena beyond */
+	char fold[2048];
+	struct fbuf b = { a, fold, 0, sizeof(fold) };
 	uint64_t h;
 
 	memset(out, 0, sizeof(*out));
