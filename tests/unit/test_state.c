@@ -285,6 +285,47 @@ Test(state, deterministic)
 	xm_memstore_free(b);
 }
 
+/* GET of a key never SET answers without the table (a filter of SET
+ * keys): with far more SETs than the filter has bits, every value set is
+ * still found, every other key still reads 0, and a value still expires
+ * and can be set again */
+Test(state, values_among_many)
+{
+	struct xm_memstore *m = xm_memstore_new(64 << 20);
+	struct xm_state_op op;
+	uint64_t i;
+	size_t wrong_set = 0, wrong_unset = 0;
+
+	for (i = 1; i <= 200000; i++) {
+		op = (struct xm_state_op){ .op = XM_SOP_SET,
+		    .key = i * 0x9e3779b97f4a7c15ULL, .value = (double)(i % 7 + 1),
+		    .ttl = 100 };
+		xm_memstore_exec(m, &op, 1, T0);
+	}
+	for (i = 1; i <= 200000; i++) {
+		op = (struct xm_state_op){ .op = XM_SOP_GET,
+		    .key = i * 0x9e3779b97f4a7c15ULL };
+		xm_memstore_exec(m, &op, 1, T0 + 50);
+		wrong_set += op.result != (double)(i % 7 + 1);
+		op = (struct xm_state_op){ .op = XM_SOP_GET,
+		    .key = (i + 300000) * 0x9e3779b97f4a7c15ULL };
+		xm_memstore_exec(m, &op, 1, T0 + 50);
+		wrong_unset += op.result != 0;
+	}
+	cr_expect_eq(wrong_set, 0, "%zu values set not found", wrong_set);
+	cr_expect_eq(wrong_unset, 0, "%zu keys never set found", wrong_unset);
+	op = (struct xm_state_op){ .op = XM_SOP_GET, .key = 0x9e3779b97f4a7c15ULL };
+	xm_memstore_exec(m, &op, 1, T0 + 101);
+	cr_expect_eq(op.result, 0, "value past its ttl");
+	op = (struct xm_state_op){ .op = XM_SOP_SET, .key = 0x9e3779b97f4a7c15ULL,
+	    .value = 3, .ttl = 10 };
+	xm_memstore_exec(m, &op, 1, T0 + 102);
+	op = (struct xm_state_op){ .op = XM_SOP_GET, .key = 0x9e3779b97f4a7c15ULL };
+	xm_memstore_exec(m, &op, 1, T0 + 103);
+	cr_expect_eq(op.result, 3, "set again");
+	xm_memstore_free(m);
+}
+
 Test(state, global_survives_reconfigure)
 {
 	struct xm_state_conf c = { .memory = 1 << 20, .redis = "",
