@@ -568,12 +568,37 @@ add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
 	add_bucket_op(c, b, l, who, cost);
 }
 
+/* win_index - floor(NOW / WIN) as an integer: one event asks it three
+ * or four times with the same two numbers, so the last answer is kept
+ * (per thread: it is a function of its arguments alone) */
+static inline int64_t
+win_index(double now, double win)
+{
+	static __thread bool c_ok;
+	static __thread double c_now, c_win;
+	static __thread int64_t c_idx;
+	double x;
+	int64_t i;
+
+	if (c_ok && now == c_now && win == c_win)
+		return c_idx;
+	x = now / win;
+	i = (int64_t)x;                 /* toward zero: floor for x >= 0 */
+	if ((double)i > x)
+		i--;
+	c_ok = true;
+	c_now = now;
+	c_win = win;
+	c_idx = i;
+	return i;
+}
+
 /* win_key - key of TAG for WHO in the window of length WIN around NOW
  * (the window's number hashed in, no text formatting) */
 static uint64_t
 win_key(enum rl_tag tag, const char *who, double now, double win)
 {
-	int64_t idx = (int64_t)floor(now / win);
+	int64_t idx = win_index(now, win);
 	uint64_t h = tkey(tag, who, strlen(who));
 
 	h = xm_hash64_u64((uint64_t)idx, h);   /* = xm_hash64(&idx, 8, h) */
@@ -585,7 +610,7 @@ win_key(enum rl_tag tag, const char *who, double now, double win)
 static uint64_t
 fp_key(enum rl_tag tag, uint64_t fp, double now, double win)
 {
-	int64_t idx = win > 0 ? (int64_t)floor(now / win) : -1;
+	int64_t idx = win > 0 ? win_index(now, win) : -1;
 	uint64_t h = seed_fp[tag] ? seed_fp[tag] : 1;   /* tkey(tag, "", 0) */
 
 	h = xm_hash64_u64(fp, h);               /* = xm_hash64(&fp, 8, h) */
