@@ -429,6 +429,9 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
 	 * caller's buffer state, which would then be reloaded after every
 	 * store */
 	struct fbuf ob = *outp, *out = &ob;
+#ifdef __SSE2__
+	bool tail_tried = false;
+#endif
 
 	while (p < end) {
 		const char *q;
@@ -447,7 +450,17 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
 
 			if (end - p >= 16)
 				used = fast_words(p, p, end, out, &words);
-			else
+			else if (!tail_tried) {
+				/* the last bytes, padded with NULs (the end of
+				 * the text folds like a separator); once: what
+				 * it leaves is the word loop's */
+				unsigned char pad[16];
+
+				tail_tried = true;
+				memset(pad, 0, sizeof(pad));
+				memcpy(pad, p, (size_t)(end - p));
+				used = fast_words(pad, p, end, out, &words);
+			} else
 				used = 0;
 			if (used > 0) {
 				p += used;
