@@ -51,6 +51,9 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "config.h"
 #include "fingerprint.h"
@@ -285,6 +288,44 @@ struct rl_who {
 	double subs, invites, files;
 };
 
+/* ipv4_parse - IP as dotted-quad into B (4 bytes), accepting exactly
+ * what glibc's inet_pton(AF_INET) accepts (four decimal parts of 0-255,
+ * no leading zeros, nothing else); a function call and a loop less than
+ * inet_pton on every event */
+static bool
+ipv4_parse(const char *ip, unsigned char *b)
+{
+	unsigned octets = 0, cur = 0;
+	bool digit = false;
+	char ch;
+
+	while ((ch = *ip++) != '\0') {
+		if (ch >= '0' && ch <= '9') {
+			if (digit && cur == 0)
+				return false;
+			cur = cur * 10 + (unsigned)(ch - '0');
+			if (cur > 255)
+				return false;
+			if (!digit) {
+				if (++octets > 4)
+					return false;
+				digit = true;
+			}
+		} else if (ch == '.' && digit) {
+			if (octets == 4)
+				return false;
+			b[octets - 1] = (unsigned char)cur;
+			cur = 0;
+			digit = false;
+		} else
+			return false;
+	}
+	if (octets < 4 || !digit)
+		return false;
+	b[3] = (unsigned char)cur;
+	return true;
+}
+
 /* ip_prefix - IP's network as text (hex of the masked address, "/", the
  * length), in arena; NULL if no address. No printf: it runs per event. */
 static const char *
@@ -297,7 +338,7 @@ ip_prefix(struct xm_arena *a, const char *ip, int v4len, int v6len)
 
 	if (ip == NULL)
 		return NULL;
-	if (inet_pton(AF_INET, ip, b) == 1) {
+	if (ipv4_parse(ip, b)) {
 		n = 4;
 		len = v4len;
 	} else if (inet_pton(AF_INET6, ip, b) == 1) {
@@ -383,16 +424,18 @@ rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
 	w->ip = ev->ip && *ev->ip ? ev->ip : NULL;
 	w->prefix = ip_prefix(t->arena, w->ip, (int)c->ipv4_prefix,
 	    (int)c->ipv6_prefix);
-	if (strcmp(origin, "s2s") == 0)
+	if (origin[0] == 's' && strcmp(origin, "s2s") == 0)
 		w->domain = ev->peer && *ev->peer ? ev->peer :
 		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
-	if (strcmp(origin, "component") == 0)
+	if (origin[0] == 'c' && origin[1] == 'o' &&
+	    strcmp(origin, "component") == 0)
 		w->network = ev->peer && *ev->peer ? ev->peer :
 		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
 	w->rcpt = ev->to ? xm_jid_bare(t->arena, ev->to) : NULL;
 	w->message = ev->kind == XM_KIND_MESSAGE;
 	if (ev->roster != NULL) {
-		w->stranger = strcmp(ev->roster, "none") == 0;
+		w->stranger = ev->roster[0] == 'n' &&
+		    strcmp(ev->roster, "none") == 0;
 		w->in_roster = !w->stranger;
 	}
 	w->young = ev->account_age >= 0 && (double)ev->account_age <
@@ -419,6 +462,8 @@ static const char *const rl_tagname[T_NTAGS] = { "blk", "blkip", "fo",
 	"obtr", "obur" };
 static uint64_t seed_tag[T_NTAGS];       /* hash of "TAG\0" */
 static uint64_t seed_limit[RL_NLIMITS];  /* hash of "rl\0NAME\0" */
+static uint64_t seed_fp[T_NTAGS];        /* tkey(TAG, "", 0) before the
+                                            "h ? h : 1" (fp_key) */
 static pthread_once_t seeds_once = PTHREAD_ONCE_INIT;
 
 /* seeds_init - the hash states after each tag */
@@ -430,6 +475,8 @@ seeds_init(void)
 	for (i = 0; i < T_NTAGS; i++)
 		seed_tag[i] = xm_hash64(rl_tagname[i], strlen(rl_tagname[i]) + 1,
 		    0);
+	for (i = 0; i < T_NTAGS; i++)
+		seed_fp[i] = xm_hash64("", 0, seed_tag[i]);
 	for (i = 0; i < RL_NLIMITS; i++)
 		seed_limit[i] = xm_hash64(rl_limitname[i],
 		    strlen(rl_limitname[i]) + 1, xm_hash64("rl", 3, 0));
@@ -458,6 +505,29 @@ struct rl_batch {
 	int fp_flag[2], fp_senders[2], fp_rcpts[2];
 };
 
+/* op_zero - every byte of O zero: vector stores (memset of the struct
+ * compiles to a rep stos, slow to start, and a batch clears a dozen) */
+static inline void
+op_zero(struct xm_state_op *o)
+{
+#ifdef __SSE2__
+	char *p = (char *)o;
+	size_t i;
+
+	for (i = 0; i + 16 <= sizeof(*o); i += 16)
+		_mm_storeu_si128((__m128i *)(p + i), _mm_setzero_si128());
+	for (; i + 8 <= sizeof(*o); i += 8) {
+		uint64_t z = 0;
+
+		memcpy(p + i, &z, 8);
+	}
+	for (; i < sizeof(*o); i++)
+		p[i] = 0;
+#else
+	memset(o, 0, sizeof(*o));
+#endif
+}
+
 /* add - a new op of kind OP on KEY; its index */
 static int
 add(struct rl_batch *b, enum xm_sop op, uint64_t key)
@@ -467,21 +537,19 @@ add(struct rl_batch *b, enum xm_sop op, uint64_t key)
 	if (b->n >= RL_MAXOPS)
 		panic("ratelimit: batch overflow");
 	o = &b->op[b->n];
-	memset(o, 0, sizeof(*o));
+	op_zero(o);
 	o->op = op;
 	o->key = key;
 	return (int)b->n++;
 }
 
-/* add_bucket - budget L keyed by WHO, taking COST tokens */
+/* add_bucket_op - budget L keyed by WHO (not NULL), taking COST tokens */
 static void
-add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
+add_bucket_op(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
     const char *who, double cost)
 {
 	int i;
 
-	if (who == NULL || c->rate[l] < 0 || cost <= 0)
-		return;
 	{
 		uint64_t h = xm_hash64(who, strlen(who), seed_limit[l]);
 
@@ -493,15 +561,51 @@ add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
 	b->bucket[l] = i;
 }
 
+/* add_bucket - budget L keyed by WHO, taking COST tokens (inline: most
+ * budgets do not apply to most events, and the test is all they cost) */
+static inline void
+add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
+    const char *who, double cost)
+{
+	if (who == NULL || c->rate[l] < 0 || cost <= 0)
+		return;
+	add_bucket_op(c, b, l, who, cost);
+}
+
+/* win_index - floor(NOW / WIN) as an integer: one event asks it three
+ * or four times with the same two numbers, so the last answer is kept
+ * (per thread: it is a function of its arguments alone) */
+static inline int64_t
+win_index(double now, double win)
+{
+	static __thread bool c_ok;
+	static __thread double c_now, c_win;
+	static __thread int64_t c_idx;
+	double x;
+	int64_t i;
+
+	if (c_ok && now == c_now && win == c_win)
+		return c_idx;
+	x = now / win;
+	i = (int64_t)x;                 /* toward zero: floor for x >= 0 */
+	if ((double)i > x)
+		i--;
+	c_ok = true;
+	c_now = now;
+	c_win = win;
+	c_idx = i;
+	return i;
+}
+
 /* win_key - key of TAG for WHO in the window of length WIN around NOW
  * (the window's number hashed in, no text formatting) */
 static uint64_t
 win_key(enum rl_tag tag, const char *who, double now, double win)
 {
-	int64_t idx = (int64_t)floor(now / win);
+	int64_t idx = win_index(now, win);
 	uint64_t h = tkey(tag, who, strlen(who));
 
-	h = xm_hash64(&idx, sizeof(idx), h);
+	h = xm_hash64_u64((uint64_t)idx, h);   /* = xm_hash64(&idx, 8, h) */
 	return h ? h : 1;
 }
 
@@ -510,11 +614,11 @@ win_key(enum rl_tag tag, const char *who, double now, double win)
 static uint64_t
 fp_key(enum rl_tag tag, uint64_t fp, double now, double win)
 {
-	int64_t idx = win > 0 ? (int64_t)floor(now / win) : -1;
-	uint64_t h = tkey(tag, "", 0);
+	int64_t idx = win > 0 ? win_index(now, win) : -1;
+	uint64_t h = seed_fp[tag] ? seed_fp[tag] : 1;   /* tkey(tag, "", 0) */
 
-	h = xm_hash64(&fp, sizeof(fp), h);
-	h = xm_hash64(&idx, sizeof(idx), h);
+	h = xm_hash64_u64(fp, h);               /* = xm_hash64(&fp, 8, h) */
+	h = xm_hash64_u64((uint64_t)idx, h);
 	return h ? h : 1;
 }
 
@@ -566,18 +670,87 @@ texts(const struct xm_event *ev, const char **v, size_t max)
 static void rl_sym(const struct rl_conf *c, struct xm_task *t,
     enum rl_sym s, double factor, const char *fmt, ...) XM_PRINTF(5, 6);
 
+/* rl_vfmt - FMT with AP (at most 255 bytes, like vsnprintf into 256) in
+ * arena A, formatted by hand for the conversions the details use (%s,
+ * %016llx, %.0f of a whole number: exactly printf's output), by
+ * vsnprintf for anything else; a flood's every campaign copy gets one */
+static char *
+rl_vfmt(struct xm_arena *a, const char *fmt, va_list ap)
+{
+	static const char hex[] = "0123456789abcdef";
+	char buf[256], *o = buf, *end = buf + sizeof(buf) - 1;
+	const char *f;
+	va_list ap2;
+
+	va_copy(ap2, ap);
+	for (f = fmt; *f != '\0'; f++) {
+		if (*f != '%') {
+			if (o == end)
+				goto slow;
+			*o++ = *f;
+		} else if (f[1] == 's') {
+			const char *str = va_arg(ap2, const char *);
+			size_t n;
+
+			if (str == NULL || (n = strlen(str)) > (size_t)(end - o))
+				goto slow;
+			memcpy(o, str, n);
+			o += n;
+			f++;
+		} else if (strncmp(f + 1, "016llx", 6) == 0) {
+			unsigned long long v = va_arg(ap2, unsigned long long);
+			int i;
+
+			if (end - o < 16)
+				goto slow;
+			for (i = 15; i >= 0; i--) {
+				o[i] = hex[v & 15];
+				v >>= 4;
+			}
+			o += 16;
+			f += 6;
+		} else if (strncmp(f + 1, ".0f", 3) == 0) {
+			double d = va_arg(ap2, double);
+			unsigned long long v;
+			char dig[20];
+			int n = 0;
+
+			if (!(d >= 0 && d < 1e15) || signbit(d) || d != floor(d))
+				goto slow;       /* rounding and signs: printf's */
+			v = (unsigned long long)d;
+			do {
+				dig[n++] = (char)('0' + v % 10);
+				v /= 10;
+			} while (v != 0);
+			if (end - o < n)
+				goto slow;
+			while (n > 0)
+				*o++ = dig[--n];
+			f += 3;
+		} else
+			goto slow;
+	}
+	va_end(ap2);
+	return xm_arena_strndup(a, buf, (size_t)(o - buf));
+slow:
+	va_end(ap2);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	return xm_arena_strdup(a, buf);
+}
+
 /* rl_sym - add symbol S, its score times FACTOR, a printf-style detail */
 static void
 rl_sym(const struct rl_conf *c, struct xm_task *t, enum rl_sym s,
     double factor, const char *fmt, ...)
 {
-	char detail[256];
+	char *detail;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	detail = rl_vfmt(t->arena, fmt, ap);
 	va_end(ap);
-	xm_task_symbol(t, rl_symname[s], c->score[s] * factor, 0, "%s", detail);
+	xm_task_symbol(t, rl_symname[s], c->score[s] * factor, 0, NULL);
+	t->symbols[t->nsymbols - 1].detail = detail;
 }
 
 /* rl_sym_cat - add symbol S with the detail A B C joined (no printf: a

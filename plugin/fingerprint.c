@@ -28,7 +28,7 @@
 #include "state.h"
 
 /* lower - a lower-case form of code point C (the common scripts) */
-static long
+static inline long
 lower(long c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -51,7 +51,7 @@ lower(long c)
 }
 
 /* word_char - does code point C belong to a word */
-static bool
+static inline bool
 word_char(long c)
 {
 	if (c < 0)
@@ -77,7 +77,7 @@ word_char(long c)
 }
 
 /* put_cp - code point C as UTF-8 at U (room for 4); its length */
-static size_t
+static inline size_t
 put_cp(char *u, long c)
 {
 	if (c < 0x80) {
@@ -100,6 +100,32 @@ put_cp(char *u, long c)
 	u[2] = (char)(0x80 | ((c >> 6) & 0x3f));
 	u[3] = (char)(0x80 | (c & 0x3f));
 	return 4;
+}
+
+/* next_cp - xm_utf8_next with the two- and three-byte forms (Cyrillic,
+ * Greek, Latin letters with marks, CJK) decoded inline: the same code
+ * point or -1, and *PP moved the same way */
+static inline long
+next_cp(const char **pp, const char *end)
+{
+	const unsigned char *p = (const unsigned char *)*pp;
+	long c;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf && end - *pp >= 2 &&
+	    (p[1] & 0xc0) == 0x80) {
+		*pp += 2;
+		return (long)(p[0] & 0x1f) << 6 | (long)(p[1] & 0x3f);
+	}
+	if (p[0] >= 0xe0 && p[0] <= 0xef && end - *pp >= 3 &&
+	    (p[1] & 0xc0) == 0x80 && (p[2] & 0xc0) == 0x80) {
+		c = (long)(p[0] & 0x0f) << 12 | (long)(p[1] & 0x3f) << 6 |
+		    (long)(p[2] & 0x3f);
+		if (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))
+			return -1;
+		*pp += 3;
+		return c;
+	}
+	return xm_utf8_next(pp, end);
 }
 
 /* url_start - length of the link that starts at P (0: none) */
@@ -251,26 +277,198 @@ reserve(struct fbuf *o, size_t n)
 	}
 }
 
+/* vowels_lc - vowels (a e i o u y) among the N < 25 lower-case ASCII
+ * letters at W; asked only of the words of six letters or more without
+ * digits (the "hardly any vowel" token test), so not of most words. W
+ * has 32 readable bytes (the word buffer's room). */
+static inline unsigned
+vowels_lc(const char *w, unsigned n)
+{
+	unsigned v = 0, i;
+
+#ifdef __SSE2__
+	for (i = 0; i < n; i += 16) {
+		__m128i lo = _mm_loadu_si128((const __m128i *)(w + i));
+		__m128i vw = _mm_or_si128(_mm_or_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
+		    _mm_or_si128(_mm_or_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
+		    _mm_or_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+		unsigned x = (unsigned)_mm_movemask_epi8(vw);
+
+		if (n - i < 16)
+			x &= (1u << (n - i)) - 1;
+		/* popcount without the libgcc call */
+		x = x - ((x >> 1) & 0x5555u);
+		x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+		x = (x + (x >> 4)) & 0x0f0fu;
+		v += (x + (x >> 8)) & 0x1fu;
+	}
+#else
+	for (i = 0; i < n; i++)
+		v += (ascii_class[(unsigned char)w[i]] & C_VOWEL) != 0;
+#endif
+	return v;
+}
+
+#ifdef __SSE2__
+/* fast_words - the words of the 16 bytes at SRC (P's bytes, or the
+ * fewer than 16 before END copied and padded with NULs, which fold like
+ * the end of the text: a separator) that are
+ * plain ASCII letter runs ending inside them, and the separators
+ * between them, folded into OUT exactly as normalise's word loop would
+ * (a run of fewer than 16 letters is never a number or cut, and is a
+ * token only by the vowel test); WORDS counts the real words. Stops at
+ * the first digit or non-ASCII byte, at a run that reaches that point or
+ * the end of the 16 bytes (it may go on), and at a link: the word loop
+ * takes it from there. Returns the bytes consumed (0: none). */
+static inline __attribute__((always_inline)) size_t
+fast_words(const unsigned char *src, const unsigned char *p,
+    const unsigned char *end, struct fbuf *out, unsigned *words)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)src);
+	__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i let = _mm_cmplt_epi8(_mm_sub_epi8(lo, _mm_set1_epi8('a' + 128)),
+	    _mm_set1_epi8(-128 + 26));
+	__m128i dig = _mm_cmplt_epi8(_mm_sub_epi8(v, _mm_set1_epi8('0' + 128)),
+	    _mm_set1_epi8(-128 + 10));
+	unsigned lm = (unsigned)_mm_movemask_epi8(let);
+	unsigned stop = (unsigned)(_mm_movemask_epi8(dig) |
+	    _mm_movemask_epi8(v));        /* digits, non-ASCII bytes */
+	unsigned limit = (unsigned)__builtin_ctz(stop | 0x10000u), i = 0;
+	unsigned vm = 0, links;
+	bool have_vm = false;
+	char tmp[32];
+
+	lm &= (1u << limit) - 1;
+	if (lm == 0)
+		return 0;                /* separators alone: the loop's job */
+	{
+		/* where a link may start: "ht" or "ww" (any case), the only
+		 * words url_start must look at ("how", "we": not) */
+		__m128i nx = _mm_srli_si128(lo, 1);
+		__m128i lk = _mm_or_si128(_mm_and_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('h')),
+		    _mm_cmpeq_epi8(nx, _mm_set1_epi8('t'))), _mm_and_si128(
+		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('w')),
+		    _mm_cmpeq_epi8(nx, _mm_set1_epi8('w'))));
+
+		links = (unsigned)_mm_movemask_epi8(lk);
+	}
+	_mm_storeu_si128((__m128i *)tmp, lo);
+	reserve(out, 16 * 18);
+	for (;;) {
+		unsigned len, wl, start;
+		char *w;
+
+		if ((lm >> i) == 0)      /* only separators up to the stop */
+			return limit < (size_t)(end - p) ? limit :
+			    (size_t)(end - p);
+		i += (unsigned)__builtin_ctz(lm >> i);
+		len = (unsigned)__builtin_ctz(~(lm >> i));
+		if (i + len >= limit)
+			return i;            /* the word may go on */
+		if (((links >> i) & 1) && url_start((const char *)p + i,
+		    (const char *)end) > 0)
+			return i;
+		out->p[out->len] = ' ';  /* overwritten by the word when first */
+		start = out->len != 0;
+		w = out->p + out->len + start;
+		memcpy(w, tmp + i, 16);
+		wl = len;
+		if (len >= 6) {
+			unsigned x;
+
+			if (!have_vm) {
+				__m128i vw = _mm_or_si128(_mm_or_si128(
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
+				    _mm_or_si128(_mm_or_si128(
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
+				    _mm_or_si128(
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
+				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+
+				vm = (unsigned)_mm_movemask_epi8(vw);
+				have_vm = true;
+			}
+			x = (vm >> i) & ((1u << len) - 1);
+			x = x - ((x >> 1) & 0x5555u);
+			x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
+			x = (x + (x >> 4)) & 0x0f0fu;
+			x = (x + (x >> 8)) & 0x1fu;
+			if (x * 6 < len) {
+				w[0] = '*';
+				wl = 1;
+			} else
+				(*words)++;
+		} else
+			(*words)++;
+		out->len += start + wl;
+		i += len;
+	}
+}
+#endif
+
 /* normalise - fold TEXT into OUT (space-separated words); links to URLS.
  * Words are written straight into OUT, then replaced by "#" or "*" when
  * they turn out to be numbers or tokens; ASCII bytes are classified by
  * one table look-up (this runs over every byte of every message). */
 static unsigned
-normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
+normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
     const char **urls, unsigned *nurls)
 {
 	const unsigned char *p = (const unsigned char *)text, *end = p + n;
 	unsigned words = 0;
+	/* a local copy: the word bytes written through W could alias the
+	 * caller's buffer state, which would then be reloaded after every
+	 * store */
+	struct fbuf ob = *outp, *out = &ob;
+#ifdef __SSE2__
+	bool tail_tried = false;
+#endif
 
 	while (p < end) {
 		const char *q;
-		unsigned cl = ascii_class[*p];
+		unsigned cl;
 		long c;
 		size_t ul, wl, start;
 		unsigned letters;
 		char *w;
-		unsigned digits = 0, vowels = 0, ascii = 0, high = 0;
+		unsigned digits = 0, ascii = 0, high = 0;
 		bool prev_digit = false;
+
+#ifdef __SSE2__
+		/* plain words, several at a time */
+		{
+			size_t used;
+
+			if (end - p >= 16)
+				used = fast_words(p, p, end, out, &words);
+			else if (!tail_tried) {
+				/* the last bytes, padded with NULs (the end of
+				 * the text folds like a separator); once: what
+				 * it leaves is the word loop's */
+				unsigned char pad[16];
+
+				tail_tried = true;
+				memset(pad, 0, sizeof(pad));
+				memcpy(pad, p, (size_t)(end - p));
+				used = fast_words(pad, p, end, out, &words);
+			} else
+				used = 0;
+			if (used > 0) {
+				p += used;
+				continue;
+			}
+		}
+#endif
+		cl = ascii_class[*p];
 
 		if (cl == 0) {                  /* ASCII, not a word */
 			p++;
@@ -278,7 +476,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 		}
 		if (cl & C_HIGH) {
 			q = (const char *)p;
-			c = xm_utf8_next(&q, (const char *)end);
+			c = next_cp(&q, (const char *)end);
 			if (!word_char(c)) {
 				p = (const unsigned char *)q > p ?
 				    (const unsigned char *)q : p + 1;
@@ -307,9 +505,10 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			unsigned k;
 
 #ifdef __SSE2__
-			/* a run of ASCII letters, 16 bytes at a time: lower-cased
-			 * (b | 0x20 is a-z exactly for the letters), vowels
-			 * counted; W has 16 bytes of room past WORD_MAX */
+			/* a run of ASCII letters, 16 bytes at a time, lower-cased
+			 * (b | 0x20 is a-z exactly for the letters); W has 16
+			 * bytes of room past WORD_MAX. Vowels are counted only
+			 * for the words that need them (see vowels_lc). */
 			if (end - p >= 16) {
 				__m128i v = _mm_loadu_si128((const __m128i *)p);
 				__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
@@ -320,26 +519,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 				unsigned m = (unsigned)_mm_movemask_epi8(let);
 				unsigned run = (unsigned)__builtin_ctz(~m | 0x10000u);
 
-				if (run >= 2) {
-					__m128i vw = _mm_or_si128(_mm_or_si128(
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
-					    _mm_or_si128(_mm_or_si128(
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
-					    _mm_or_si128(
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
-					    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
-					unsigned keep = (1u << run) - 1;
-
-					unsigned x = (unsigned)_mm_movemask_epi8(vw) &
-					    keep;
-
-					/* popcount without the libgcc call */
-					x = x - ((x >> 1) & 0x5555u);
-					x = (x & 0x3333u) + ((x >> 2) & 0x3333u);
-					x = (x + (x >> 4)) & 0x0f0fu;
-					vowels += (x + (x >> 8)) & 0x1fu;
+				if (run > 0) {
 					ascii += run;
 					prev_digit = false;
 					_mm_storeu_si128((__m128i *)(w + wl), lo);
@@ -347,6 +527,10 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 					if (wl > WORD_MAX)
 						wl = WORD_MAX;
 					p += run;
+					/* the common end of a word: a space or
+					 * punctuation right after the run */
+					if (run < 16 && ascii_class[*p] == 0)
+						break;
 					continue;
 				}
 			}
@@ -356,7 +540,6 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			if (k & C_LETTER) {
 				prev_digit = false;
 				ascii++;
-				vowels += (k & C_VOWEL) != 0;
 				if (wl < WORD_MAX)
 					w[wl++] = (char)(*p | 0x20);
 				p++;
@@ -373,7 +556,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			if (!(k & C_HIGH))
 				break;
 			q = (const char *)p;
-			c = xm_utf8_next(&q, (const char *)end);
+			c = next_cp(&q, (const char *)end);
 			if (!word_char(c))
 				break;
 			p = (const unsigned char *)q;
@@ -389,14 +572,15 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *out,
 			w[0] = '#';
 			wl = 1;
 		} else if ((digits > 0 && letters + digits >= 4 && letters >= 2) ||
-		    (ascii == letters && letters >= 6 && vowels * 6 < letters) ||
-		    letters >= 25) {
+		    letters >= 25 || (ascii == letters && letters >= 6 &&
+		    vowels_lc(w, letters) * 6 < letters)) {
 			w[0] = '*';
 			wl = 1;
 		} else
 			words++;
 		out->len = start + wl;
 	}
+	*outp = ob;
 	return words;
 }
 
@@ -432,7 +616,10 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
 	char *keys[XM_FP_MAX_URLS];
 	unsigned nurls = 0, nkeys = 0, i;
 	size_t len[XM_FP_MAX_TEXTS], total = 0;
-	struct fbuf b = { a, NULL, 0, 0 };
+	/* the folded text is only hashed: on the stack while it fits (no
+	 * arena block, zeroed, per event), in the arena beyond */
+	char fold[2048];
+	struct fbuf b = { a, fold, 0, sizeof(fold) };
 	uint64_t h;
 
 	memset(out, 0, sizeof(*out));

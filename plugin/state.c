@@ -84,16 +84,24 @@ xm_hash64(const void *p, size_t n, uint64_t seed)
 		s += 8;
 		n -= 8;
 	}
-	switch (n) {
-	case 7: h ^= (uint64_t)s[6] << 48; /* FALLTHROUGH */
-	case 6: h ^= (uint64_t)s[5] << 40; /* FALLTHROUGH */
-	case 5: h ^= (uint64_t)s[4] << 32; /* FALLTHROUGH */
-	case 4: h ^= (uint64_t)s[3] << 24; /* FALLTHROUGH */
-	case 3: h ^= (uint64_t)s[2] << 16; /* FALLTHROUGH */
-	case 2: h ^= (uint64_t)s[1] << 8;  /* FALLTHROUGH */
-	case 1: h ^= (uint64_t)s[0];
-		h *= m;
-	}
+	if (s - (const unsigned char *)p >= 8) {
+		/* the last 1-7 bytes without a jump per length (that jump
+		 * mispredicts when lengths vary): the string's last 8 bytes,
+		 * shifted down to them; no tail: xor 0, times 1 */
+		uint64_t t = n ? le64(s + n - 8) >> (64 - 8 * n) : 0;
+
+		h = (h ^ t) * (n ? m : 1);
+	} else
+		switch (n) {
+		case 7: h ^= (uint64_t)s[6] << 48; /* FALLTHROUGH */
+		case 6: h ^= (uint64_t)s[5] << 40; /* FALLTHROUGH */
+		case 5: h ^= (uint64_t)s[4] << 32; /* FALLTHROUGH */
+		case 4: h ^= (uint64_t)s[3] << 24; /* FALLTHROUGH */
+		case 3: h ^= (uint64_t)s[2] << 16; /* FALLTHROUGH */
+		case 2: h ^= (uint64_t)s[1] << 8;  /* FALLTHROUGH */
+		case 1: h ^= (uint64_t)s[0];
+			h *= m;
+		}
 	h ^= h >> 47;
 	h *= m;
 	h ^= h >> 47;

@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util.h"
 
@@ -76,6 +77,30 @@ struct xm_state_op {
 
 /* xm_hash64 - 64-bit hash of N bytes at P continuing from SEED */
 uint64_t xm_hash64(const void *p, size_t n, uint64_t seed);
+/* xm_hash64_u64 - xm_hash64(&V, 8, SEED), inline: the keys hash window
+ * numbers and fingerprints into a tag's state on every event, and the
+ * general function's loop and tail switch cost more than the mixing */
+static inline uint64_t
+xm_hash64_u64(uint64_t v, uint64_t seed)
+{
+	const uint64_t m = UINT64_C(0xc6a4a7935bd1e995);
+	unsigned char b[8];
+	uint64_t h = seed ^ (8 * m), k;
+
+	memcpy(b, &v, sizeof(b));     /* the bytes as xm_hash64 reads them */
+	k = (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 |
+	    (uint64_t)b[3] << 24 | (uint64_t)b[4] << 32 | (uint64_t)b[5] << 40 |
+	    (uint64_t)b[6] << 48 | (uint64_t)b[7] << 56;
+	k *= m;
+	k ^= k >> 47;
+	k *= m;
+	h ^= k;
+	h *= m;
+	h ^= h >> 47;
+	h *= m;
+	h ^= h >> 47;
+	return h;
+}
 /* xm_state_key - key of kind tag TAG (a short word) and text S (its first N
  * bytes); never 0 */
 uint64_t xm_state_key(const char *tag, const char *s, size_t n);

@@ -19,7 +19,11 @@
  * records of one kind, the one least recently renewed). Each insert also
  * sweeps two slots at the hand, so dead records do not pile up. Nothing
  * here is random: the same operations at the same times give the same
- * table, which keeps replays deterministic.
+ * table, which keeps replays deterministic. A DISTINCT member's mark is
+ * keyed by the set's key and the member's hash mixed (memory-only). A
+ * bit filter of the keys ever SET (8 KB, never cleared) lets a GET of a
+ * key that was never set (no block, no campaign: nearly every GET) answer
+ * without touching the table.
  *
  * Interface: xm_memstore_* in state.h. Thread safety: one mutex per table
  * around every call. Ownership: the table owns its slots; callers own the
@@ -40,6 +44,8 @@
 #define EVICT_SCAN 32u
 #define SWEEP_STEP 2u
 
+#define VBITS_WORDS 1024u   /* 65536 bits, 8 KB */
+
 struct slot {
 	uint64_t key;   /* kind << 62 | hash; 0: empty */
 	uint64_t v;
@@ -52,6 +58,11 @@ struct xm_memstore {
 	size_t max_slots;          /* the memory bound, in slots (power of 2) */
 	size_t hand;
 	unsigned long long evictions, expired;
+	/* one bit per VALUE key hash, set by every SET and never cleared: a
+	 * GET whose bit is clear has no record to find (blocks and campaign
+	 * flags are rare, so most GETs end here instead of probing the
+	 * table, a cache miss or two each) */
+	uint64_t vbits[VBITS_WORDS];
 };
 
 /*
@@ -128,6 +139,33 @@ mkkey(uint64_t key, enum xm_skind kind)
 	return key | ((uint64_t)kind << KIND_SHIFT);
 }
 
+/* vbit - the bit of VALUE key K (stored form) in the SET filter: bits
+ * the table's home() does not lean on most */
+static inline void
+vbit(uint64_t k, size_t *word, uint64_t *bit)
+{
+	k *= UINT64_C(0x9e3779b97f4a7c15);
+	*word = (size_t)(k >> 54) & (VBITS_WORDS - 1);
+	*bit = UINT64_C(1) << ((k >> 48) & 63);
+}
+
+/* mark_key - the stored key of MEMBER's mark in the set KEY: both are
+ * hashes already, so one multiply to combine them and a 64-bit
+ * finaliser (a bijection) is enough; memory-only (Redis keeps its own
+ * sets), so it need not match anything outside this process */
+static inline uint64_t
+mark_key(uint64_t key, uint64_t member)
+{
+	uint64_t x = member ^ (key * UINT64_C(0x9e3779b97f4a7c15));
+
+	x ^= x >> 33;
+	x *= UINT64_C(0xff51afd7ed558ccd);
+	x ^= x >> 33;
+	x *= UINT64_C(0xc4ceb9fe1a85ec53);
+	x ^= x >> 33;
+	return mkkey(x, XM_SK_MARK);
+}
+
 /* expiry - when the record in S stops mattering (unix seconds) */
 static uint64_t
 expiry(const struct slot *s)
@@ -149,7 +187,7 @@ clamp_time(double t)
 }
 
 /* find - index of KEY, or (size_t)-1 */
-static size_t
+static inline size_t
 find(const struct xm_memstore *m, uint64_t key)
 {
 	size_t i = home(m, key);
@@ -302,8 +340,8 @@ insert(struct xm_memstore *m, uint64_t key, uint64_t v, uint32_t now)
 }
 
 /* live - index of KEY if present and not expired at NOW, else -1 (an
- * expired record is dropped) */
-static size_t
+ * expired record is dropped); inline: every op looks up one to four */
+static inline __attribute__((always_inline)) size_t
 live(struct xm_memstore *m, uint64_t key, uint32_t now)
 {
 	size_t i = find(m, key);
@@ -395,8 +433,7 @@ op_distinct(struct xm_memstore *m, struct xm_state_op *op, double now,
     uint32_t now32)
 {
 	uint64_t ckey = mkkey(op->key, XM_SK_COUNT);
-	uint64_t mkey = mkkey(xm_hash64(&op->member, sizeof(op->member),
-	    op->key), XM_SK_MARK);
+	uint64_t mkey = mark_key(op->key, op->member);
 	size_t ci = live(m, ckey, now32), mi;
 	uint64_t exp = ci != (size_t)-1 ? m->s[ci].v >> 32 : exp32(now, op->ttl);
 	uint32_t count = ci != (size_t)-1 ? (uint32_t)m->s[ci].v : 0;
@@ -426,11 +463,16 @@ op_distinct(struct xm_memstore *m, struct xm_state_op *op, double now,
 static void
 op_get(struct xm_memstore *m, struct xm_state_op *op, uint32_t now32)
 {
-	size_t i = live(m, mkkey(op->key, XM_SK_VALUE), now32);
+	uint64_t key = mkkey(op->key, XM_SK_VALUE), bit;
+	size_t i, wd;
 	float f;
 	uint32_t u;
 
 	op->result = 0;
+	vbit(key, &wd, &bit);
+	if (!(m->vbits[wd] & bit))
+		return;                 /* never SET: no record */
+	i = live(m, key, now32);
 	if (i == (size_t)-1)
 		return;
 	u = (uint32_t)m->s[i].v;
@@ -443,11 +485,14 @@ static void
 op_set(struct xm_memstore *m, struct xm_state_op *op, double now,
     uint32_t now32)
 {
-	uint64_t key = mkkey(op->key, XM_SK_VALUE);
-	size_t i = live(m, key, now32);
+	uint64_t key = mkkey(op->key, XM_SK_VALUE), bit;
+	size_t i = live(m, key, now32), wd;
 	float f = (float)op->value;
 	uint32_t u;
 	uint64_t v;
+
+	vbit(key, &wd, &bit);
+	m->vbits[wd] |= bit;
 
 	memcpy(&u, &f, sizeof(u));
 	v = exp32(now, op->ttl) << 32 | u;
@@ -481,14 +526,21 @@ xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops, size_t n,
 			[XM_SOP_SET] = XM_SK_VALUE,
 		};
 
-		if ((unsigned)ops[k].op < XM_ARRAY_LEN(kind))
-			__builtin_prefetch(&m->s[home(m, mkkey(ops[k].key,
-			    kind[ops[k].op]))]);
+		if ((unsigned)ops[k].op < XM_ARRAY_LEN(kind)) {
+			uint64_t key = mkkey(ops[k].key, kind[ops[k].op]), bit;
+			size_t wd;
+
+			if (ops[k].op == XM_SOP_GET) {
+				vbit(key, &wd, &bit);
+				if (!(m->vbits[wd] & bit))
+					continue;    /* op_get will not look */
+			}
+			__builtin_prefetch(&m->s[home(m, key)]);
+		}
 		/* a set's member mark and second counter are misses too */
 		if (ops[k].op == XM_SOP_DISTINCT) {
-			__builtin_prefetch(&m->s[home(m, mkkey(xm_hash64(
-			    &ops[k].member, sizeof(ops[k].member), ops[k].key),
-			    XM_SK_MARK))]);
+			__builtin_prefetch(&m->s[home(m, mark_key(ops[k].key,
+			    ops[k].member))]);
 			if (ops[k].key2 != 0)
 				__builtin_prefetch(&m->s[home(m, mkkey(ops[k].key2,
 				    XM_SK_COUNT))]);

@@ -141,6 +141,21 @@ static const struct ncase ncases[] = {
 	    "\xc3\xa9t\xc3\xa9", 2 },
 	{ "xkcdqwrtzp bcdfgh", "* *", 0 },
 	{ "\xf0\x9f\x98\x80 hi \xe2\x80\x94 there", "hi there", 2 },
+	/* texts of 16 bytes and more take the several-words-at-a-time path:
+	 * words across its 16-byte steps, h/w words and links, the vowel
+	 * test, runs of 16, 17 and 26 letters, words ending at a digit or a
+	 * non-ASCII byte */
+	{ "Hello World, how are you doing today? whatever www.example.org/x "
+	    "rhythms strengths", "hello world how are you doing today "
+	    "whatever <url> * *", 8 },
+	{ "abcdefghijklmnop qrstuvwxyzabcdefg hi abcdefghijklmnopqrstuvwxyz",
+	    "abcdefghijklmnop qrstuvwxyzabcdefg hi *", 3 },
+	{ "the mp3 player costs 20 euro \xe2\x82\xac today",
+	    "the mp# player costs # euro today", 6 },
+	{ "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xd0\xbc"
+	    "\xd0\xb8\xd1\x80 hello there", "\xd0\xbf\xd1\x80\xd0\xb8"
+	    "\xd0\xb2\xd0\xb5\xd1\x82 \xd0\xbc\xd0\xb8\xd1\x80 hello there",
+	    4 },
 };
 
 Test(fingerprint, normalise)
@@ -687,6 +702,13 @@ Test(ratelimit, block_then_expiry)
 		cr_expect_eq(has(s, "RATE_ACCOUNT"), i >= 2, "event %d: %s", i, s);
 		cr_expect_eq(has(s, "RATE_BLOCKED"), i == 4, "event %d: %s", i, s);
 	}
+	/* the detail, formatted by hand in rl_sym: printf's own text */
+	for (i = 0; i < (int)v.nsymbols; i++)
+		if (strcmp(v.symbols[i].name, "RATE_BLOCKED") == 0)
+			break;
+	cr_assert_lt(i, (int)v.nsymbols, "no RATE_BLOCKED symbol");
+	cr_expect_str_eq(v.symbols[i].detail, "sender alice@example.org "
+	    "blocked for 100s after 3 events over budget");
 	/* blocked even once the bucket has refilled */
 	e.t = 60;
 	s = run(ch, a, &e, &v);

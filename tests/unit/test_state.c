@@ -291,6 +291,47 @@ Test(state, deterministic)
 	xm_memstore_free(b);
 }
 
+/* GET of a key never SET answers without the table (a filter of SET
+ * keys): with far more SETs than the filter has bits, every value set is
+ * still found, every other key still reads 0, and a value still expires
+ * and can be set again */
+Test(state, values_among_many)
+{
+	struct xm_memstore *m = xm_memstore_new(64 << 20);
+	struct xm_state_op op;
+	uint64_t i;
+	size_t wrong_set = 0, wrong_unset = 0;
+
+	for (i = 1; i <= 200000; i++) {
+		op = (struct xm_state_op){ .op = XM_SOP_SET,
+		    .key = i * 0x9e3779b97f4a7c15ULL, .value = (double)(i % 7 + 1),
+		    .ttl = 100 };
+		xm_memstore_exec(m, &op, 1, T0);
+	}
+	for (i = 1; i <= 200000; i++) {
+		op = (struct xm_state_op){ .op = XM_SOP_GET,
+		    .key = i * 0x9e3779b97f4a7c15ULL };
+		xm_memstore_exec(m, &op, 1, T0 + 50);
+		wrong_set += op.result != (double)(i % 7 + 1);
+		op = (struct xm_state_op){ .op = XM_SOP_GET,
+		    .key = (i + 300000) * 0x9e3779b97f4a7c15ULL };
+		xm_memstore_exec(m, &op, 1, T0 + 50);
+		wrong_unset += op.result != 0;
+	}
+	cr_expect_eq(wrong_set, 0, "%zu values set not found", wrong_set);
+	cr_expect_eq(wrong_unset, 0, "%zu keys never set found", wrong_unset);
+	op = (struct xm_state_op){ .op = XM_SOP_GET, .key = 0x9e3779b97f4a7c15ULL };
+	xm_memstore_exec(m, &op, 1, T0 + 101);
+	cr_expect_eq(op.result, 0, "value past its ttl");
+	op = (struct xm_state_op){ .op = XM_SOP_SET, .key = 0x9e3779b97f4a7c15ULL,
+	    .value = 3, .ttl = 10 };
+	xm_memstore_exec(m, &op, 1, T0 + 102);
+	op = (struct xm_state_op){ .op = XM_SOP_GET, .key = 0x9e3779b97f4a7c15ULL };
+	xm_memstore_exec(m, &op, 1, T0 + 103);
+	cr_expect_eq(op.result, 3, "set again");
+	xm_memstore_free(m);
+}
+
 Test(state, global_survives_reconfigure)
 {
 	struct xm_state_conf c = { .memory = 1 << 20, .redis = "",
@@ -372,6 +413,78 @@ Test(state, keys)
 	cr_expect_eq(xm_state_key2("a", "x", "y"), xm_state_key2("a", "x",
 	    "y"));
 	cr_expect_neq(xm_state_key("a", "", 0), 0);
+}
+
+/* ref_hash64 - MurmurHash64A, little-endian, byte by byte (the
+ * definition the keys follow; xm_hash64 reads faster) */
+static uint64_t
+ref_hash64(const unsigned char *s, size_t n, uint64_t seed)
+{
+	const uint64_t m = UINT64_C(0xc6a4a7935bd1e995);
+	uint64_t h = seed ^ ((uint64_t)n * m), k;
+	size_t i;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		for (k = 0, i = 0; i < 8; i++)
+			k |= (uint64_t)s[i] << (8 * i);
+		k *= m;
+		k ^= k >> 47;
+		k *= m;
+		h ^= k;
+		h *= m;
+	}
+	if (n > 0) {
+		for (i = 0; i < n; i++)
+			h ^= (uint64_t)s[i] << (8 * i);
+		h *= m;
+	}
+	h ^= h >> 47;
+	h *= m;
+	h ^= h >> 47;
+	return h;
+}
+
+/* every length 0-70 at every alignment: the same as the definition */
+Test(state, hash64_all_lengths)
+{
+	unsigned char buf[96];
+	size_t off, n, i;
+	uint64_t seed = 0x0123456789abcdefULL;
+
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 37 + 11);
+	for (off = 0; off < 8; off++)
+		for (n = 0; n + off <= 78; n++) {
+			cr_expect_eq(xm_hash64(buf + off, n, seed),
+			    ref_hash64(buf + off, n, seed), "off %zu len %zu",
+			    off, n);
+			cr_expect_eq(xm_hash64(buf + off, n, 0),
+			    ref_hash64(buf + off, n, 0), "off %zu len %zu", off, n);
+		}
+}
+
+/* xm_hash64_u64 is xm_hash64 of the value's 8 bytes: the ratelimit keys
+ * (and so the Redis key names) did not change when it replaced it */
+Test(state, hash64_u64_is_hash64)
+{
+	static const struct { uint64_t v, seed; } cases[] = {
+		{ 0, 0 }, { 1, 0 }, { UINT64_MAX, 0 }, { 0, UINT64_MAX },
+		{ 0x0123456789abcdefULL, 0x7465787400ULL },
+		{ (uint64_t)-1LL, 0x75726c7300ULL },        /* idx -1 */
+		{ 29916666ULL, 0xc6a4a7935bd1e995ULL },      /* a window */
+		{ 0x8000000000000000ULL, 42 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_expect_eq(xm_hash64_u64(cases[i].v, cases[i].seed),
+		    xm_hash64(&cases[i].v, sizeof(cases[i].v), cases[i].seed),
+		    "case %zu", i);
+	/* and known values (little-endian reading on every machine), so
+	 * that neither drifts: nodes sharing Redis must agree */
+	cr_expect_eq(xm_hash64_u64(0x0123456789abcdefULL, 0x7465787400ULL),
+	    0xd1fd2ce3f0c0ac90ULL);
+	cr_expect_eq(xm_hash64("abc", 3, 0), 0x9cc9c33498a95efbULL);
 }
 
 Test(state, distinct_with_subset_count)
