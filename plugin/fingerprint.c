@@ -277,6 +277,28 @@ reserve(struct fbuf *o, size_t n)
 	}
 }
 
+#ifdef __SSE2__
+/* BIASED - byte C + 128 as the signed char the SSE2 compares take (an
+ * unsigned range test as a signed one) */
+#define BIASED(c) ((char)((c) - 128))
+
+/* vowel_bytes - 0xff where a byte of LO is a lower-case vowel (a e i o u
+ * y), 0 elsewhere */
+static inline __m128i
+vowel_bytes(__m128i lo)
+{
+	return _mm_or_si128(_mm_or_si128(
+	    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
+	    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
+	    _mm_or_si128(_mm_or_si128(
+	    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
+	    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
+	    _mm_or_si128(
+	    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
+	    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+}
+#endif
+
 /* vowels_lc - vowels (a e i o u y) among the N < 25 lower-case ASCII
  * letters at W; asked only of the words of six letters or more without
  * digits (the "hardly any vowel" token test), so not of most words. W
@@ -289,15 +311,7 @@ vowels_lc(const char *w, unsigned n)
 #ifdef __SSE2__
 	for (i = 0; i < n; i += 16) {
 		__m128i lo = _mm_loadu_si128((const __m128i *)(w + i));
-		__m128i vw = _mm_or_si128(_mm_or_si128(
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
-		    _mm_or_si128(_mm_or_si128(
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
-		    _mm_or_si128(
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+		__m128i vw = vowel_bytes(lo);
 		unsigned x = (unsigned)_mm_movemask_epi8(vw);
 
 		if (n - i < 16)
@@ -332,9 +346,9 @@ fast_words(const unsigned char *src, const unsigned char *p,
 {
 	__m128i v = _mm_loadu_si128((const __m128i *)src);
 	__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
-	__m128i let = _mm_cmplt_epi8(_mm_sub_epi8(lo, _mm_set1_epi8('a' + 128)),
+	__m128i let = _mm_cmplt_epi8(_mm_sub_epi8(lo, _mm_set1_epi8(BIASED('a'))),
 	    _mm_set1_epi8(-128 + 26));
-	__m128i dig = _mm_cmplt_epi8(_mm_sub_epi8(v, _mm_set1_epi8('0' + 128)),
+	__m128i dig = _mm_cmplt_epi8(_mm_sub_epi8(v, _mm_set1_epi8(BIASED('0'))),
 	    _mm_set1_epi8(-128 + 10));
 	unsigned lm = (unsigned)_mm_movemask_epi8(let);
 	unsigned stop = (unsigned)(_mm_movemask_epi8(dig) |
@@ -384,15 +398,7 @@ fast_words(const unsigned char *src, const unsigned char *p,
 			unsigned x;
 
 			if (!have_vm) {
-				__m128i vw = _mm_or_si128(_mm_or_si128(
-				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('a')),
-				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('e'))),
-				    _mm_or_si128(_mm_or_si128(
-				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('i')),
-				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('o'))),
-				    _mm_or_si128(
-				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('u')),
-				    _mm_cmpeq_epi8(lo, _mm_set1_epi8('y')))));
+				__m128i vw = vowel_bytes(lo);
 
 				vm = (unsigned)_mm_movemask_epi8(vw);
 				have_vm = true;
@@ -514,7 +520,7 @@ normalise(struct xm_arena *a, const char *text, size_t n, struct fbuf *outp,
 				__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
 				/* unsigned lo - 'a' <= 25, via signed compare
 				 * after the bias */
-				__m128i d = _mm_sub_epi8(lo, _mm_set1_epi8('a' + 128));
+				__m128i d = _mm_sub_epi8(lo, _mm_set1_epi8(BIASED('a')));
 				__m128i let = _mm_cmplt_epi8(d, _mm_set1_epi8(-128 + 26));
 				unsigned m = (unsigned)_mm_movemask_epi8(let);
 				unsigned run = (unsigned)__builtin_ctz(~m | 0x10000u);
