@@ -10,6 +10,9 @@
 #   - budgets spent through node A apply on node B (and a sender that
 #     only used B is not limited), requests alternating between the two
 #     nodes share one budget, every key in Redis carries an expiry,
+#   - Redis stalled (SIGSTOP): an event ratelimit does not count is
+#     answered while a counted one waits for its batch, which Redis then
+#     answers (the event loop never waits for Redis),
 #   - Redis killed during a run of requests: every request is answered,
 #     the daemon says so in its log and health (degraded,
 #     state=memory-fallback), and keeps limiting from local memory,
@@ -237,6 +240,36 @@ done
 xm_log "redis: $nkeys keys, $nottl without expiry"
 [ "$nkeys" -gt 10 ] && [ "$nottl" = 0 ]
 result "every key in Redis has an expiry" $?
+
+# ---- a stalled Redis does not stall the daemon -----------------------------
+# Redis stopped (SIGSTOP): a counted message waits for its batch (up to
+# redis_timeout, 10 s here) while a presence sent right after it, which
+# ratelimit does not count, is answered at once; once Redis runs again the
+# message is answered too, from Redis. Ordering only, no clock.
+
+f=$XM_TMP/stall.events; : >"$f"
+spam "$f" stall 1 1 $((T0 + 50000))
+printf 'origin=c2s\nip=192.0.2.9\nauth=pres@%s\ntime=%s\n\n<presence from='"'"'pres@%s/pc'"'"' id='"'"'p-stall'"'"'/>\n\n' \
+	"$DOM" "$(iso $((T0 + 50001)))" "$DOM" >>"$f"
+health "$SOCK_A"
+fb0=$(sed -n 's/^state-fallback-ops=//p' "$OUT")
+kill -STOP "$REDIS_PID"
+"$XMFEED" -p -s "$SOCK_A" "$f" >"$XM_TMP/stall.out" 2>&1 &
+feedpid=$!
+for _ in $(seq 100); do   # a bound on the wait, not a test of speed
+	grep -q '^p-stall ' "$XM_TMP/stall.out" && break
+	sleep 0.1
+done
+kill -CONT "$REDIS_PID"
+wait "$feedpid"; feed_rc=$?
+health "$SOCK_A"
+fb1=$(sed -n 's/^state-fallback-ops=//p' "$OUT")
+xm_log "stalled Redis: $(tr '\n' '|' <"$XM_TMP/stall.out") fallback $fb0 -> $fb1"
+[ "$feed_rc" = 0 ] &&
+	[ "$(sed -n 1p "$XM_TMP/stall.out" | cut -d' ' -f1)" = p-stall ] &&
+	[ "$(sed -n 2p "$XM_TMP/stall.out" | cut -d' ' -f1)" = stall-001 ] &&
+	grep -q '^sent 2 answered 2$' "$XM_TMP/stall.out" && [ "$fb0" = "$fb1" ]
+result "Redis stalled: a presence is answered while a counted message waits for Redis, which then answers it" $?
 
 # ---- Redis killed mid-run -------------------------------------------------
 

@@ -1,7 +1,7 @@
 /*
  * xmfeed.c - send the events of a file to xmilterd, print the verdicts
  *
- * Usage: xmfeed (-s SOCKET | -T HOST:PORT) [-n] FILE
+ * Usage: xmfeed (-s SOCKET | -T HOST:PORT) [-n] [-p] FILE
  *
  * Plays the glue on one connection: HELLO, then one FILTER per event of
  * FILE (the same text `xmilter check` reads), one at a time, each
@@ -9,6 +9,9 @@
  * order. Prints one line per verdict: the stanza's id, the action and
  * the symbols ("-" when none), e.g. "s012 reject RATE_STRANGER,RATE_BLOCKED".
  * With -n, only the count line. The last line is "sent N answered M".
+ * With -p (pipelined, at most 256 events), every FILTER is sent at once
+ * and the verdicts are printed in the order they come (so a test can
+ * see that one request did not wait for another), each line flushed.
  *
  * Exit status: 0 when every request got its verdict; 1 when the daemon
  * closed, sent BYE or broke the protocol; 2 on usage or I/O errors.
@@ -95,6 +98,32 @@ next_frame(int fd, struct xm_buf *in, struct proto_frame *f, size_t *used)
 	}
 }
 
+/* print_verdict - one line for the verdict F of the stanza ID */
+static void
+print_verdict(struct xm_arena *a, const char *id, const struct proto_frame *f)
+{
+	struct xm_field *kv;
+	const char *rest, *act;
+	size_t nf, restlen, i;
+	char err[256];
+	bool any = false;
+
+	if (proto_parse_kv(a, f->body, f->len, 1000, &kv, &nf, &rest,
+	    &restlen, err, sizeof(err)) != 0)
+		return;
+	act = proto_kv_get(kv, nf, "action");
+	printf("%s %s ", id, act ? act : "?");
+	for (i = 0; i < nf; i++) {
+		if (strcmp(kv[i].key, "symbol") != 0)
+			continue;
+		printf("%s%.*s", any ? "," : "",
+		    (int)strcspn(kv[i].value, " "), kv[i].value);
+		any = true;
+	}
+	printf("%s\n", any ? "" : "-");
+	fflush(stdout);
+}
+
 /* slurp - the whole file */
 static char *
 slurp(const char *path, size_t *len)
@@ -121,14 +150,17 @@ main(int argc, char **argv)
 	struct xm_event_limits lim;
 	struct xm_buf out = { 0 }, in = { 0 };
 	struct proto_frame f;
-	bool quiet = false;
+	bool quiet = false, pipelined = false;
 	unsigned long long sent = 0, answered = 0;
+	char *ids[256];
 	size_t len, off = 0, used;
 	char *text, err[512];
 	int c, fd, rc = 0;
 
-	while ((c = getopt(argc, argv, "s:T:n")) != -1) {
-		if (c == 's')
+	while ((c = getopt(argc, argv, "s:T:np")) != -1) {
+		if (c == 'p')
+			pipelined = true;
+		else if (c == 's')
 			sock = optarg;
 		else if (c == 'T')
 			tcp = optarg;
@@ -148,10 +180,11 @@ main(int argc, char **argv)
 		return 2;
 	}
 	{
-		static const char hello[] = "version=1\nserver=xmfeed\n"
+		const char *hello = pipelined ? "version=1\nserver=xmfeed\n"
+		    "max-inflight=256\n" : "version=1\nserver=xmfeed\n"
 		    "max-inflight=1\n";
 
-		proto_write_frame(&out, PROTO_HELLO, 0, hello, sizeof(hello) - 1);
+		proto_write_frame(&out, PROTO_HELLO, 0, hello, strlen(hello));
 	}
 	if (xm_write_all(fd, out.data, out.len) < 0 ||
 	    !next_frame(fd, &in, &f, &used) || f.verb != PROTO_HELLO) {
@@ -164,10 +197,8 @@ main(int argc, char **argv)
 	while (off < len) {
 		struct xm_arena *a = xm_arena_new();
 		struct xm_event *ev;
-		size_t evlen = 0, nf, i;
-		struct xm_field *kv;
-		const char *rest, *stanza_id;
-		size_t restlen;
+		size_t evlen = 0;
+		const char *stanza_id;
 		int prc;
 
 		prc = xm_event_parse(a, text + off, len - off, &lim, &ev, &evlen,
@@ -181,6 +212,11 @@ main(int argc, char **argv)
 			return 2;
 		}
 		stanza_id = ev->id ? ev->id : "-";
+		if (pipelined && sent == XM_ARRAY_LEN(ids)) {
+			fprintf(stderr, "xmfeed: -p takes at most %zu events\n",
+			    XM_ARRAY_LEN(ids));
+			return 2;
+		}
 		xm_buf_reset(&out);
 		proto_write_frame(&out, PROTO_FILTER, ++sent, text + off, evlen);
 		off += evlen;
@@ -188,6 +224,11 @@ main(int argc, char **argv)
 			rc = 1;
 			xm_arena_free(a);
 			break;
+		}
+		if (pipelined) {  /* its verdict is read after the last one */
+			ids[sent - 1] = xm_strdup(stanza_id);
+			xm_arena_free(a);
+			continue;
 		}
 		if (!next_frame(fd, &in, &f, &used) || f.verb != PROTO_VERDICT ||
 		    f.id != sent) {
@@ -198,23 +239,30 @@ main(int argc, char **argv)
 			break;
 		}
 		answered++;
-		if (!quiet && proto_parse_kv(a, f.body, f.len, 1000, &kv, &nf,
-		    &rest, &restlen, err, sizeof(err)) == 0) {
-			const char *act = proto_kv_get(kv, nf, "action");
-			bool any = false;
-
-			printf("%s %s ", stanza_id, act ? act : "?");
-			for (i = 0; i < nf; i++) {
-				if (strcmp(kv[i].key, "symbol") != 0)
-					continue;
-				printf("%s%.*s", any ? "," : "",
-				    (int)strcspn(kv[i].value, " "), kv[i].value);
-				any = true;
-			}
-			printf("%s\n", any ? "" : "-");
-		}
+		if (!quiet)
+			print_verdict(a, stanza_id, &f);
 		xm_buf_consume(&in, used);
 		xm_arena_free(a);
+	}
+	/* -p: the verdicts in the order they come */
+	while (pipelined && rc == 0 && answered < sent) {
+		struct xm_arena *a;
+
+		if (!next_frame(fd, &in, &f, &used) || f.verb != PROTO_VERDICT ||
+		    f.id == 0 || f.id > sent || ids[f.id - 1] == NULL) {
+			fprintf(stderr, "xmfeed: %llu of %llu verdicts, then none "
+			    "or a bad one\n", answered, sent);
+			rc = 1;
+			break;
+		}
+		answered++;
+		a = xm_arena_new();
+		if (!quiet)
+			print_verdict(a, ids[f.id - 1], &f);
+		xm_arena_free(a);
+		free(ids[f.id - 1]);
+		ids[f.id - 1] = NULL;   /* a second verdict for it is bad */
+		xm_buf_consume(&in, used);
 	}
 	printf("sent %llu answered %llu\n", sent, answered);
 	close(fd);
@@ -223,6 +271,7 @@ main(int argc, char **argv)
 	xm_buf_free(&out);
 	return rc != 0 || answered != sent ? 1 : 0;
 usage:
-	fprintf(stderr, "usage: xmfeed (-s SOCKET | -T HOST:PORT) [-n] FILE\n");
+	fprintf(stderr, "usage: xmfeed (-s SOCKET | -T HOST:PORT) [-n] [-p] "
+	    "FILE\n");
 	return 2;
 }
