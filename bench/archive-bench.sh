@@ -48,20 +48,10 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-DAEMON_CPU=${DAEMON_CPU:-0} LOAD_CPU=${LOAD_CPU:-1}
-CONNS=${CONNS:-4} WINDOW=${WINDOW:-64}
-XMILTERD=$top_builddir/xmilterd
-XMILTER=$top_builddir/xmilter
-XMLOAD=$top_builddir/bench/xmload
-RULES=$top_srcdir/bench/rules-50.cf
+bench_setup archive-bench.sh
 PG_BINDIR=${PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 
-die() { echo "archive-bench.sh: $*" >&2; exit 1; }
 make -C "$top_builddir" -s xmilterd xmilter bench/xmload >/dev/null 2>&1 || die "build failed"
-PIN_D="" PIN_L=""
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-	PIN_D="taskset -c $DAEMON_CPU" PIN_L="taskset -c $LOAD_CPU"
-fi
 
 base=${BENCH_ARCHIVE_DIR:-/var/tmp}
 TMP=$(mktemp -d "$base/xmilter-abench.XXXXXX") || die "mktemp failed"

@@ -41,28 +41,12 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-DAEMON_CPU=${DAEMON_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
-CONNS=${CONNS:-4}
-WINDOW=${WINDOW:-64}
-XMILTERD=$top_builddir/xmilterd
-XMILTER=$top_builddir/xmilter
-XMLOAD=$top_builddir/bench/xmload
-RULES=$top_srcdir/bench/rules-50.cf
-
-say() { printf '%s\n' "$*"; }
-die() { printf 'links-bench.sh: %s\n' "$*" >&2; exit 1; }
+bench_setup links-bench.sh
 
 make -C "$top_builddir" -s xmilterd xmilter bench/xmload >/dev/null 2>&1 ||
 	die "build failed (make xmilterd xmilter bench/xmload)"
-PIN_D="" PIN_L=""
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-	PIN_D="taskset -c $DAEMON_CPU" PIN_L="taskset -c $LOAD_CPU"
-fi
 
-base=/dev/shm
-[ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
-TMP=$(mktemp -d "$base/xmilter-links-bench.XXXXXX") || die "mktemp failed"
+TMP=$(bench_tmp xmilter-links-bench) || die "mktemp failed"
 DPID= BHPID=
 cleanup() {
 	[ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null

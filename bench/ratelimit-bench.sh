@@ -53,35 +53,19 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-CONNS=${CONNS:-4}
-WINDOW=${WINDOW:-64}
-DAEMON_CPU=${DAEMON_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
+bench_setup ratelimit-bench.sh
 REDIS_CPU=${REDIS_CPU-$LOAD_CPU}
-XMILTERD=$top_builddir/xmilterd
-XMILTER=$top_builddir/xmilter
-XMLOAD=$top_builddir/bench/xmload
 STATEMEM=$top_builddir/bench/statemem
-RULES=$top_srcdir/bench/rules-50.cf
 REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server)}
-
-say() { printf '%s\n' "$*"; }
-die() { printf 'ratelimit-bench.sh: %s\n' "$*" >&2; exit 1; }
 
 make -C "$top_builddir" -s xmilterd xmilter bench/xmload bench/statemem \
 	>/dev/null 2>&1 || die "build failed (make xmilterd bench/xmload bench/statemem)"
 [ -x "$REDIS_SERVER" ] || die "redis-server not found"
 
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-	PIN_D="taskset -c $DAEMON_CPU" PIN_L="taskset -c $LOAD_CPU"
-	PIN_R=${REDIS_CPU:+taskset -c $REDIS_CPU}
-else
-	PIN_D="" PIN_L="" PIN_R=""
-fi
+PIN_R=""
+[ "$BENCH_PINNED" = 1 ] && PIN_R=${REDIS_CPU:+taskset -c $REDIS_CPU}
 
-base=${BENCH_TMP:-/dev/shm}
-[ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
-TMP=$(mktemp -d "$base/xmilter-rlbench.XXXXXX") || die "mktemp failed"
+TMP=$(bench_tmp xmilter-rlbench) || die "mktemp failed"
 SOCK=$TMP/xmilterd.sock
 DPID= RPID=
 cleanup() {

@@ -59,20 +59,9 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-DAEMON_CPU=${DAEMON_CPU:-0}
-LOAD_CPU=${LOAD_CPU:-1}
-CONNS=${CONNS:-4}
-WINDOW=${WINDOW:-64}
+bench_setup run.sh
 LOG_VERDICTS=${LOG_VERDICTS:-0}
-
-XMILTERD=$top_builddir/xmilterd
-XMILTER=$top_builddir/xmilter
-XMLOAD=$top_builddir/bench/xmload
 EXPAT=$top_builddir/bench/expat-baseline
-RULES=$top_srcdir/bench/rules-50.cf
-
-say() { printf '%s\n' "$*"; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 
 # ---- build ----
 if [ ! -f "$top_builddir/Makefile" ]; then
@@ -86,19 +75,12 @@ rm -f /tmp/xmilter-bench-build.$$
 
 # ---- pinning ----
 NCPU=$(nproc)
-if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null; then
-	PIN_D="taskset -c $DAEMON_CPU"
-	PIN_L="taskset -c $LOAD_CPU"
-else
-	PIN_D="" PIN_L=""
+[ "$BENCH_PINNED" = 1 ] ||
 	say "warning: $NCPU CPU(s) or no taskset: nothing pinned, figures are" \
 	    "not comparable" >&2
-fi
 
 # ---- temporary directory, cleanup ----
-base=${BENCH_TMP:-/dev/shm}
-[ -d "$base" ] && [ -w "$base" ] || base=${TMPDIR:-/tmp}
-TMP=$(mktemp -d "$base/xmilter-bench.XXXXXX") || die "mktemp failed"
+TMP=$(bench_tmp xmilter-bench) || die "mktemp failed"
 DPID=
 cleanup() {
 	if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
