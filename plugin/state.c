@@ -172,6 +172,12 @@ xm_state_configure(const struct xm_state_conf *c, char *err, size_t errlen)
 			xm_redis_free(r);
 			goto out;
 		}
+		/* the daemon's pipelined connection uses this address: it
+		 * must not look a name up on the event loop (the monitor
+		 * looks it up again before every probe) */
+		if (xm_redis_resolve(r, err, errlen) < 0)
+			log_warn("state: Redis %s: %s (looked up again every "
+			    "redis_retry)", c->redis, err);
 	}
 	if (old != NULL) {
 		retired = xm_reallocarray(retired, nretired + 1,
@@ -276,7 +282,13 @@ monitor(void *arg)
 		double wait = redis_retry_s > 0 ? redis_retry_s : 1, slept = 0;
 
 		if (r != NULL) {
-			int rc = xm_redis_ping(r, err, sizeof(err));
+			int rc;
+
+			/* follow the name's address for the pipelined
+			 * connection (it connects to what is found here) */
+			if (xm_redis_resolve(r, err, sizeof(err)) < 0)
+				log_debug("state: Redis: %s", err);
+			rc = xm_redis_ping(r, err, sizeof(err));
 
 			/* one slow answer is not an outage: ask again, on a
 			 * new connection */

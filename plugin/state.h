@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "util.h"
@@ -166,6 +167,13 @@ void xm_redis_command(const struct xm_redis *r, const struct xm_state_op *ops,
  * to that command): 0, XM_REDIS_NOSCRIPT, or -1 with ERR */
 int xm_redis_results(const void *reply, struct xm_state_op *ops, size_t n,
     char *err, size_t errlen);
+/* xm_redis_resolve - look R's host name up (blocking: at configuration
+ * and in the monitor thread, never on the event loop) and keep its first
+ * address; 0, or -1 with ERR (a former address is kept). A Unix socket
+ * needs none. */
+int xm_redis_resolve(struct xm_redis *r, char *err, size_t errlen);
+/* xm_redis_address - that address into SS: its length, 0 when none yet */
+socklen_t xm_redis_address(struct xm_redis *r, struct sockaddr_storage *ss);
 /* xm_redis_target - where R connects: HOST and PORT, or PATH (the other
  * NULL); DB; the connect/command TIMEOUT in seconds */
 void xm_redis_target(const struct xm_redis *r, const char **host, int *port,

@@ -17,9 +17,10 @@
  * socket) with a uv_poll, and the answers are parsed in place by resp.c:
  * no allocation per answer or per element (hiredis's async client made
  * several, and moved its read buffer down every kilobyte: together the
- * largest cost of a batch on the daemon's side). The host name is
- * resolved when connecting (getaddrinfo, as hiredis does): give an
- * address or a name from /etc/hosts.
+ * largest cost of a batch on the daemon's side). It connects to the
+ * address state_redis.c found for the host name, looked up at
+ * configuration and by the monitor thread before each probe: never on
+ * the loop.
  *
  * Nothing is lost: a batch whose connection fails, or that gets no answer
  * within redis_timeout, runs in the memory table instead and its caller is
@@ -43,7 +44,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,26 +494,21 @@ open_socket(struct xm_redis *backend, bool *inprogress, char *err,
 			goto sysfail;
 		rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
 	} else {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-		    .ai_flags = AI_NUMERICSERV }, *ai = NULL;
-		char ps[16];
-		int g;
+		/* resolved off the loop (configuration, monitor thread) */
+		struct sockaddr_storage ss;
+		socklen_t sslen = xm_redis_address(backend, &ss);
 
-		snprintf(ps, sizeof(ps), "%d", port);
-		if ((g = getaddrinfo(host, ps, &hints, &ai)) != 0) {
-			snprintf(err, errlen, "connect: %s: %s", host,
-			    gai_strerror(g));
+		if (sslen == 0) {
+			snprintf(err, errlen, "connect: %s: no address found "
+			    "(yet)", host);
 			return -1;
 		}
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-		    SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			freeaddrinfo(ai);
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, 0);
+		if (fd < 0)
 			goto sysfail;
-		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-		freeaddrinfo(ai);
+		rc = connect(fd, (struct sockaddr *)&ss, sslen);
 	}
 	if (rc == 0)
 		return fd;

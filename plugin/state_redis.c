@@ -61,6 +61,9 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
@@ -254,9 +257,11 @@ struct xm_redis {
 	double timeout;
 	char *prefix;
 	pthread_key_t tkey;
-	pthread_mutex_t lock;  /* the list of connections */
+	pthread_mutex_t lock;  /* the list of connections; ADDR */
 	struct conn *conns;
 	atomic_uint epoch;
+	struct sockaddr_storage addr;  /* HOST resolved (xm_redis_resolve) */
+	socklen_t addrlen;             /* 0: not yet */
 };
 
 /* xm_redis_new - parse URL; no connection yet */
@@ -377,6 +382,49 @@ const char *
 xm_redis_script(void)
 {
 	return script;
+}
+
+/* xm_redis_resolve - look HOST up (may block: never on the event loop)
+ * and keep its first address for xm_redis_address; 0, or -1 with ERR
+ * (the address found before is kept) */
+int
+xm_redis_resolve(struct xm_redis *r, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_NUMERICSERV }, *ai = NULL;
+	char ps[16];
+	int g;
+
+	if (r->host == NULL)
+		return 0;
+	snprintf(ps, sizeof(ps), "%d", r->port);
+	if ((g = getaddrinfo(r->host, ps, &hints, &ai)) != 0) {
+		snprintf(err, errlen, "%s: %s", r->host, gai_strerror(g));
+		return -1;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (ai->ai_addrlen <= sizeof(r->addr)) {
+		memcpy(&r->addr, ai->ai_addr, ai->ai_addrlen);
+		r->addrlen = ai->ai_addrlen;
+	}
+	pthread_mutex_unlock(&r->lock);
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* xm_redis_address - the address xm_redis_resolve found, into SS; its
+ * length, or 0 when none was found yet */
+socklen_t
+xm_redis_address(struct xm_redis *r, struct sockaddr_storage *ss)
+{
+	socklen_t n;
+
+	pthread_mutex_lock(&r->lock);
+	n = r->addrlen;
+	if (n > 0)
+		memcpy(ss, &r->addr, n);
+	pthread_mutex_unlock(&r->lock);
+	return n;
 }
 
 /* xm_redis_target - where R connects, and its timeout */

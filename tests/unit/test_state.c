@@ -354,6 +354,31 @@ Test(state, global_survives_reconfigure)
 	xm_state_reset();
 }
 
+/* the host name is looked up off the event loop; a failed look-up keeps
+ * the address found before */
+Test(state, redis_address_lookup)
+{
+	struct sockaddr_storage ss;
+	struct xm_redis *r;
+	char err[256];
+
+	r = xm_redis_new("redis://127.0.0.1:6390", 1, "xm:", err, sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	cr_expect_eq(xm_redis_address(r, &ss), 0, "an address before looking");
+	cr_assert_eq(xm_redis_resolve(r, err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(xm_redis_address(r, &ss), sizeof(struct sockaddr_in));
+	cr_expect_eq(ss.ss_family, AF_INET);
+	cr_expect_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), 6390);
+	xm_redis_free(r);
+	r = xm_redis_new("redis://no-such-host.invalid:6390", 1, "xm:", err,
+	    sizeof(err));
+	cr_assert_not_null(r, "%s", err);
+	cr_expect_eq(xm_redis_resolve(r, err, sizeof(err)), -1);
+	cr_expect(strstr(err, "no-such-host.invalid") != NULL, "%s", err);
+	cr_expect_eq(xm_redis_address(r, &ss), 0);
+	xm_redis_free(r);
+}
+
 Test(state, bad_redis_url)
 {
 	static const char *bad[] = {
