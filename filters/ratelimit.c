@@ -280,12 +280,14 @@ struct rl_state {
 struct rl_who {
 	const char *sender;     /* account or bare from */
 	const char *ip;
-	const char *prefix;     /* ip/len */
 	const char *domain;     /* remote domain (s2s) */
 	const char *network;    /* transport (component) */
 	const char *rcpt;       /* bare to */
+	bool prefix;            /* the address has a prefix (hpre) */
 	bool stranger, in_roster, young, message;
 	double subs, invites, files;
+	/* each identity hashed once (idhash); the keys derive from these */
+	uint64_t hs, hip, hpre, hdom, hnet, hrcpt;
 };
 
 /* ipv4_parse - IP as dotted-quad into B (4 bytes), accepting exactly
@@ -326,18 +328,16 @@ ipv4_parse(const char *ip, unsigned char *b)
 	return true;
 }
 
-/* ip_prefix - IP's network as text (hex of the masked address, "/", the
- * length), in arena; NULL if no address. No printf: it runs per event. */
-static const char *
-ip_prefix(struct xm_arena *a, const char *ip, int v4len, int v6len)
+/* ip_prefix - hash of IP's network (the masked address bytes, hashed
+ * from the prefix length) into *H; false if IP is no address */
+static bool
+ip_prefix(const char *ip, int v4len, int v6len, uint64_t *h)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
-	char *out, *p;
 	int i, n, len;
 
 	if (ip == NULL)
-		return NULL;
+		return false;
 	if (ipv4_parse(ip, b)) {
 		n = 4;
 		len = v4len;
@@ -345,24 +345,22 @@ ip_prefix(struct xm_arena *a, const char *ip, int v4len, int v6len)
 		n = 16;
 		len = v6len;
 	} else
-		return NULL;
-	p = out = xm_arena_alloc(a, (size_t)n * 2 + 6);
+		return false;
 	for (i = 0; i < n; i++) {
 		int keep = len - i * 8;
-		unsigned char c = keep <= 0 ? 0 : keep < 8 ?
-		    (unsigned char)(b[i] & (0xff << (8 - keep))) : b[i];
 
-		*p++ = hex[c >> 4];
-		*p++ = hex[c & 15];
+		b[i] = keep <= 0 ? 0 : keep < 8 ?
+		    (unsigned char)(b[i] & (0xff << (8 - keep))) : b[i];
 	}
-	*p++ = '/';
-	if (len >= 100)
-		*p++ = (char)('0' + len / 100);
-	if (len >= 10)
-		*p++ = (char)('0' + len / 10 % 10);
-	*p++ = (char)('0' + len % 10);
-	*p = '\0';
-	return out;
+	*h = xm_hash64(b, (size_t)n, (uint64_t)len);
+	return true;
+}
+
+/* idhash - the hash every key of identity S derives from */
+static inline uint64_t
+idhash(const char *s)
+{
+	return xm_hash64(s, strlen(s), 0);
 }
 
 /* domain_match - is DOM listed in L (exact, or *.suffix) */
@@ -422,8 +420,8 @@ rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
 	    domain_match(&c->trusted, xm_jid_domain(t->arena, w->sender))))
 		return false;
 	w->ip = ev->ip && *ev->ip ? ev->ip : NULL;
-	w->prefix = ip_prefix(t->arena, w->ip, (int)c->ipv4_prefix,
-	    (int)c->ipv6_prefix);
+	w->prefix = ip_prefix(w->ip, (int)c->ipv4_prefix, (int)c->ipv6_prefix,
+	    &w->hpre);
 	if (origin[0] == 's' && strcmp(origin, "s2s") == 0)
 		w->domain = ev->peer && *ev->peer ? ev->peer :
 		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
@@ -432,6 +430,16 @@ rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
 		w->network = ev->peer && *ev->peer ? ev->peer :
 		    ev->from ? xm_jid_domain(t->arena, ev->from) : NULL;
 	w->rcpt = ev->to ? xm_jid_bare(t->arena, ev->to) : NULL;
+	if (w->sender)
+		w->hs = idhash(w->sender);
+	if (w->ip)
+		w->hip = idhash(w->ip);
+	if (w->domain)
+		w->hdom = idhash(w->domain);
+	if (w->network)
+		w->hnet = idhash(w->network);
+	if (w->rcpt)
+		w->hrcpt = idhash(w->rcpt);
 	w->message = ev->kind == XM_KIND_MESSAGE;
 	if (ev->roster != NULL) {
 		w->stranger = ev->roster[0] == 'n' &&
@@ -451,9 +459,10 @@ rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
 }
 
 /* ---- keys ----
- * Every key is xm_state_key(TAG, TEXT) (or xm_state_key2 for budgets):
- * the hash state after the tag does not depend on the event, so it is
- * computed once (the keys are the same as before, only cheaper). */
+ * Every key is a tag's seed (a hash of the tag's name) mixed with the
+ * identity's hash (idhash, once per event) and, for windows and
+ * fingerprints, the window's number: one string hash per identity
+ * however many keys it has. */
 
 enum rl_tag { T_BLK, T_BLKIP, T_FO, T_FOS, T_S, T_R, T_STRIKE, T_STRIKEIP,
 	T_OBT, T_OBU, T_OBTS, T_OBUS, T_OBTR, T_OBUR, T_NTAGS };
@@ -462,8 +471,6 @@ static const char *const rl_tagname[T_NTAGS] = { "blk", "blkip", "fo",
 	"obtr", "obur" };
 static uint64_t seed_tag[T_NTAGS];       /* hash of "TAG\0" */
 static uint64_t seed_limit[RL_NLIMITS];  /* hash of "rl\0NAME\0" */
-static uint64_t seed_fp[T_NTAGS];        /* tkey(TAG, "", 0) before the
-                                            "h ? h : 1" (fp_key) */
 static pthread_once_t seeds_once = PTHREAD_ONCE_INIT;
 
 /* seeds_init - the hash states after each tag */
@@ -475,20 +482,26 @@ seeds_init(void)
 	for (i = 0; i < T_NTAGS; i++)
 		seed_tag[i] = xm_hash64(rl_tagname[i], strlen(rl_tagname[i]) + 1,
 		    0);
-	for (i = 0; i < T_NTAGS; i++)
-		seed_fp[i] = xm_hash64("", 0, seed_tag[i]);
 	for (i = 0; i < RL_NLIMITS; i++)
 		seed_limit[i] = xm_hash64(rl_limitname[i],
 		    strlen(rl_limitname[i]) + 1, xm_hash64("rl", 3, 0));
 }
 
-/* tkey - xm_state_key(TAG, S, N) from TAG's seed */
+/* mixkey - the key of SEED (a tag's or budget's) and V (an identity's
+ * hash, a fingerprint), never 0 */
 static inline uint64_t
-tkey(enum rl_tag tag, const char *s, size_t n)
+mixkey(uint64_t seed, uint64_t v)
 {
-	uint64_t h = xm_hash64(s, n, seed_tag[tag]);
+	uint64_t h = xm_hash64_u64(v, seed);
 
 	return h ? h : 1;
+}
+
+/* tkey - the key of TAG for the identity hashed H */
+static inline uint64_t
+tkey(enum rl_tag tag, uint64_t h)
+{
+	return mixkey(seed_tag[tag], h);
 }
 
 /* ---- the batch ---- */
@@ -543,33 +556,30 @@ add(struct rl_batch *b, enum xm_sop op, uint64_t key)
 	return (int)b->n++;
 }
 
-/* add_bucket_op - budget L keyed by WHO (not NULL), taking COST tokens */
+/* add_bucket_op - budget L keyed by the identity hashed H, taking COST
+ * tokens */
 static void
 add_bucket_op(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
-    const char *who, double cost)
+    uint64_t h, double cost)
 {
-	int i;
+	int i = add(b, XM_SOP_BUCKET, mixkey(seed_limit[l], h));
 
-	{
-		uint64_t h = xm_hash64(who, strlen(who), seed_limit[l]);
-
-		i = add(b, XM_SOP_BUCKET, h ? h : 1);
-	}
 	b->op[i].rate = c->rate[l] / 60.0;
 	b->op[i].burst = (double)c->burst[l];
 	b->op[i].cost = cost;
 	b->bucket[l] = i;
 }
 
-/* add_bucket - budget L keyed by WHO, taking COST tokens (inline: most
- * budgets do not apply to most events, and the test is all they cost) */
+/* add_bucket - budget L keyed by the identity hashed H when it is
+ * PRESENT, taking COST tokens (inline: most budgets do not apply to most
+ * events, and the test is all they cost) */
 static inline void
 add_bucket(const struct rl_conf *c, struct rl_batch *b, enum rl_limit l,
-    const char *who, double cost)
+    bool present, uint64_t h, double cost)
 {
-	if (who == NULL || c->rate[l] < 0 || cost <= 0)
+	if (!present || c->rate[l] < 0 || cost <= 0)
 		return;
-	add_bucket_op(c, b, l, who, cost);
+	add_bucket_op(c, b, l, h, cost);
 }
 
 /* win_index - floor(NOW / WIN) as an integer: one event asks it three
@@ -597,39 +607,25 @@ win_index(double now, double win)
 	return i;
 }
 
-/* win_key - key of TAG for WHO in the window of length WIN around NOW
- * (the window's number hashed in, no text formatting) */
+/* win_key - key of TAG for the identity or fingerprint H in the window
+ * of length WIN around NOW (WIN 0: no window) */
 static uint64_t
-win_key(enum rl_tag tag, const char *who, double now, double win)
-{
-	int64_t idx = win_index(now, win);
-	uint64_t h = tkey(tag, who, strlen(who));
-
-	h = xm_hash64_u64((uint64_t)idx, h);   /* = xm_hash64(&idx, 8, h) */
-	return h ? h : 1;
-}
-
-/* fp_key - key of TAG for fingerprint FP in the window around NOW (WIN 0:
- * no window) */
-static uint64_t
-fp_key(enum rl_tag tag, uint64_t fp, double now, double win)
+win_key(enum rl_tag tag, uint64_t h, double now, double win)
 {
 	int64_t idx = win > 0 ? win_index(now, win) : -1;
-	uint64_t h = seed_fp[tag] ? seed_fp[tag] : 1;   /* tkey(tag, "", 0) */
 
-	h = xm_hash64_u64(fp, h);               /* = xm_hash64(&fp, 8, h) */
-	h = xm_hash64_u64((uint64_t)idx, h);
-	return h ? h : 1;
+	return mixkey(xm_hash64_u64(h, seed_tag[tag]), (uint64_t)idx);
 }
 
-/* add_distinct - add MEMBER (hashed with TAG) to the set KEY */
+/* add_distinct - add the member MEMBER (a key of its own) to the set
+ * KEY */
 static int
-add_distinct(struct rl_batch *b, uint64_t key, enum rl_tag tag,
-    const char *member, double win, long long cap)
+add_distinct(struct rl_batch *b, uint64_t key, uint64_t member, double win,
+    long long cap)
 {
 	int i = add(b, XM_SOP_DISTINCT, key);
 
-	b->op[i].member = tkey(tag, member, strlen(member));
+	b->op[i].member = member;
 	b->op[i].ttl = win + 1;
 	b->op[i].cap = cap;
 	return i;
@@ -643,13 +639,14 @@ add_outbreak(const struct rl_conf *c, struct rl_batch *b, struct xm_task *t,
 	long long rcap = c->outbreak_recipients > c->outbreak_fanout ?
 	    c->outbreak_recipients : c->outbreak_fanout;
 
-	b->fp_flag[k] = add(b, XM_SOP_GET, fp_key(k == 0 ? T_OBT : T_OBU, fp,
+	b->fp_flag[k] = add(b, XM_SOP_GET, win_key(k == 0 ? T_OBT : T_OBU, fp,
 	    t->now, 0));
-	b->fp_senders[k] = add_distinct(b, fp_key(k == 0 ? T_OBTS : T_OBUS, fp,
-	    t->now, c->outbreak_window), T_S, w->sender, c->outbreak_window,
+	b->fp_senders[k] = add_distinct(b, win_key(k == 0 ? T_OBTS : T_OBUS, fp,
+	    t->now, c->outbreak_window), tkey(T_S, w->hs), c->outbreak_window,
 	    c->outbreak_senders);
-	b->fp_rcpts[k] = add_distinct(b, fp_key(k == 0 ? T_OBTR : T_OBUR, fp,
-	    t->now, c->outbreak_window), T_R, w->rcpt, c->outbreak_window, rcap);
+	b->fp_rcpts[k] = add_distinct(b, win_key(k == 0 ? T_OBTR : T_OBUR, fp,
+	    t->now, c->outbreak_window), tkey(T_R, w->hrcpt), c->outbreak_window,
+	    rcap);
 }
 
 /* texts - the bodies (and subjects) of EV, for fingerprints */
@@ -873,24 +870,22 @@ rl_check(void *state, struct xm_task *t)
 
 	if (c->block_after >= 0) {
 		if (w.sender)
-			b->blk_sender = add(b, XM_SOP_GET,
-			    tkey(T_BLK, w.sender, strlen(w.sender)));
+			b->blk_sender = add(b, XM_SOP_GET, tkey(T_BLK, w.hs));
 		if (w.ip && c->block_addresses)
-			b->blk_ip = add(b, XM_SOP_GET,
-			    tkey(T_BLKIP, w.ip, strlen(w.ip)));
+			b->blk_ip = add(b, XM_SOP_GET, tkey(T_BLKIP, w.hip));
 	}
-	add_bucket(c, b, RL_ACCOUNT, w.sender, 1);
-	add_bucket(c, b, RL_IP, w.ip, 1);
-	add_bucket(c, b, RL_PREFIX, w.prefix, 1);
-	add_bucket(c, b, RL_DOMAIN, w.domain, 1);
-	add_bucket(c, b, RL_NETWORK, w.network, 1);
+	add_bucket(c, b, RL_ACCOUNT, w.sender, w.hs, 1);
+	add_bucket(c, b, RL_IP, w.ip, w.hip, 1);
+	add_bucket(c, b, RL_PREFIX, w.prefix, w.hpre, 1);
+	add_bucket(c, b, RL_DOMAIN, w.domain, w.hdom, 1);
+	add_bucket(c, b, RL_NETWORK, w.network, w.hnet, 1);
 	if (w.message && w.stranger)
-		add_bucket(c, b, RL_STRANGER, w.sender, 1);
+		add_bucket(c, b, RL_STRANGER, w.sender, w.hs, 1);
 	if (w.young)
-		add_bucket(c, b, RL_YOUNG, w.sender, 1);
-	add_bucket(c, b, RL_SUBSCRIPTION, w.sender, w.subs);
-	add_bucket(c, b, RL_INVITE, w.sender, w.invites);
-	add_bucket(c, b, RL_FILE, w.sender, w.files);
+		add_bucket(c, b, RL_YOUNG, w.sender, w.hs, 1);
+	add_bucket(c, b, RL_SUBSCRIPTION, w.sender, w.hs, w.subs);
+	add_bucket(c, b, RL_INVITE, w.sender, w.hs, w.invites);
+	add_bucket(c, b, RL_FILE, w.sender, w.hs, w.files);
 	if (w.message && w.sender && w.rcpt) {
 		/* one set of recipients; strangers among them are a count
 		 * kept beside it (one record per recipient, not two). Once
@@ -899,15 +894,15 @@ rl_check(void *state, struct xm_task *t)
 			long long cap = c->fanout_max > c->fanout_stranger_max ?
 			    c->fanout_max : c->fanout_stranger_max;
 
-			b->fanout = add_distinct(b, win_key(T_FO, w.sender, t->now,
-			    c->fanout_window), T_R, w.rcpt, c->fanout_window,
+			b->fanout = add_distinct(b, win_key(T_FO, w.hs, t->now,
+			    c->fanout_window), tkey(T_R, w.hrcpt), c->fanout_window,
 			    cap + 1);
 			if (c->fanout_stranger_max >= 0 && w.stranger)
-				b->op[b->fanout].key2 = win_key(T_FOS, w.sender,
+				b->op[b->fanout].key2 = win_key(T_FOS, w.hs,
 				    t->now, c->fanout_window);
 		} else if (c->fanout_stranger_max >= 0 && w.stranger)
 			b->fanout_stranger = add_distinct(b, win_key(T_FOS,
-			    w.sender, t->now, c->fanout_window), T_R, w.rcpt,
+			    w.hs, t->now, c->fanout_window), tkey(T_R, w.hrcpt),
 			    c->fanout_window, c->fanout_stranger_max + 1);
 	}
 	memset(&r->fp, 0, sizeof(r->fp));
@@ -1010,11 +1005,11 @@ rl_counted_cb(void *state, struct xm_task *t, void *arg)
 	if (c->block_after >= 0 && !r->blocked) {
 		if (over_sender && w->sender)
 			r->strike_sender = put(post, &r->npost, XM_SOP_INCR,
-			    tkey(T_STRIKE, w->sender, strlen(w->sender)), 0,
+			    tkey(T_STRIKE, w->hs), 0,
 			    c->block_window);
 		if (over_ip && w->ip && c->block_addresses)
 			r->strike_ip = put(post, &r->npost, XM_SOP_INCR,
-			    tkey(T_STRIKEIP, w->ip, strlen(w->ip)), 0,
+			    tkey(T_STRIKEIP, w->hip), 0,
 			    c->block_window);
 	}
 	if (r->npost == 0) {
@@ -1038,8 +1033,7 @@ rl_struck_cb(void *state, struct xm_task *t, void *arg)
 
 	if (r->strike_sender >= 0 && post[r->strike_sender].result >=
 	    (double)c->block_after) {
-		put(blk, &nb, XM_SOP_SET, tkey(T_BLK, w->sender,
-		    strlen(w->sender)), 1, c->block_time);
+		put(blk, &nb, XM_SOP_SET, tkey(T_BLK, w->hs), 1, c->block_time);
 		rl_sym(c, t, RS_BLOCKED, 1, "sender %s blocked for %.0fs "
 		    "after %.0f events over budget", w->sender, c->block_time,
 		    post[r->strike_sender].result);
@@ -1047,8 +1041,8 @@ rl_struck_cb(void *state, struct xm_task *t, void *arg)
 	}
 	if (r->strike_ip >= 0 && post[r->strike_ip].result >=
 	    (double)c->block_after) {
-		put(blk, &nb, XM_SOP_SET, tkey(T_BLKIP, w->ip, strlen(w->ip)),
-		    1, c->block_time);
+		put(blk, &nb, XM_SOP_SET, tkey(T_BLKIP, w->hip), 1,
+		    c->block_time);
 		if (!r->blocked)
 			rl_sym(c, t, RS_BLOCKED, 1, "address %s blocked "
 			    "for %.0fs after %.0f events over budget",

@@ -9,8 +9,10 @@
  * empty slot) and one 64-bit value:
  *   bucket  the GCRA "theoretical arrival time", 32.32 fixed-point seconds
  *           (the bucket is full again, and the record useless, after it)
- *   count   expiry (high 32 bits, unix seconds) and the count
- *   mark    expiry (a member of a DISTINCT set)
+ *   count   expiry (high 32 bits, unix seconds) and the count (31 bits);
+ *           with bit 31 set, a DISTINCT set of one member: the low 31
+ *           bits are that member's tag (see below)
+ *   mark    expiry (a member of a DISTINCT set of two or more)
  *   value   expiry and a float
  * Deletion shifts the following slots back (no tombstones). The table
  * doubles while it is under the memory bound and fills to 3/4; at the
@@ -19,8 +21,15 @@
  * records of one kind, the one least recently renewed). Each insert also
  * sweeps two slots at the hand, so dead records do not pile up. Nothing
  * here is random: the same operations at the same times give the same
- * table, which keeps replays deterministic. A DISTINCT member's mark is
- * keyed by the set's key and the member's hash mixed (memory-only). A
+ * table, which keeps replays deterministic. Inside a set a member is its
+ * 31-bit tag (from its 64-bit hash): a set of one member is one record,
+ * the count record holding the tag (nearly every text is sent once, and
+ * its two campaign sets never get a second member: one insert each
+ * instead of two); at the second member the set becomes a count and one
+ * mark per member, keyed by the set's key and the tag mixed (memory
+ * only). Two members of one set share a tag with probability 2^-31 (the
+ * second then counts as the first): a set of a thousand members is
+ * miscounted once in four thousand sets' lives. A
  * bit filter of the keys ever SET (8 KB, never cleared) lets a GET of a
  * key that was never set (no block, no campaign: nearly every GET) answer
  * without touching the table.
@@ -149,14 +158,32 @@ vbit(uint64_t k, size_t *word, uint64_t *bit)
 	*bit = UINT64_C(1) << ((k >> 48) & 63);
 }
 
-/* mark_key - the stored key of MEMBER's mark in the set KEY: both are
- * hashes already, so one multiply to combine them and a 64-bit
- * finaliser (a bijection) is enough; memory-only (Redis keeps its own
- * sets), so it need not match anything outside this process */
-static inline uint64_t
-mark_key(uint64_t key, uint64_t member)
+/* a count record's low 32 bits: the count, or a set's only member */
+#define SINGLE UINT64_C(0x80000000)
+#define COUNT_MAX 0x7fffffffu
+
+/* member_tag - the 31 bits that stand for MEMBER (a hash) in a set */
+static inline uint32_t
+member_tag(uint64_t member)
 {
-	uint64_t x = member ^ (key * UINT64_C(0x9e3779b97f4a7c15));
+	return (uint32_t)((member * UINT64_C(0xd6e8feb86659fd93)) >> 33);
+}
+
+/* count_of - the count a count record's value V holds */
+static inline uint32_t
+count_of(uint64_t v)
+{
+	return (v & SINGLE) ? 1 : (uint32_t)v;
+}
+
+/* mark_key - the stored key of the mark of the member tagged TAG in the
+ * set KEY: a multiply to combine them and a 64-bit finaliser (a
+ * bijection); memory-only (Redis keeps its own sets), so it need not
+ * match anything outside this process */
+static inline uint64_t
+mark_key(uint64_t key, uint32_t tag)
+{
+	uint64_t x = tag ^ (key * UINT64_C(0x9e3779b97f4a7c15));
 
 	x ^= x >> 33;
 	x *= UINT64_C(0xff51afd7ed558ccd);
@@ -420,40 +447,63 @@ counter_bump(struct xm_memstore *m, uint64_t key, uint64_t exp, uint32_t now)
 		insert(m, key, exp << 32 | 1, now);
 		return 1;
 	}
-	c = (uint32_t)m->s[i].v;
-	if (c < UINT32_MAX)
+	c = count_of(m->s[i].v);
+	if (c < COUNT_MAX)
 		c++;
 	m->s[i].v = (m->s[i].v & ~UINT64_C(0xffffffff)) | c;
 	return c;
 }
 
-/* op_distinct - exact set as one mark per member plus a count */
+/* op_distinct - a set: one record while it has one member, then a count
+ * and one mark per member (the header says how) */
 static void
 op_distinct(struct xm_memstore *m, struct xm_state_op *op, double now,
     uint32_t now32)
 {
 	uint64_t ckey = mkkey(op->key, XM_SK_COUNT);
-	uint64_t mkey = mark_key(op->key, op->member);
-	size_t ci = live(m, ckey, now32), mi;
-	uint64_t exp = ci != (size_t)-1 ? m->s[ci].v >> 32 : exp32(now, op->ttl);
-	uint32_t count = ci != (size_t)-1 ? (uint32_t)m->s[ci].v : 0;
+	uint32_t tag = member_tag(op->member), first, count;
+	size_t ci = live(m, ckey, now32);
+	uint64_t exp;
 
 	if (op->key2 != 0) {
 		size_t k2 = live(m, mkkey(op->key2, XM_SK_COUNT), now32);
 
-		op->result2 = k2 != (size_t)-1 ? (uint32_t)m->s[k2].v : 0;
+		op->result2 = k2 != (size_t)-1 ? count_of(m->s[k2].v) : 0;
 	}
+	if (ci == (size_t)-1) {
+		/* a new set: its one member in its count record */
+		exp = exp32(now, op->ttl);
+		insert(m, ckey, exp << 32 | SINGLE | tag, now32);
+		op->result = 1;
+		goto added;
+	}
+	exp = m->s[ci].v >> 32;
+	count = count_of(m->s[ci].v);
 	if (op->cap > 0 && count >= (unsigned long long)op->cap) {
 		op->result = count;
 		return;
 	}
-	mi = live(m, mkey, now32);
-	if (mi != (size_t)-1) {
+	if (m->s[ci].v & SINGLE) {
+		first = (uint32_t)m->s[ci].v & COUNT_MAX;
+		if (first == tag) {
+			op->result = 1;
+			return;
+		}
+		/* a second member: a count and a mark for each (the slot is
+		 * written before the inserts, which may move records) */
+		m->s[ci].v = exp << 32 | 2;
+		insert(m, mark_key(op->key, first), exp << 32, now32);
+		insert(m, mark_key(op->key, tag), exp << 32, now32);
+		op->result = 2;
+		goto added;
+	}
+	if (live(m, mark_key(op->key, tag), now32) != (size_t)-1) {
 		op->result = count;
 		return;
 	}
-	insert(m, mkey, exp << 32, now32);
+	insert(m, mark_key(op->key, tag), exp << 32, now32);
 	op->result = counter_bump(m, ckey, exp, now32);
+added:
 	if (op->key2 != 0)
 		op->result2 = counter_bump(m, mkkey(op->key2, XM_SK_COUNT), exp,
 		    now32);
@@ -540,7 +590,7 @@ xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops, size_t n,
 		/* a set's member mark and second counter are misses too */
 		if (ops[k].op == XM_SOP_DISTINCT) {
 			__builtin_prefetch(&m->s[home(m, mark_key(ops[k].key,
-			    ops[k].member))]);
+			    member_tag(ops[k].member)))]);
 			if (ops[k].key2 != 0)
 				__builtin_prefetch(&m->s[home(m, mkkey(ops[k].key2,
 				    XM_SK_COUNT))]);

@@ -543,6 +543,62 @@ Test(state, distinct_with_subset_count)
 	xm_memstore_free(m);
 }
 
+/* a set of one member is one record; its second member makes it a count
+ * and a mark per member, the first member included */
+Test(state, distinct_single_member_record)
+{
+	struct xm_memstore *m = xm_memstore_new(1 << 20);
+	struct xm_memstore_stats st;
+	static const struct { const char *member; long long cap; bool key2;
+	    double all, strangers; size_t keys; } seq[] = {
+		/* set 21: one member, again and again */
+		{ "a", 0, false, 1, 0, 1 }, { "a", 0, false, 1, 0, 1 },
+		/* a second: a count and two marks */
+		{ "b", 0, false, 2, 0, 3 },
+		/* the first again: found by its mark */
+		{ "a", 0, false, 2, 0, 3 }, { "b", 0, false, 2, 0, 3 },
+		{ "c", 0, false, 3, 0, 4 },
+		/* set 22, capped at one member: never a second */
+		{ "x", 1, false, 1, 0, 5 }, { "y", 1, false, 1, 0, 5 },
+		{ "x", 1, false, 1, 0, 5 },
+		/* set 23 with a count of strangers (key 24) beside it */
+		{ "s1", 10, true, 1, 1, 7 }, { "s1", 10, true, 1, 1, 7 },
+		{ "s2", 10, true, 2, 2, 9 }, { "s1", 10, true, 2, 2, 9 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		uint64_t key = i < 6 ? 21 : i < 9 ? 22 : 23;
+		struct xm_state_op op = { .op = XM_SOP_DISTINCT, .key = key,
+		    .member = xm_state_key("m", seq[i].member,
+		    strlen(seq[i].member)), .ttl = 60, .cap = seq[i].cap,
+		    .key2 = seq[i].key2 ? 24 : 0 };
+
+		xm_memstore_exec(m, &op, 1, T0 + (double)i);
+		cr_expect_eq(op.result, seq[i].all, "step %zu: count %g", i,
+		    op.result);
+		if (seq[i].key2)
+			cr_expect_eq(op.result2, seq[i].strangers, "step %zu: "
+			    "strangers %g", i, op.result2);
+		xm_memstore_stats(m, &st);
+		cr_expect_eq(st.keys, seq[i].keys, "step %zu: keys %zu", i,
+		    st.keys);
+	}
+	/* a set of one member expires with its window like any */
+	cr_expect_eq(distinct(m, 25, "a", 10, 0, T0), 1);
+	cr_expect_eq(distinct(m, 25, "b", 10, 0, T0 + 30), 1);
+	/* an INCR that meets a one-member set counts it as one */
+	{
+		struct xm_state_op op = { .op = XM_SOP_INCR, .key = 21 + 100,
+		    .ttl = 60 };
+
+		cr_expect_eq(distinct(m, 121, "z", 60, 0, T0 + 40), 1);
+		xm_memstore_exec(m, &op, 1, T0 + 41);
+		cr_expect_eq(op.result, 2);
+	}
+	xm_memstore_free(m);
+}
+
 /* ---- the Redis backend against the memory table ---- */
 
 #include "redislib.h"
