@@ -33,8 +33,11 @@
 # DAEMON_CPU (0), xmload on LOAD_CPU (1), and redis-server on REDIS_CPU
 # (the load's CPU by default: Redis stands for another machine, so it must
 # not take the daemon's CPU; REDIS_CPU= leaves it unpinned).
-# Prints one line per run, then medians and the ratios memory/off and
-# redis/memory. Figures, not pass/fail.
+# Every other round runs the modes in reverse order (a drift of the
+# machine's speed favours no mode). Prints one line per run, each
+# round's own ratios (counting/off, memory/off, redis/memory,
+# rcounting/counting) with their median, min and max, then medians and
+# the ratios of the medians. Figures, not pass/fail.
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
@@ -169,8 +172,15 @@ declare -A THR P99 CPU
 say "ratelimit throughput: $REPS rounds of ${MODES:-off counting memory redis rcounting}, ${SECS}s each," \
     "$CONNS connections x $WINDOW in flight, workers=$WORKERS, $(nproc) CPUs," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+ALL_MODES=${MODES:-off counting memory redis rcounting}
+REV_MODES=$(printf '%s\n' $ALL_MODES | tac | tr '\n' ' ')
+declare -A RT
 for r in $(seq "$REPS"); do
-	for mode in ${MODES:-off counting memory redis rcounting}; do
+	# every other round runs the modes in reverse order, so that a drift
+	# of the machine's speed within a round favours no mode
+	order=$ALL_MODES
+	[ $((r % 2)) = 0 ] && order=$REV_MODES
+	for mode in $order; do
 		write_config "$TMP/$mode.yml" "$mode"
 		redis_flush   # every run starts from empty counters, as in memory
 		daemon_start "$TMP/$mode.yml"
@@ -189,12 +199,32 @@ for r in $(seq "$REPS"); do
 		THR[$mode]="${THR[$mode]:-} $t"
 		P99[$mode]="${P99[$mode]:-} $(field "$line" p99_us)"
 		CPU[$mode]="${CPU[$mode]:-} $(field "$line" daemon_us_per_stanza)"
+		RT[$r,$mode]=$t
 		say "  round $r $mode: $t stanzas/s, p99 $(field "$line" p99_us) us," \
 		    "daemon $(field "$line" daemon_us_per_stanza) us CPU/stanza," \
 		    "redis-server ~$rcpu us CPU/stanza," \
 		    "lost $(field "$line" lost), reject $(field "$line" reject)"
 	done
 done
+# per_round A B - the ratio A/B (%) of each round that ran both, one
+# line: the rounds' ratios, their median, min and max
+per_round() {
+	local r v=""
+	for r in $(seq "$REPS"); do
+		[ -n "${RT[$r,$1]:-}" ] && [ -n "${RT[$r,$2]:-}" ] || continue
+		v="$v $(awk -v a="${RT[$r,$1]}" -v b="${RT[$r,$2]}" \
+		    'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print 0 }')"
+	done
+	[ -n "$v" ] || return 0
+	# shellcheck disable=SC2086
+	say "per round $1/$2 (%):$v; median $(median $v)," \
+	    "min $(printf '%s\n' $v | sort -g | head -n1)," \
+	    "max $(printf '%s\n' $v | sort -g | tail -n1)"
+}
+per_round counting off
+per_round memory off
+per_round redis memory
+per_round rcounting counting
 # shellcheck disable=SC2086
 {
 	rcnt=$(median ${THR[rcounting]:-0}) crcnt=$(median ${CPU[rcounting]:-0})
