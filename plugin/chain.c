@@ -457,8 +457,8 @@ modified_stanza(const struct xm_chain *c, struct xm_task *t,
 			set_text(t->arena, n, t->new_bodies[bi]);
 		else if (ac->modify_warning && *ac->modify_warning &&
 		    bi < t->ev->nbodies)
-			set_text(t->arena, n, xm_arena_printf(t->arena, "%s\n%s",
-			    ac->modify_warning, t->ev->bodies[bi].text));
+			set_text(t->arena, n, xm_arena_strjoin(t->arena,
+			    ac->modify_warning, "\n", t->ev->bodies[bi].text));
 		bi++;
 	}
 	return xm_node_serialize(t->arena, root, root->ns);

@@ -159,7 +159,8 @@ serialize(struct xm_buf *b, const struct xm_node *n, const char *parent_ns)
 		xm_buf_xml_escape(b, n->text, n->text_len);
 		return;
 	}
-	xm_buf_printf(b, "<%s", n->name);
+	xm_buf_puts(b, "<");
+	xm_buf_puts(b, n->name);
 	if (parent_ns == NULL || strcmp(parent_ns, n->ns) != 0) {
 		xm_buf_puts(b, " xmlns='");
 		xm_buf_xml_escape_attr(b, n->ns, strlen(n->ns));
@@ -168,11 +169,12 @@ serialize(struct xm_buf *b, const struct xm_node *n, const char *parent_ns)
 	for (i = 0; i < n->nattrs; i++) {
 		const struct xm_attr *at = &n->attrs[i];
 
-		if (at->ns[0] == '\0')
-			xm_buf_printf(b, " %s='", at->name);
-		else if (strcmp(at->ns, XML_NS) == 0)
-			xm_buf_printf(b, " xml:%s='", at->name);
-		else {
+		if (at->ns[0] == '\0' || strcmp(at->ns, XML_NS) == 0) {
+			/* no printf: a modified stanza is serialised whole */
+			xm_buf_puts(b, at->ns[0] == '\0' ? " " : " xml:");
+			xm_buf_puts(b, at->name);
+			xm_buf_puts(b, "='");
+		} else {
 			xm_buf_printf(b, " xmlns:a%zu='", i);
 			xm_buf_xml_escape_attr(b, at->ns, strlen(at->ns));
 			xm_buf_printf(b, "' a%zu:%s='", i, at->name);
@@ -187,7 +189,9 @@ serialize(struct xm_buf *b, const struct xm_node *n, const char *parent_ns)
 	xm_buf_puts(b, ">");
 	for (c = n->children; c != NULL; c = c->next)
 		serialize(b, c, n->ns);
-	xm_buf_printf(b, "</%s>", n->name);
+	xm_buf_puts(b, "</");
+	xm_buf_puts(b, n->name);
+	xm_buf_puts(b, ">");
 }
 
 /* xm_node_serialize - N as XML in the arena; PARENT_NS NULL declares it */

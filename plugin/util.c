@@ -15,6 +15,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <openssl/evp.h>
 
@@ -198,21 +201,43 @@ xm_arena_strndup(struct xm_arena *a, const char *s, size_t n)
 	return p;
 }
 
-/* xm_arena_vprintf - formatted string in the arena */
+/* xm_arena_vprintf - formatted string in the arena: formatted once into
+ * a buffer on the stack, again only when it does not fit (measuring
+ * with vsnprintf(NULL, 0) first costs a whole formatting every time) */
 char *
 xm_arena_vprintf(struct xm_arena *a, const char *fmt, va_list ap)
 {
+	char buf[256];
 	va_list ap2;
 	int n;
 	char *p;
 
 	va_copy(ap2, ap);
-	n = vsnprintf(NULL, 0, fmt, ap2);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap2);
 	va_end(ap2);
 	if (n < 0)
 		panic("vsnprintf failed on \"%s\"", fmt);
+	if ((size_t)n < sizeof(buf))
+		return xm_arena_strndup(a, buf, (size_t)n);
 	p = xm_arena_alloc(a, (size_t)n + 1);
 	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	return p;
+}
+
+/* xm_arena_strjoin - X, Y and Z joined, in the arena */
+char *
+xm_arena_strjoin(struct xm_arena *a, const char *x, const char *y,
+    const char *z)
+{
+	size_t lx = strlen(x), ly = strlen(y), lz = strlen(z);
+	char *p;
+
+	if (lx > SIZE_MAX / 4 || ly > SIZE_MAX / 4 || lz > SIZE_MAX / 4)
+		panic("xm_arena_strjoin: string too long");
+	p = xm_arena_alloc(a, lx + ly + lz + 1);
+	memcpy(p, x, lx);
+	memcpy(p + lx, y, ly);
+	memcpy(p + lx + ly, z, lz + 1);
 	return p;
 }
 
@@ -383,15 +408,64 @@ xm_buf_xml_escape_attr(struct xm_buf *b, const char *s, size_t n)
 	xml_escape(b, s, n, true);
 }
 
+/* the bytes xml_escape replaces: 1 in text and attributes, 2 only in
+ * attributes */
+static const unsigned char xml_special[256] = {
+	['&'] = 1, ['<'] = 1, ['>'] = 1, ['"'] = 1, ['\''] = 1, ['\r'] = 1,
+	['\n'] = 2, ['\t'] = 2,
+};
+
+/* xml_plain - how many bytes from S[0..n) need no escaping: 16 at a time
+ * with SSE2 (a modified stanza is escaped whole, bodies and all) */
+static size_t
+xml_plain(const char *s, size_t n, bool attr)
+{
+	size_t i = 0;
+
+#ifdef __SSE2__
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+		__m128i m = _mm_or_si128(_mm_or_si128(
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('&')),
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('<'))), _mm_or_si128(
+		    _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('>')),
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('"'))), _mm_or_si128(
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('\'')),
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('\r')))));
+		unsigned bits;
+
+		if (attr)
+			m = _mm_or_si128(m, _mm_or_si128(
+			    _mm_cmpeq_epi8(v, _mm_set1_epi8('\n')),
+			    _mm_cmpeq_epi8(v, _mm_set1_epi8('\t'))));
+		bits = (unsigned)_mm_movemask_epi8(m);
+		if (bits != 0)
+			return i + (unsigned)__builtin_ctz(bits);
+	}
+#endif
+	for (; i < n; i++) {
+		unsigned k = xml_special[(unsigned char)s[i]];
+
+		if (k == 1 || (k == 2 && attr))
+			break;
+	}
+	return i;
+}
+
 /* xml_escape - markup characters as entities; in attributes also tab and
  * newline, which attribute-value normalisation would turn into spaces */
 static void
 xml_escape(struct xm_buf *b, const char *s, size_t n, bool attr)
 {
-	size_t i, start = 0;
+	size_t i = 0, run;
 	const char *rep;
 
-	for (i = 0; i < n; i++) {
+	for (;;) {
+		run = xml_plain(s + i, n - i, attr);
+		xm_buf_append(b, s + i, run);
+		i += run;
+		if (i >= n)
+			break;
 		switch (s[i]) {
 		case '&': rep = "&amp;"; break;
 		case '<': rep = "&lt;"; break;
@@ -399,15 +473,12 @@ xml_escape(struct xm_buf *b, const char *s, size_t n, bool attr)
 		case '"': rep = "&quot;"; break;
 		case '\'': rep = "&apos;"; break;
 		case '\r': rep = "&#13;"; break;
-		case '\n': if (!attr) continue; rep = "&#10;"; break;
-		case '\t': if (!attr) continue; rep = "&#9;"; break;
-		default: continue;
+		case '\n': rep = "&#10;"; break;
+		default: rep = "&#9;"; break;      /* '\t' */
 		}
-		xm_buf_append(b, s + start, i - start);
 		xm_buf_puts(b, rep);
-		start = i + 1;
+		i++;
 	}
-	xm_buf_append(b, s + start, n - start);
 }
 
 /* ---- numbers and time ---- */

@@ -37,6 +37,9 @@ void *xm_arena_array(struct xm_arena *a, size_t n, size_t size);
 char *xm_arena_strdup(struct xm_arena *a, const char *s);
 char *xm_arena_strndup(struct xm_arena *a, const char *s, size_t n);
 char *xm_arena_printf(struct xm_arena *a, const char *fmt, ...) XM_PRINTF(2, 3);
+/* xm_arena_strjoin - X, Y and Z joined, in the arena */
+char *xm_arena_strjoin(struct xm_arena *a, const char *x, const char *y,
+    const char *z);
 char *xm_arena_vprintf(struct xm_arena *a, const char *fmt, va_list ap);
 /* xm_arena_grow - make room for N more elements in an arena array */
 void *xm_arena_grow(struct xm_arena *a, void *p, size_t *cap, size_t used,

@@ -201,6 +201,89 @@ Test(buf, xml_escape)
 	}
 }
 
+/* ref_escape - the escaping of S[0..n) one byte at a time (the reference
+ * the 16-bytes-at-a-time scan must agree with) */
+static void
+ref_escape(struct xm_buf *b, const char *s, size_t n, bool attr)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const char *r = NULL;
+
+		switch (s[i]) {
+		case '&': r = "&amp;"; break;
+		case '<': r = "&lt;"; break;
+		case '>': r = "&gt;"; break;
+		case '"': r = "&quot;"; break;
+		case '\'': r = "&apos;"; break;
+		case '\r': r = "&#13;"; break;
+		case '\n': r = attr ? "&#10;" : NULL; break;
+		case '\t': r = attr ? "&#9;" : NULL; break;
+		}
+		if (r)
+			xm_buf_puts(b, r);
+		else
+			xm_buf_append(b, s + i, 1);
+	}
+}
+
+/* every special byte at every place of texts of 0 to 40 bytes (the
+ * 16-byte blocks' edges), alone and in pairs, in text and attributes */
+Test(buf, xml_escape_every_position)
+{
+	static const char specials[] = "&<>\"'\r\n\t";
+	char s[48];
+	size_t len, i, j, k;
+	int attr;
+
+	for (attr = 0; attr < 2; attr++)
+		for (len = 0; len <= 40; len++)
+			for (k = 0; k < sizeof(specials) - 1; k++)
+				for (i = 0; i <= len; i++)
+					for (j = i; j <= len; j += 7) {
+						struct xm_buf got = { 0 }, want = { 0 };
+
+						memset(s, 'x', len);
+						if (i < len)
+							s[i] = specials[k];
+						if (j < len && j != i)
+							s[j] = specials[(k + 3) % 8];
+						if (attr)
+							xm_buf_xml_escape_attr(&got, s, len);
+						else
+							xm_buf_xml_escape(&got, s, len);
+						ref_escape(&want, s, len, attr);
+						cr_assert_eq(got.len, want.len, "len %zu at %zu,%zu "
+						    "attr %d", len, i, j, attr);
+						if (want.len)
+							cr_assert(memcmp(got.data, want.data,
+							    want.len) == 0, "len %zu at %zu,%zu", len,
+							    i, j);
+						xm_buf_free(&got);
+						xm_buf_free(&want);
+					}
+}
+
+/* the stack buffer's edge: outputs of 254 to 258 bytes */
+Test(arena, printf_around_its_buffer)
+{
+	struct xm_arena *a = xm_arena_new();
+	char s[300];
+	size_t n;
+
+	for (n = 250; n <= 260; n++) {
+		memset(s, 'y', n);
+		s[n] = '\0';
+		cr_expect_eq(strlen(xm_arena_printf(a, "%s!", s)), n + 1);
+		cr_expect_eq(xm_arena_printf(a, "%s!", s)[n], '!');
+	}
+	cr_expect_str_eq(xm_arena_strjoin(a, "warning", "\n", "body"),
+	    "warning\nbody");
+	cr_expect_str_eq(xm_arena_strjoin(a, "", "", ""), "");
+	xm_arena_free(a);
+}
+
 /* ---- numbers ---- */
 
 Test(numbers, parse_ll)
