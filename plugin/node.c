@@ -194,7 +194,8 @@ serialize(struct xm_buf *b, const struct xm_node *n, const char *parent_ns)
 	xm_buf_puts(b, ">");
 }
 
-/* xm_node_serialize - N as XML in the arena; PARENT_NS NULL declares it */
+/* xm_node_serialize - N as XML in the arena; PARENT_NS NULL declares it
+ * (the buffer starts at 4 KB: most stanzas fit without regrowing it) */
 char *
 xm_node_serialize(struct xm_arena *a, const struct xm_node *n,
     const char *parent_ns)
@@ -202,6 +203,7 @@ xm_node_serialize(struct xm_arena *a, const struct xm_node *n,
 	struct xm_buf b = { 0 };
 	char *r;
 
+	xm_buf_reserve(&b, 4096);
 	serialize(&b, n, parent_ns);
 	r = xm_arena_strndup(a, b.data, b.len);
 	xm_buf_free(&b);

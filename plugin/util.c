@@ -319,6 +319,13 @@ buf_reserve(struct xm_buf *b, size_t n)
 	}
 }
 
+/* xm_buf_reserve - room for N more bytes (and a NUL) */
+void
+xm_buf_reserve(struct xm_buf *b, size_t n)
+{
+	buf_reserve(b, n);
+}
+
 /* xm_buf_append - append N bytes */
 void
 xm_buf_append(struct xm_buf *b, const void *p, size_t n)

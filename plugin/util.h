@@ -53,6 +53,8 @@ struct xm_buf {
 	char *data;   /* always NUL-terminated when len > 0 or after append */
 	size_t len, cap;
 };
+/* xm_buf_reserve - room for N more bytes (and a NUL) */
+void xm_buf_reserve(struct xm_buf *b, size_t n);
 void xm_buf_append(struct xm_buf *b, const void *p, size_t n);
 void xm_buf_puts(struct xm_buf *b, const char *s);
 void xm_buf_printf(struct xm_buf *b, const char *fmt, ...) XM_PRINTF(2, 3);
