@@ -5,6 +5,8 @@
  * serialiser declares a namespace wherever an element's differs from its
  * parent's, so a modified stanza keeps its meaning when re-parsed.
  */
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "xm.h"
@@ -194,19 +196,47 @@ serialize(struct xm_buf *b, const struct xm_node *n, const char *parent_ns)
 	xm_buf_puts(b, ">");
 }
 
-/* xm_node_serialize - N as XML in the arena; PARENT_NS NULL declares it
- * (the buffer starts at 4 KB: most stanzas fit without regrowing it) */
+/* the buffer serialisations are built in, one per thread and kept (a
+ * flood's every modified stanza is serialised: a fresh buffer costs a
+ * malloc and regrowth each time); freed with its thread */
+static pthread_key_t ser_key;
+static pthread_once_t ser_once = PTHREAD_ONCE_INIT;
+
+/* ser_buf_free - a thread's buffer, at its exit */
+static void
+ser_buf_free(void *p)
+{
+	xm_buf_free(p);
+	free(p);
+}
+
+/* ser_key_init - the key of the per-thread buffers */
+static void
+ser_key_init(void)
+{
+	if (pthread_key_create(&ser_key, ser_buf_free) != 0)
+		panic("node: pthread_key_create failed");
+}
+
+/* xm_node_serialize - N as XML in the arena; PARENT_NS NULL declares it */
 char *
 xm_node_serialize(struct xm_arena *a, const struct xm_node *n,
     const char *parent_ns)
 {
-	struct xm_buf b = { 0 };
+	struct xm_buf *b;
 	char *r;
 
-	xm_buf_reserve(&b, 4096);
-	serialize(&b, n, parent_ns);
-	r = xm_arena_strndup(a, b.data, b.len);
-	xm_buf_free(&b);
+	pthread_once(&ser_once, ser_key_init);
+	if ((b = pthread_getspecific(ser_key)) == NULL) {
+		b = xm_calloc(1, sizeof(*b));
+		if (pthread_setspecific(ser_key, b) != 0)
+			panic("node: pthread_setspecific failed");
+	}
+	xm_buf_reset(b);
+	serialize(b, n, parent_ns);
+	r = xm_arena_strndup(a, b->data ? b->data : "", b->len);
+	if (b->cap > 65536)
+		xm_buf_free(b);     /* a big stanza's: not kept */
 	return r;
 }
 
