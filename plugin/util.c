@@ -126,9 +126,12 @@ struct xm_arena {
 	size_t total;
 };
 
-/* one spare standard block per thread: a task's arena usually needs one
- * block, so most tasks allocate and free nothing from malloc */
-static __thread struct arena_block *spare_block;
+/* up to SPARE_MAX spare standard blocks per thread: a task's arena
+ * usually needs one block (two or three when its verdict carries a
+ * modified stanza), so most tasks allocate and free nothing from malloc */
+#define SPARE_MAX 4
+static __thread struct arena_block *spare_block;   /* a list by next */
+static __thread unsigned spare_n;
 
 /* xm_arena_new - an empty arena */
 struct xm_arena *
@@ -137,9 +140,9 @@ xm_arena_new(void)
 	return xm_calloc(1, sizeof(struct xm_arena));
 }
 
-/* xm_arena_alloc - N zeroed bytes that live until the arena is freed */
-void *
-xm_arena_alloc(struct xm_arena *a, size_t n)
+/* arena_raw - N bytes (not zeroed) that live until the arena is freed */
+static inline void *
+arena_raw(struct xm_arena *a, size_t n)
 {
 	struct arena_block *b = a->head;
 	size_t align = _Alignof(max_align_t), need;
@@ -153,7 +156,8 @@ xm_arena_alloc(struct xm_arena *a, size_t n)
 
 		if (size == ARENA_BLOCK && spare_block != NULL) {
 			b = spare_block;
-			spare_block = NULL;
+			spare_block = b->next;
+			spare_n--;
 		} else
 			b = xm_malloc(sizeof(*b) + size);
 		b->used = 0;
@@ -170,6 +174,15 @@ xm_arena_alloc(struct xm_arena *a, size_t n)
 	}
 	p = (char *)b->data + b->used;
 	b->used += need;
+	return p;
+}
+
+/* xm_arena_alloc - N zeroed bytes that live until the arena is freed */
+void *
+xm_arena_alloc(struct xm_arena *a, size_t n)
+{
+	void *p = arena_raw(a, n);
+
 	memset(p, 0, n);
 	return p;
 }
@@ -194,7 +207,7 @@ xm_arena_strdup(struct xm_arena *a, const char *s)
 char *
 xm_arena_strndup(struct xm_arena *a, const char *s, size_t n)
 {
-	char *p = xm_arena_alloc(a, n + 1);
+	char *p = arena_raw(a, n + 1);     /* every byte is written */
 
 	memcpy(p, s, n);
 	p[n] = '\0';
@@ -234,7 +247,7 @@ xm_arena_strjoin(struct xm_arena *a, const char *x, const char *y,
 
 	if (lx > SIZE_MAX / 4 || ly > SIZE_MAX / 4 || lz > SIZE_MAX / 4)
 		panic("xm_arena_strjoin: string too long");
-	p = xm_arena_alloc(a, lx + ly + lz + 1);
+	p = arena_raw(a, lx + ly + lz + 1);
 	memcpy(p, x, lx);
 	memcpy(p + lx, y, ly);
 	memcpy(p + lx + ly, z, lz + 1);
@@ -291,9 +304,11 @@ xm_arena_free(struct xm_arena *a)
 		return;
 	for (b = a->head; b != NULL; b = next) {
 		next = b->next;
-		if (b->size == ARENA_BLOCK && spare_block == NULL)
+		if (b->size == ARENA_BLOCK && spare_n < SPARE_MAX) {
+			b->next = spare_block;
 			spare_block = b;
-		else
+			spare_n++;
+		} else
 			free(b);
 	}
 	free(a);

@@ -91,6 +91,33 @@ Test(arena, strings_and_printf)
 	xm_arena_free(a);
 }
 
+/* blocks kept from freed arenas come back zeroed for xm_arena_alloc and
+ * hold strings exactly */
+Test(arena, reused_blocks_are_zeroed)
+{
+	struct xm_arena *a[6];
+	size_t i, j, k;
+
+	for (k = 0; k < 3; k++) {
+		for (i = 0; i < 6; i++) {
+			a[i] = xm_arena_new();
+			for (j = 0; j < 5; j++) {
+				unsigned char *p = xm_arena_alloc(a[i], 3000);
+				size_t z;
+
+				for (z = 0; z < 3000; z++)
+					cr_assert_eq(p[z], 0, "round %zu arena %zu "
+					    "byte %zu", k, i, z);
+				memset(p, 0xa5, 3000);
+				cr_assert_str_eq(xm_arena_strndup(a[i], "abcdef", 3),
+				    "abc");
+			}
+		}
+		for (i = 0; i < 6; i++)
+			xm_arena_free(a[i]);
+	}
+}
+
 Test(arena, grow_keeps_contents)
 {
 	struct xm_arena *a = xm_arena_new();
