@@ -79,22 +79,46 @@ struct xm_memstore {
  * growing one can hand the old table's pages back while their records
  * move (see rehash): the process never holds both tables in full, and a
  * freed table really leaves (malloc may keep big blocks on its heap).
+ * Tables of 2 MB and more are aligned to 2 MB and asked to be backed by
+ * huge pages (MADV_HUGEPAGE; the kernel's transparent_hugepage setting
+ * decides): every operation touches a random slot, and with 4 KB pages
+ * each is a TLB miss once the table outgrows what the TLB maps (8 MB
+ * here), and each first touch a page fault.
  */
 #define MAP_MIN (1u << 20)
+#define HUGE_PAGE ((size_t)2 << 20)
 
 /* table_alloc - N zeroed slots */
 static struct slot *
 table_alloc(size_t n)
 {
-	void *p;
+	size_t bytes = n * sizeof(struct slot), lead;
+	char *p;
 
-	if (n * sizeof(struct slot) < MAP_MIN)
+	if (bytes < MAP_MIN)
 		return xm_calloc(n, sizeof(struct slot));
-	p = mmap(NULL, n * sizeof(struct slot), PROT_READ | PROT_WRITE,
+	if (bytes < HUGE_PAGE) {
+		p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			panic("state: cannot map %zu bytes", bytes);
+		return (struct slot *)p;
+	}
+	/* map a huge page more, keep the aligned part (bytes is a power of
+	 * two of at least 2 MB: a whole number of huge pages) */
+	p = mmap(NULL, bytes + HUGE_PAGE, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
-		panic("state: cannot map %zu bytes", n * sizeof(struct slot));
-	return p;
+		panic("state: cannot map %zu bytes", bytes + HUGE_PAGE);
+	lead = (HUGE_PAGE - (uintptr_t)p % HUGE_PAGE) % HUGE_PAGE;
+	if (lead > 0)
+		munmap(p, lead);
+	munmap(p + lead + bytes, HUGE_PAGE - lead);
+	p += lead;
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, bytes, MADV_HUGEPAGE);   /* a hint: fine if refused */
+#endif
+	return (struct slot *)p;
 }
 
 /* table_free - give N slots at S back */
@@ -274,7 +298,8 @@ rehash(struct xm_memstore *m, size_t ncap, uint32_t now)
 	struct slot *old = m->s;
 	size_t ocap = m->cap, i, released = 0;
 	bool mapped = ocap * sizeof(struct slot) >= MAP_MIN;
-	const size_t step = 65536;   /* slots (1 MB) handed back at a time */
+	const size_t step = 131072;  /* slots (2 MB, a huge page) handed back
+	                                at a time */
 
 	m->s = table_alloc(ncap);
 	m->cap = ncap;
