@@ -60,6 +60,21 @@ distinct(struct xm_memstore *m, uint64_t key, const char *member, double ttl,
 	return op.result;
 }
 
+/* distinct2 - add MEMBER to set KEY (capped at CAP, 0: none) counting
+ * it in KEY2 too when not 0 (*R2: that count); the set's count */
+static double
+distinct2(struct xm_memstore *m, uint64_t key, const char *member,
+    long long cap, uint64_t key2, double now, double *r2)
+{
+	struct xm_state_op op = { .op = XM_SOP_DISTINCT, .key = key,
+	    .member = xm_state_key("m", member, strlen(member)), .ttl = 60,
+	    .cap = cap, .key2 = key2 };
+
+	xm_memstore_exec(m, &op, 1, now);
+	*r2 = op.result2;
+	return op.result;
+}
+
 struct bcase {
 	const char *name;
 	double rate, burst, cost;
@@ -525,17 +540,14 @@ Test(state, distinct_with_subset_count)
 	size_t i;
 
 	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
-		struct xm_state_op op = { .op = XM_SOP_DISTINCT, .key = 11,
-		    .member = xm_state_key("m", seq[i].member,
-		    strlen(seq[i].member)), .ttl = 60, .cap = 100,
-		    .key2 = seq[i].stranger ? 12 : 0 };
+		double all, strangers;
 
-		xm_memstore_exec(m, &op, 1, T0 + (double)i);
-		cr_expect_eq(op.result, seq[i].all, "step %zu: all %g", i,
-		    op.result);
+		all = distinct2(m, 11, seq[i].member, 100, seq[i].stranger ? 12 :
+		    0, T0 + (double)i, &strangers);
+		cr_expect_eq(all, seq[i].all, "step %zu: all %g", i, all);
 		if (seq[i].stranger)
-			cr_expect_eq(op.result2, seq[i].strangers, "step %zu: "
-			    "strangers %g", i, op.result2);
+			cr_expect_eq(strangers, seq[i].strangers, "step %zu: "
+			    "strangers %g", i, strangers);
 	}
 	xm_memstore_stats(m, &st);
 	/* two counts and four marks: no marks of their own for strangers */
@@ -568,18 +580,14 @@ Test(state, distinct_single_member_record)
 	size_t i;
 
 	for (i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
-		uint64_t key = i < 6 ? 21 : i < 9 ? 22 : 23;
-		struct xm_state_op op = { .op = XM_SOP_DISTINCT, .key = key,
-		    .member = xm_state_key("m", seq[i].member,
-		    strlen(seq[i].member)), .ttl = 60, .cap = seq[i].cap,
-		    .key2 = seq[i].key2 ? 24 : 0 };
+		double all, strangers;
 
-		xm_memstore_exec(m, &op, 1, T0 + (double)i);
-		cr_expect_eq(op.result, seq[i].all, "step %zu: count %g", i,
-		    op.result);
+		all = distinct2(m, i < 6 ? 21 : i < 9 ? 22 : 23, seq[i].member,
+		    seq[i].cap, seq[i].key2 ? 24 : 0, T0 + (double)i, &strangers);
+		cr_expect_eq(all, seq[i].all, "step %zu: count %g", i, all);
 		if (seq[i].key2)
-			cr_expect_eq(op.result2, seq[i].strangers, "step %zu: "
-			    "strangers %g", i, op.result2);
+			cr_expect_eq(strangers, seq[i].strangers, "step %zu: "
+			    "strangers %g", i, strangers);
 		xm_memstore_stats(m, &st);
 		cr_expect_eq(st.keys, seq[i].keys, "step %zu: keys %zu", i,
 		    st.keys);
