@@ -433,135 +433,166 @@ add_link(struct fbuf *out, const unsigned char *p, size_t ul,
 }
 
 #ifdef __SSE2__
-/* bits8 - the set bits of each byte value (no popcnt instruction in
- * plain x86-64, and libgcc's is a call) */
-static const unsigned char bits8[256] = {
-#define B2(n) n, n + 1, n + 1, n + 2
-#define B4(n) B2(n), B2(n + 1), B2(n + 1), B2(n + 2)
-#define B6(n) B4(n), B4(n + 1), B4(n + 1), B4(n + 2)
-	B6(0), B6(1), B6(1), B6(2)
-#undef B2
-#undef B4
-#undef B6
+/* scan16 - the masks of 16 bytes at S: ASCII letters (LET, their
+ * lower-case form in *LO and as bytes in LETV), digits and non-ASCII
+ * bytes (STOP), h/t/w (lower-case) for links */
+struct scan {
+	uint64_t let, stop, h, t, w;
 };
 
-/* fast_words - the words of the 16 bytes at SRC (P's bytes, or the
- * fewer than 16 before END copied and padded with NULs, which fold like
- * the end of the text: a separator) that are plain ASCII letter runs
- * ending inside them, the separators around them, and a link starting
- * at one of them, folded into OUT exactly as normalise's word loop would
- * (a run of fewer than 16 letters is never a number or cut, and is a
- * token only by the vowel test); WORDS counts the real words. Stops at
- * the first digit or non-ASCII byte and at a run that reaches it or the
- * end of the 16 bytes (it may go on: *WORD_NEXT is set when the word loop
- * must take it). Returns the bytes consumed (0: none).
- *
- * Words with single separators between them are one stretch of the
- * lower-cased bytes (separators as spaces): each stretch is one 16-byte
- * copy, so a block costs about as much as one word did. */
-static inline __attribute__((always_inline)) size_t
-fast_words(const unsigned char *src, const unsigned char *p,
-    const unsigned char *end, struct fbuf *out, unsigned *words,
-    struct span *urls, unsigned *nurls, bool *word_next)
+static inline __attribute__((always_inline)) void
+scan16(const unsigned char *s, unsigned shift, struct scan *m, __m128i *lo,
+    __m128i *letv)
 {
-	__m128i v = _mm_loadu_si128((const __m128i *)src);
-	__m128i lo = _mm_or_si128(v, _mm_set1_epi8(0x20));
-	__m128i let = _mm_cmplt_epi8(_mm_sub_epi8(lo, _mm_set1_epi8(BIASED('a'))),
+	__m128i v = _mm_loadu_si128((const __m128i *)s);
+	__m128i l = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	/* unsigned l - 'a' <= 25 (v - '0' <= 9) via signed compares after
+	 * the bias */
+	__m128i let = _mm_cmplt_epi8(_mm_sub_epi8(l, _mm_set1_epi8(BIASED('a'))),
 	    _mm_set1_epi8(-128 + 26));
 	__m128i dig = _mm_cmplt_epi8(_mm_sub_epi8(v, _mm_set1_epi8(BIASED('0'))),
 	    _mm_set1_epi8(-128 + 10));
-	unsigned lm = (unsigned)_mm_movemask_epi8(let);
-	unsigned stop = (unsigned)(_mm_movemask_epi8(dig) |
-	    _mm_movemask_epi8(v));        /* digits, non-ASCII bytes */
-	unsigned limit = (unsigned)__builtin_ctz(stop | 0x10000u);
-	size_t avail = (size_t)(end - p), ul = 0;
-	unsigned starts, cut, cand, lng, tok = 0;
-	char tmp[48], *o;
 
-	lm &= (1u << limit) - 1;
+	m->let |= (uint64_t)(unsigned)_mm_movemask_epi8(let) << shift;
+	m->stop |= (uint64_t)(unsigned)(_mm_movemask_epi8(dig) |
+	    _mm_movemask_epi8(v)) << shift;
+	m->h |= (uint64_t)(unsigned)_mm_movemask_epi8(
+	    _mm_cmpeq_epi8(l, _mm_set1_epi8('h'))) << shift;
+	m->t |= (uint64_t)(unsigned)_mm_movemask_epi8(
+	    _mm_cmpeq_epi8(l, _mm_set1_epi8('t'))) << shift;
+	m->w |= (uint64_t)(unsigned)_mm_movemask_epi8(
+	    _mm_cmpeq_epi8(l, _mm_set1_epi8('w'))) << shift;
+	*lo = l;
+	*letv = let;
+}
+
+/* popcount64 - the set bits of X (no popcnt instruction in plain
+ * x86-64, and libgcc's is a call) */
+static inline unsigned
+popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* fast_words - the words of the 16 * HALVES (1 or 2) bytes at SRC (P's
+ * bytes, or the fewer than 16 before END copied and padded with NULs,
+ * which fold like the end of the text: a separator) that are plain
+ * ASCII letter runs ending inside them, the separators around them, and
+ * a link starting at one of them, folded into OUT exactly as normalise's
+ * word loop would (a run of fewer than 32 letters is never cut, and is a
+ * token only by the vowel test or when 25 letters long); WORDS counts
+ * the real words. Stops at the first digit or non-ASCII byte and at a
+ * run that reaches it or the end of the bytes (it may go on: *WORD_NEXT
+ * is set when the word loop must take it). Returns the bytes consumed
+ * (0: none).
+ *
+ * Words with single separators between them are one stretch of the
+ * lower-cased bytes (separators as spaces): each stretch is one copy, so
+ * a block costs about as much as one word did. */
+static inline __attribute__((always_inline)) size_t
+fast_words(const unsigned char *src, const unsigned char *p,
+    const unsigned char *end, unsigned halves, struct fbuf *out,
+    unsigned *words, struct span *urls, unsigned *nurls, bool *word_next)
+{
+	struct scan m = { 0, 0, 0, 0, 0 };
+	__m128i lo0, lo1 = _mm_setzero_si128(), let0, let1 = lo1;
+	size_t avail = (size_t)(end - p), ul = 0;
+	unsigned limit, cut;
+	uint64_t lm, starts, cand, lng, tok = 0;
+	char tmp[80], *o;
+
+	scan16(src, 0, &m, &lo0, &let0);
+	if (halves == 2)
+		scan16(src + 16, 16, &m, &lo1, &let1);
+	limit = (unsigned)__builtin_ctzll(m.stop | 1ULL << (16 * halves));
+	lm = m.let & ((1ULL << limit) - 1);
 	if (lm == 0)                 /* separators up to the stop */
 		return limit < avail ? limit : avail;
 	starts = lm & ~(lm << 1);
 	cut = limit;
 	if ((lm >> (limit - 1)) & 1) {
 		/* the last run reaches the stop: it may go on */
-		cut = 31 - (unsigned)__builtin_clz(starts);
-		starts &= ~(1u << cut);
-		lm &= (1u << cut) - 1;
-		*word_next = limit < 16;
+		cut = 63 - (unsigned)__builtin_clzll(starts);
+		starts &= ~(1ULL << cut);
+		lm &= (1ULL << cut) - 1;
+		*word_next = limit < 16 * halves;
 	}
 	/* a link may start at a word beginning "ht" or "ww" (any case):
 	 * the only words url_start must look at ("how", "we": not) */
-	{
-		__m128i nx = _mm_srli_si128(lo, 1);
-		__m128i lk = _mm_or_si128(_mm_and_si128(
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('h')),
-		    _mm_cmpeq_epi8(nx, _mm_set1_epi8('t'))), _mm_and_si128(
-		    _mm_cmpeq_epi8(lo, _mm_set1_epi8('w')),
-		    _mm_cmpeq_epi8(nx, _mm_set1_epi8('w'))));
-
-		cand = starts & (unsigned)_mm_movemask_epi8(lk);
-	}
-	for (; cand != 0; cand &= cand - 1) {
-		unsigned i = (unsigned)__builtin_ctz(cand);
+	for (cand = starts & ((m.h & (m.t >> 1)) | (m.w & (m.w >> 1)));
+	    cand != 0; cand &= cand - 1) {
+		unsigned i = (unsigned)__builtin_ctzll(cand);
 
 		if ((ul = url_start((const char *)p + i, (const char *)end)) > 0) {
 			cut = i;             /* the words before it, then it */
-			starts &= (1u << i) - 1;
-			lm &= (1u << i) - 1;
+			starts &= (1ULL << i) - 1;
+			lm &= (1ULL << i) - 1;
 			*word_next = false;
 			break;
 		}
 	}
-	reserve(out, 64);
-	/* tokens: runs of six letters or more with hardly any vowel */
+	reserve(out, 112);
+	/* tokens: runs of six letters or more with hardly any vowel, and
+	 * of 25 or more */
 	lng = lm & (lm >> 1);
 	lng &= lng >> 2;
 	lng &= starts & (lm >> 4) & (lm >> 5);
 	if (lng != 0) {
-		unsigned vm = (unsigned)_mm_movemask_epi8(vowel_bytes(lo));
+		uint64_t vm = (unsigned)_mm_movemask_epi8(vowel_bytes(lo0));
 
+		if (halves == 2)
+			vm |= (uint64_t)(unsigned)_mm_movemask_epi8(
+			    vowel_bytes(lo1)) << 16;
 		for (; lng != 0; lng &= lng - 1) {
-			unsigned i = (unsigned)__builtin_ctz(lng);
-			unsigned len = (unsigned)__builtin_ctz(~(lm >> i));
-			unsigned x = (vm >> i) & ((1u << len) - 1);
+			unsigned i = (unsigned)__builtin_ctzll(lng);
+			unsigned len = (unsigned)__builtin_ctzll(~(lm >> i));
 
-			if ((unsigned)(bits8[x & 0xff] + bits8[x >> 8]) * 6 < len)
-				tok |= 1u << i;
+			if (len >= 25 || popcount64((vm >> i) &
+			    ((1ULL << len) - 1)) * 6 < len)
+				tok |= 1ULL << i;
 		}
 	}
 	/* tmp[0] the space before a word at 0, then the bytes lower-cased,
 	 * separators as spaces */
 	tmp[0] = ' ';
 	_mm_storeu_si128((__m128i *)(tmp + 1), _mm_or_si128(
-	    _mm_and_si128(let, lo),
-	    _mm_andnot_si128(let, _mm_set1_epi8(' '))));
-	_mm_storeu_si128((__m128i *)(tmp + 17), _mm_set1_epi8(' '));
+	    _mm_and_si128(let0, lo0),
+	    _mm_andnot_si128(let0, _mm_set1_epi8(' '))));
+	_mm_storeu_si128((__m128i *)(tmp + 17), _mm_or_si128(
+	    _mm_and_si128(let1, lo1),
+	    _mm_andnot_si128(let1, _mm_set1_epi8(' '))));
+	_mm_storeu_si128((__m128i *)(tmp + 33), _mm_set1_epi8(' '));
+	_mm_storeu_si128((__m128i *)(tmp + 49), _mm_set1_epi8(' '));
 	o = out->p + out->len;
 	if (tok == 0) {
 		/* the words and the one separator before each, in tmp's
 		 * positions: each stretch of them copied at once */
-		unsigned k = ((lm | (starts >> 1)) << 1) | (starts & 1);
+		uint64_t k = ((lm | (starts >> 1)) << 1) | (starts & 1);
 
 		while (k != 0) {
-			unsigned at = (unsigned)__builtin_ctz(k);
-			unsigned run = (unsigned)__builtin_ctz((k >> at) + 1);
+			unsigned at = (unsigned)__builtin_ctzll(k);
+			unsigned run = (unsigned)__builtin_ctzll((k >> at) + 1);
 
 			memcpy(o, tmp + at, 16);
+			if (halves == 2)
+				memcpy(o + 16, tmp + at + 16, 16);
 			o += run;
-			k &= k + (1u << at);     /* that stretch done */
+			k &= k + (1ULL << at);   /* that stretch done */
 		}
-		*words += (unsigned)(bits8[starts & 0xff] + bits8[starts >> 8]);
+		*words += popcount64(starts);
 	} else
 		for (; starts != 0; starts &= starts - 1) {
-			unsigned i = (unsigned)__builtin_ctz(starts);
+			unsigned i = (unsigned)__builtin_ctzll(starts);
 
 			*o++ = ' ';
 			if ((tok >> i) & 1)
 				*o++ = '*';
 			else {
-				memcpy(o, tmp + 1 + i, 16);
-				o += __builtin_ctz(~(lm >> i));
+				memcpy(o, tmp + 1 + i, 32);
+				o += __builtin_ctzll(~(lm >> i));
 				(*words)++;
 			}
 		}
@@ -608,9 +639,12 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 			size_t used = 0;
 			bool word_next = false;
 
-			if (end - p >= 16)
-				used = fast_words(p, p, end, out, &words, urls,
-				    nurls, &word_next);
+			if (end - p >= 32)
+				used = fast_words(p, p, end, 2, out, &words,
+				    urls, nurls, &word_next);
+			else if (end - p >= 16)
+				used = fast_words(p, p, end, 1, out, &words,
+				    urls, nurls, &word_next);
 			else if (!tail_tried) {
 				/* the last bytes, padded with NULs (the end of
 				 * the text folds like a separator); once: what
@@ -620,8 +654,8 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 				tail_tried = true;
 				memset(pad, 0, sizeof(pad));
 				memcpy(pad, p, (size_t)(end - p));
-				used = fast_words(pad, p, end, out, &words, urls,
-				    nurls, &word_next);
+				used = fast_words(pad, p, end, 1, out, &words,
+				    urls, nurls, &word_next);
 			}
 			p += used;
 			if (!word_next) {
