@@ -34,6 +34,10 @@
 #include "fingerprint.h"
 #include "state.h"
 
+/* BIASED - byte C + 128 as the signed char the SSE2 compares take (an
+ * unsigned range test as a signed one) */
+#define BIASED(c) ((char)((c) - 128))
+
 /* lower - a lower-case form of code point C (the common scripts) */
 static inline long
 lower(long c)
@@ -249,11 +253,24 @@ trail:
 	return len;
 }
 
-/* xm_fp_url_key - scheme://host[:port]/path, lower-case scheme and host,
- * written straight into the arena (never longer than "http://" + URL +
- * "/") */
-char *
-xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
+#ifdef __SSE2__
+/* any_of - 0xff where a byte of V is A, B, C or D */
+static inline __m128i
+any_of(__m128i v, char a, char b, char c, char d)
+{
+	return _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(a)),
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8(b))), _mm_or_si128(
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8(c)),
+	    _mm_cmpeq_epi8(v, _mm_set1_epi8(d))));
+}
+#endif
+
+/* url_key - xm_fp_url_key, its length in *KLEN. The host is lower-cased
+ * and the path copied 16 bytes at a time where 16 are left: a store
+ * never goes past the key's room, as the key is never shorter than what
+ * it was copied from plus "http://" */
+static char *
+url_key(struct xm_arena *a, const char *url, size_t n, size_t *klen)
 {
 	const char *p = url, *end = url + n, *host;
 	char *r, *o, *h;
@@ -279,25 +296,77 @@ xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
 	}
 	host = p;
 	h = o;
-	while (p < end && *p != '/' && *p != '?' && *p != '#') {
-		char c = *p++;
+	for (;;) {
+#ifdef __SSE2__
+		while (end - p >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)p);
+			__m128i up = _mm_cmplt_epi8(_mm_sub_epi8(v,
+			    _mm_set1_epi8(BIASED('A'))), _mm_set1_epi8(-128 + 26));
+			unsigned stop = (unsigned)_mm_movemask_epi8(any_of(v,
+			    '/', '?', '#', '@'));
 
-		if (c == '@') {            /* userinfo: drop it */
-			o = h;
-			host = p;
-			continue;
+			_mm_storeu_si128((__m128i *)o, _mm_add_epi8(v,
+			    _mm_and_si128(up, _mm_set1_epi8(0x20))));
+			if (stop != 0) {
+				o += __builtin_ctz(stop);
+				p += __builtin_ctz(stop);
+				break;
+			}
+			o += 16;
+			p += 16;
 		}
-		*o++ = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+#endif
+		while (p < end && *p != '/' && *p != '?' && *p != '#' &&
+		    *p != '@') {
+			char c = *p++;
+
+			*o++ = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+		}
+		if (p == end || *p != '@')
+			break;
+		o = h;                     /* userinfo: drop it */
+		host = ++p;
 	}
 	if (p == host)
 		return NULL;
-	if (p < end && *p == '/')
+	if (p < end && *p == '/') {
+#ifdef __SSE2__
+		while (end - p >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)p);
+			unsigned stop = (unsigned)_mm_movemask_epi8(any_of(v,
+			    '?', '#', '?', '#'));
+
+			_mm_storeu_si128((__m128i *)o, v);
+			if (stop != 0) {
+				o += __builtin_ctz(stop);
+				p += __builtin_ctz(stop);
+				goto done;
+			}
+			o += 16;
+			p += 16;
+		}
+#endif
 		while (p < end && *p != '?' && *p != '#')
 			*o++ = *p++;
-	else
+	} else
 		*o++ = '/';
+#ifdef __SSE2__
+done:
+#endif
 	*o = '\0';
+	*klen = (size_t)(o - r);
 	return r;
+}
+
+/* xm_fp_url_key - scheme://host[:port]/path, lower-case scheme and host,
+ * written straight into the arena (never longer than "http://" + URL +
+ * "/") */
+char *
+xm_fp_url_key(struct xm_arena *a, const char *url, size_t n)
+{
+	size_t klen;
+
+	return url_key(a, url, n, &klen);
 }
 
 #define WORD_MAX 128   /* longer words are cut (and hashed as cut) */
@@ -366,10 +435,6 @@ reserve(struct fbuf *o, size_t n)
 }
 
 #ifdef __SSE2__
-/* BIASED - byte C + 128 as the signed char the SSE2 compares take (an
- * unsigned range test as a signed one) */
-#define BIASED(c) ((char)((c) - 128))
-
 /* vowel_bytes - 0xff where a byte of LO is a lower-case vowel (a e i o u
  * y), 0 elsewhere */
 static inline __m128i
@@ -549,9 +614,17 @@ fast_words(const unsigned char *src, const unsigned char *p,
 		for (; lng != 0; lng &= lng - 1) {
 			unsigned i = (unsigned)__builtin_ctzll(lng);
 			unsigned len = (unsigned)__builtin_ctzll(~(lm >> i));
+			uint64_t x = (vm >> i) & ((1ULL << len) - 1);
 
-			if (len >= 25 || popcount64((vm >> i) &
-			    ((1ULL << len) - 1)) * 6 < len)
+			/* vowels * 6 < len: at most (len - 1) / 6 vowels,
+			 * so none left after dropping that many */
+			if (len >= 7)
+				x &= x - 1;
+			if (len >= 13)
+				x &= x - 1;
+			if (len >= 19)
+				x &= x - 1;
+			if (x == 0 || len >= 25)
 				tok |= 1ULL << i;
 		}
 	}
@@ -797,7 +870,7 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
     size_t min_chars, struct xm_fp *out)
 {
 	struct span urls[XM_FP_MAX_URLS];
-	char *keys[XM_FP_MAX_URLS];
+	struct span keys[XM_FP_MAX_URLS];
 	unsigned nurls = 0, nkeys = 0, i, j;
 	size_t len[XM_FP_MAX_TEXTS], total = 0, chars;
 	/* the folded text is only hashed: on the stack while it fits (no
@@ -837,22 +910,24 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
 			urls[nurls++].n = strlen(extra_urls[i]);
 		}
 	for (i = 0; i < nurls; i++) {
-		char *k = xm_fp_url_key(a, urls[i].p, urls[i].n);
+		size_t kl;
+		char *k = url_key(a, urls[i].p, urls[i].n, &kl);
 
 		if (k == NULL)
 			continue;
 		/* in order (strcmp, as qsort had them): mostly 1-2 keys */
-		for (j = nkeys++; j > 0 && strcmp(keys[j - 1], k) > 0; j--)
+		for (j = nkeys++; j > 0 && strcmp(keys[j - 1].p, k) > 0; j--)
 			keys[j] = keys[j - 1];
-		keys[j] = k;
+		keys[j].p = k;
+		keys[j].n = kl;
 	}
 	if (nkeys == 0)
 		return;
 	h = 0x75726c7300ULL;
 	for (i = 0; i < nkeys; i++) {
-		if (i > 0 && strcmp(keys[i], keys[i - 1]) == 0)
+		if (i > 0 && strcmp(keys[i].p, keys[i - 1].p) == 0)
 			continue;
-		h = xm_hash64(keys[i], strlen(keys[i]) + 1, h);
+		h = xm_hash64(keys[i].p, keys[i].n + 1, h);   /* with the NUL */
 		out->nurls++;
 	}
 	out->has_urls = true;
