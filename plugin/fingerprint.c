@@ -692,9 +692,6 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 	 * caller's buffer state, which would then be reloaded after every
 	 * store */
 	struct fbuf ob = *outp, *out = &ob;
-#ifdef __SSE2__
-	bool tail_tried = false;
-#endif
 
 	while (p < end) {
 		unsigned cl;
@@ -715,19 +712,27 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 			if (end - p >= 32)
 				used = fast_words(p, p, end, 2, out, &words,
 				    urls, nurls, &word_next);
-			else if (end - p >= 16)
-				used = fast_words(p, p, end, 1, out, &words,
-				    urls, nurls, &word_next);
-			else if (!tail_tried) {
-				/* the last bytes, padded with NULs (the end of
-				 * the text folds like a separator); once: what
-				 * it leaves is the word loop's */
-				unsigned char pad[16];
+			else {
+				/* the last bytes, followed by NULs (the end of
+				 * the text folds like a separator): the text's
+				 * last 32 bytes when it has them (two moves),
+				 * else a copy */
+				unsigned char pad[64];
+				const unsigned char *src = pad;
+				size_t left = (size_t)(end - p);
 
-				tail_tried = true;
-				memset(pad, 0, sizeof(pad));
-				memcpy(pad, p, (size_t)(end - p));
-				used = fast_words(pad, p, end, 1, out, &words,
+				_mm_storeu_si128((__m128i *)(pad + 32),
+				    _mm_setzero_si128());
+				_mm_storeu_si128((__m128i *)(pad + 48),
+				    _mm_setzero_si128());
+				if (n >= 32) {
+					memcpy(pad, end - 32, 32);
+					src = pad + 32 - left;
+				} else {
+					memset(pad, 0, 32);
+					memcpy(pad, p, left);
+				}
+				used = fast_words(src, p, end, 2, out, &words,
 				    urls, nurls, &word_next);
 			}
 			p += used;
