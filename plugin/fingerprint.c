@@ -542,9 +542,9 @@ popcount64(uint64_t x)
 	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
 }
 
-/* fast_words - the words of the 16 * HALVES (1 or 2) bytes at SRC (P's
- * bytes, or the fewer than 16 before END copied and padded with NULs,
- * which fold like the end of the text: a separator) that are plain
+/* fast_words - the words of the 32 bytes at SRC (P's bytes, or the
+ * fewer than 32 before END followed by NULs, which fold like the end of
+ * the text: a separator) that are plain
  * ASCII letter runs ending inside them, the separators around them, and
  * a link starting at one of them, folded into OUT exactly as normalise's
  * word loop would (a run of fewer than 32 letters is never cut, and is a
@@ -559,20 +559,19 @@ popcount64(uint64_t x)
  * a block costs about as much as one word did. */
 static inline __attribute__((always_inline)) size_t
 fast_words(const unsigned char *src, const unsigned char *p,
-    const unsigned char *end, unsigned halves, struct fbuf *out,
-    unsigned *words, struct span *urls, unsigned *nurls, bool *word_next)
+    const unsigned char *end, struct fbuf *out, unsigned *words,
+    struct span *urls, unsigned *nurls, bool *word_next)
 {
 	struct scan m = { 0, 0, 0, 0, 0 };
-	__m128i lo0, lo1 = _mm_setzero_si128(), let0, let1 = lo1;
+	__m128i lo0, lo1, let0, let1;
 	size_t avail = (size_t)(end - p), ul = 0;
 	unsigned limit, cut;
 	uint64_t lm, starts, cand, lng, tok = 0;
 	char tmp[80], *o;
 
 	scan16(src, 0, &m, &lo0, &let0);
-	if (halves == 2)
-		scan16(src + 16, 16, &m, &lo1, &let1);
-	limit = (unsigned)__builtin_ctzll(m.stop | 1ULL << (16 * halves));
+	scan16(src + 16, 16, &m, &lo1, &let1);
+	limit = (unsigned)__builtin_ctzll(m.stop | 1ULL << 32);
 	lm = m.let & ((1ULL << limit) - 1);
 	if (lm == 0)                 /* separators up to the stop */
 		return limit < avail ? limit : avail;
@@ -583,7 +582,7 @@ fast_words(const unsigned char *src, const unsigned char *p,
 		cut = 63 - (unsigned)__builtin_clzll(starts);
 		starts &= ~(1ULL << cut);
 		lm &= (1ULL << cut) - 1;
-		*word_next = limit < 16 * halves;
+		*word_next = limit < 32;
 	}
 	/* a link may start at a word beginning "ht" or "ww" (any case):
 	 * the only words url_start must look at ("how", "we": not) */
@@ -606,11 +605,8 @@ fast_words(const unsigned char *src, const unsigned char *p,
 	lng &= lng >> 2;
 	lng &= starts & (lm >> 4) & (lm >> 5);
 	if (lng != 0) {
-		uint64_t vm = (unsigned)_mm_movemask_epi8(vowel_bytes(lo0));
-
-		if (halves == 2)
-			vm |= (uint64_t)(unsigned)_mm_movemask_epi8(
-			    vowel_bytes(lo1)) << 16;
+		uint64_t vm = (unsigned)_mm_movemask_epi8(vowel_bytes(lo0)) |
+		    (uint64_t)(unsigned)_mm_movemask_epi8(vowel_bytes(lo1)) << 16;
 		for (; lng != 0; lng &= lng - 1) {
 			unsigned i = (unsigned)__builtin_ctzll(lng);
 			unsigned len = (unsigned)__builtin_ctzll(~(lm >> i));
@@ -649,9 +645,7 @@ fast_words(const unsigned char *src, const unsigned char *p,
 			unsigned at = (unsigned)__builtin_ctzll(k);
 			unsigned run = (unsigned)__builtin_ctzll((k >> at) + 1);
 
-			memcpy(o, tmp + at, 16);
-			if (halves == 2)
-				memcpy(o + 16, tmp + at + 16, 16);
+			memcpy(o, tmp + at, 32);
 			o += run;
 			k &= k + (1ULL << at);   /* that stretch done */
 		}
@@ -710,8 +704,8 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 			bool word_next = false;
 
 			if (end - p >= 32)
-				used = fast_words(p, p, end, 2, out, &words,
-				    urls, nurls, &word_next);
+				used = fast_words(p, p, end, out, &words, urls,
+				    nurls, &word_next);
 			else {
 				/* the last bytes, followed by NULs (the end of
 				 * the text folds like a separator): the text's
@@ -732,8 +726,8 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 					memset(pad, 0, 32);
 					memcpy(pad, p, left);
 				}
-				used = fast_words(src, p, end, 2, out, &words,
-				    urls, nurls, &word_next);
+				used = fast_words(src, p, end, out, &words, urls,
+				    nurls, &word_next);
 			}
 			p += used;
 			if (!word_next) {
