@@ -742,21 +742,25 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 			continue;
 		}
 		reserve(out, WORD_MAX + 24);
+		/* the word, written after its space (both past the text's
+		 * end until the word is taken) */
 		w = out->p + out->len;
+		*w++ = ' ';
+		wl = 0;
 		if (cl & C_HIGH) {
 			if (!high_cp(p, end, &hl, w, &hn)) {
-				p += hl;
+				p += hl;             /* no word character */
 				continue;
 			}
+			p += hl;
+			high = 1;
+			wl = hn;
 		} else if ((cl & C_URL) && (ul = url_start((const char *)p,
 		    (const char *)end)) > 0) {
 			add_link(out, p, ul, urls, nurls);
 			p += ul;
 			continue;
 		}
-		/* the word, written after its space */
-		*w++ = ' ';
-		wl = 0;
 		while (p < end) {
 			unsigned k = ascii_class[*p];
 
@@ -809,14 +813,20 @@ normalise(const char *text, size_t n, struct fbuf *outp, struct span *urls,
 				p++;
 				continue;
 			}
-			if (!(k & C_HIGH) || !high_cp(p, end, &hl, w + wl, &hn))
+			if (!(k & C_HIGH))
 				break;
-			p += hl;
+			/* non-ASCII characters, while they come */
+			do {
+				if (!high_cp(p, end, &hl, w + wl, &hn))
+					goto word_end;
+				p += hl;
+				high++;
+				if (wl + 4 <= WORD_MAX)
+					wl += hn;
+			} while (p < end && *p >= 0x80);
 			prev_digit = false;
-			high++;
-			if (wl + 4 <= WORD_MAX)
-				wl += hn;
 		}
+word_end:
 		letters = ascii + high;
 		if (letters == 0) {
 			w[0] = '#';
