@@ -884,7 +884,7 @@ xm_fp_compute(struct xm_arena *a, const char *const *texts, size_t ntexts,
 	size_t len[XM_FP_MAX_TEXTS], total = 0, chars;
 	/* the folded text is only hashed: on the stack while it fits (no
 	 * arena block, zeroed, per event), in the arena beyond */
-	char fold[2048];
+	char fold[4096];
 	struct fbuf b = { a, fold, 0, sizeof(fold) };
 	uint64_t h;
 
