@@ -498,11 +498,12 @@ add_link(struct fbuf *out, const unsigned char *p, size_t ul,
 }
 
 #ifdef __SSE2__
-/* scan16 - the masks of 16 bytes at S: ASCII letters (LET, their
- * lower-case form in *LO and as bytes in LETV), digits and non-ASCII
- * bytes (STOP), h/t/w (lower-case) for links */
+/* scan16 - the masks of 16 bytes at S, shifted by SHIFT into M: ASCII
+ * letters (their lower-case form in *LO, as bytes in *LETV), digits and
+ * non-ASCII bytes (stop), h or w and t or w (lower-case: where a link
+ * may start, "ht" or "ww") */
 struct scan {
-	uint64_t let, stop, h, t, w;
+	uint64_t let, stop, hw, tw;
 };
 
 static inline __attribute__((always_inline)) void
@@ -517,16 +518,15 @@ scan16(const unsigned char *s, unsigned shift, struct scan *m, __m128i *lo,
 	    _mm_set1_epi8(-128 + 26));
 	__m128i dig = _mm_cmplt_epi8(_mm_sub_epi8(v, _mm_set1_epi8(BIASED('0'))),
 	    _mm_set1_epi8(-128 + 10));
+	__m128i w = _mm_cmpeq_epi8(l, _mm_set1_epi8('w'));
 
 	m->let |= (uint64_t)(unsigned)_mm_movemask_epi8(let) << shift;
-	m->stop |= (uint64_t)(unsigned)(_mm_movemask_epi8(dig) |
-	    _mm_movemask_epi8(v)) << shift;
-	m->h |= (uint64_t)(unsigned)_mm_movemask_epi8(
-	    _mm_cmpeq_epi8(l, _mm_set1_epi8('h'))) << shift;
-	m->t |= (uint64_t)(unsigned)_mm_movemask_epi8(
-	    _mm_cmpeq_epi8(l, _mm_set1_epi8('t'))) << shift;
-	m->w |= (uint64_t)(unsigned)_mm_movemask_epi8(
-	    _mm_cmpeq_epi8(l, _mm_set1_epi8('w'))) << shift;
+	m->stop |= (uint64_t)(unsigned)_mm_movemask_epi8(
+	    _mm_or_si128(dig, v)) << shift;     /* digits, high bit set */
+	m->hw |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_or_si128(w,
+	    _mm_cmpeq_epi8(l, _mm_set1_epi8('h')))) << shift;
+	m->tw |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_or_si128(w,
+	    _mm_cmpeq_epi8(l, _mm_set1_epi8('t')))) << shift;
 	*lo = l;
 	*letv = let;
 }
@@ -562,7 +562,7 @@ fast_words(const unsigned char *src, const unsigned char *p,
     const unsigned char *end, struct fbuf *out, unsigned *words,
     struct span *urls, unsigned *nurls, bool *word_next)
 {
-	struct scan m = { 0, 0, 0, 0, 0 };
+	struct scan m = { 0, 0, 0, 0 };
 	__m128i lo0, lo1, let0, let1;
 	size_t avail = (size_t)(end - p), ul = 0;
 	unsigned limit, cut;
@@ -585,8 +585,9 @@ fast_words(const unsigned char *src, const unsigned char *p,
 		*word_next = limit < 32;
 	}
 	/* a link may start at a word beginning "ht" or "ww" (any case):
-	 * the only words url_start must look at ("how", "we": not) */
-	for (cand = starts & ((m.h & (m.t >> 1)) | (m.w & (m.w >> 1)));
+	 * the only words url_start must look at ("how", "we": not; "hw"
+	 * and "wt" are asked too, and are none) */
+	for (cand = starts & m.hw & (m.tw >> 1);
 	    cand != 0; cand &= cand - 1) {
 		unsigned i = (unsigned)__builtin_ctzll(cand);
 
