@@ -15,12 +15,16 @@
  * Only real words (not "#", "*" or "<url>") count towards min_words.
  *
  * Cost: this runs over every chat message the ratelimit filter counts.
- * Runs of plain ASCII words are folded sixteen bytes at a time
- * (fast_words: one copy per stretch of words with single separators);
- * digits, non-ASCII letters and links go through the word loop, which
- * folds two-byte characters by table (fold2). The folded text is built
- * with a space before every word (the first one dropped at the end), so
- * no word asks whether it is the first.
+ * Runs of plain ASCII words are folded 32 bytes at a time (fast_words:
+ * bit masks of letters and stops, one copy per stretch of words with
+ * single separators); words with digits or non-ASCII letters go through
+ * the word loop, which decodes UTF-8 inline and folds two-byte
+ * characters by table (fold2). The folded text is built with a space
+ * before every word (the first one dropped at the end), so no word asks
+ * whether it is the first. The results are those of the plain
+ * character-by-character folding, byte for byte (tests/unit/
+ * test_fingerprint.c pins them): fingerprints are shared between nodes
+ * and replayed, so any change of them is a regression.
  *
  * Ownership: results live in the caller's arena. Failure: none; invalid
  * UTF-8 bytes are separators.
@@ -170,10 +174,7 @@ high_cp(const unsigned char *p, const unsigned char *end, size_t *len,
 				w[1] = (char)p[1];
 				w[2] = (char)p[2];
 				*wn = 3;
-				return !((c >= 0x2000 && c <= 0x2bff) ||
-				    (c >= 0x3000 && c <= 0x303f) ||
-				    (c >= 0xfe00 && c <= 0xfe0f) ||
-				    (c >= 0xff00 && c <= 0xff0f));
+				return word_char(c);
 			}
 		}
 	} else if (b0 >= 0xf0 && b0 <= 0xf4) {
@@ -185,7 +186,7 @@ high_cp(const unsigned char *p, const unsigned char *end, size_t *len,
 				*len = 4;
 				memcpy(w, p, 4);
 				*wn = 4;
-				return c < 0x1f000;
+				return word_char(c);
 			}
 		}
 	}
@@ -266,9 +267,9 @@ any_of(__m128i v, char a, char b, char c, char d)
 #endif
 
 /* url_key - xm_fp_url_key, its length in *KLEN. The host is lower-cased
- * and the path copied 16 bytes at a time where 16 are left: a store
- * never goes past the key's room, as the key is never shorter than what
- * it was copied from plus "http://" */
+ * and the path copied 16 bytes at a time while 16 are left: the key has
+ * room for the rest of the URL plus 9 bytes, and O never runs ahead of
+ * P by more than the 7 of "http://", so such a store stays inside it */
 static char *
 url_key(struct xm_arena *a, const char *url, size_t n, size_t *klen)
 {
