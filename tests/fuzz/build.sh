@@ -21,7 +21,7 @@ core=$(ls plugin/*.c filters/*.c | grep -v -e 'plugin/xmilterd\.c' \
     -e 'plugin/xmilter\.c' -e 'plugin/quarantine_cli\.c')
 flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=undefined -I$top -I$top/plugin"
-for t in fuzz_frame fuzz_event fuzz_resp; do
+for t in fuzz_frame fuzz_event fuzz_resp fuzz_fingerprint; do
 	# shellcheck disable=SC2086
 	$CC $flags $(pc --cflags) "$@" -o "$out/$t" tests/fuzz/$t.c $core \
 	    $(pc --libs) -lm -lpthread
