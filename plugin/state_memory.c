@@ -54,6 +54,7 @@
 #define SWEEP_STEP 2u
 
 #define VBITS_WORDS 1024u   /* 65536 bits, 8 KB */
+#define PREFETCH_MIN ((size_t)2 << 20)   /* see xm_memstore_exec */
 
 struct slot {
 	uint64_t key;   /* kind << 62 | hash; 0: empty */
@@ -591,8 +592,10 @@ xm_memstore_exec(struct xm_memstore *m, struct xm_state_op *ops, size_t n,
 	pthread_mutex_lock(&m->lock);
 	/* a batch touches a dozen random slots of a table that may be far
 	 * larger than the cache: ask for all of them first, so the misses
-	 * overlap instead of queueing one after the other */
-	for (k = 0; k < n; k++) {
+	 * overlap instead of queueing one after the other (not for a table
+	 * of PREFETCH_MIN or less, which stays in the cache: the keys' slots
+	 * cost more to compute twice than they would wait) */
+	for (k = 0; m->cap * sizeof(struct slot) > PREFETCH_MIN && k < n; k++) {
 		static const enum xm_skind kind[] = {
 			[XM_SOP_BUCKET] = XM_SK_BUCKET,
 			[XM_SOP_DISTINCT] = XM_SK_COUNT,
