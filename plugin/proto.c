@@ -144,14 +144,22 @@ put_score(struct xm_buf *out, double score)
 		return;
 	}
 	c = llround(r);
-	if (c < 0) {
-		xm_buf_append(out, "-", 1);
-		c = -c;
+	{
+		/* formatted backwards into one piece: "-", digits, ".", two */
+		char tmp[32], *p = tmp + sizeof(tmp);
+		uint64_t u = (uint64_t)(c < 0 ? -c : c), w = u / 100;
+
+		*--p = (char)('0' + u % 10);
+		*--p = (char)('0' + u % 100 / 10);
+		*--p = '.';
+		do {
+			*--p = (char)('0' + w % 10);
+			w /= 10;
+		} while (w != 0);
+		if (c < 0)
+			*--p = '-';
+		xm_buf_append(out, p, (size_t)(tmp + sizeof(tmp) - p));
 	}
-	put_u64(out, (uint64_t)(c / 100));
-	xm_buf_append(out, ".", 1);
-	xm_buf_append(out, (char[]){ (char)('0' + c % 100 / 10),
-	    (char)('0' + c % 10) }, 2);
 }
 
 /* proto_write_frame - header and body appended to OUT */

@@ -341,24 +341,6 @@ xm_buf_reserve(struct xm_buf *b, size_t n)
 	buf_reserve(b, n);
 }
 
-/* xm_buf_append - append N bytes */
-void
-xm_buf_append(struct xm_buf *b, const void *p, size_t n)
-{
-	buf_reserve(b, n);
-	if (n)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-/* xm_buf_puts - append a string */
-void
-xm_buf_puts(struct xm_buf *b, const char *s)
-{
-	xm_buf_append(b, s, strlen(s));
-}
-
 /* xm_buf_printf - append formatted text */
 void
 xm_buf_printf(struct xm_buf *b, const char *fmt, ...)

@@ -55,8 +55,25 @@ struct xm_buf {
 };
 /* xm_buf_reserve - room for N more bytes (and a NUL) */
 void xm_buf_reserve(struct xm_buf *b, size_t n);
-void xm_buf_append(struct xm_buf *b, const void *p, size_t n);
-void xm_buf_puts(struct xm_buf *b, const char *s);
+/* xm_buf_append - append N bytes (inline: verdicts and frames are built
+ * from many short pieces, and a call to the slow path per piece cost
+ * more than the copying) */
+static inline void
+xm_buf_append(struct xm_buf *b, const void *p, size_t n)
+{
+	if (b->cap - b->len <= n)         /* room for N and the NUL? */
+		xm_buf_reserve(b, n);
+	if (n)
+		__builtin_memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+/* xm_buf_puts - append a string */
+static inline void
+xm_buf_puts(struct xm_buf *b, const char *s)
+{
+	xm_buf_append(b, s, __builtin_strlen(s));
+}
 void xm_buf_printf(struct xm_buf *b, const char *fmt, ...) XM_PRINTF(2, 3);
 /* xm_buf_consume - drop the first N bytes */
 void xm_buf_consume(struct xm_buf *b, size_t n);

@@ -424,6 +424,15 @@ Test(verdict, format)
 		    "action=quarantine\nscore=10.00\n" },
 		{ { .action = XM_DISCARD, .score = 99.999, .condition = "c" },
 		    "action=discard\nscore=100.00\ncondition=c\n" },
+		/* negative, below one, many digits */
+		{ { .action = XM_ACCEPT, .score = -0.05 },
+		    "action=accept\nscore=-0.05\n" },
+		{ { .action = XM_ACCEPT, .score = -12.5 },
+		    "action=accept\nscore=-12.50\n" },
+		{ { .action = XM_ACCEPT, .score = 0.07 },
+		    "action=accept\nscore=0.07\n" },
+		{ { .action = XM_ACCEPT, .score = 1234567.891 },
+		    "action=accept\nscore=1234567.89\n" },
 	};
 	size_t i;
 
