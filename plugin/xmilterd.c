@@ -487,7 +487,10 @@ static void
 task_answer(struct task *k)
 {
 	const struct xm_config *cf = xm_chain_config(k->chain);
-	struct xm_buf body = { 0 };
+	/* the loop's one verdict buffer, kept (task_answer runs on the loop
+	 * only): a fresh one regrew from 256 bytes for every modified
+	 * stanza, a realloc and a copy each time */
+	static struct xm_buf body;
 	double ms = (xm_monotonic() - k->start) * 1000;
 
 	if (k->quarantine_failed) {
@@ -512,7 +515,10 @@ task_answer(struct task *k)
 	if (cf->daemon.log_verdicts && log_enabled(XM_LOG_INFO))
 		log_info("%s", xm_verdict_logline(k->arena, k->ev, &k->v,
 		    (unsigned long long)k->id, ms));
-	xm_buf_free(&body);
+	if (body.cap > 65536)
+		xm_buf_free(&body);   /* a big stanza's: not kept */
+	else
+		xm_buf_reset(&body);
 	if (!k->archive_keep)  /* issue 6: a timed-out archive write */
 		task_free(k);
 }
