@@ -26,6 +26,7 @@ struct session {
 	uint64_t last_id;
 	uint64_t *set;        /* ids in flight; 0 = empty, UINT64_MAX = gone */
 	size_t setcap;
+	size_t ntomb;         /* TOMB slots in the set */
 	unsigned inflight;
 	int bye_code;
 	char server[128];
@@ -72,6 +73,8 @@ set_add(struct session *s, uint64_t id)
 
 	while (s->set[i] != 0 && s->set[i] != TOMB)
 		i = (i + 1) & (s->setcap - 1);
+	if (s->set[i] == TOMB)
+		s->ntomb--;
 	s->set[i] = id;
 	s->inflight++;
 }
@@ -85,8 +88,14 @@ set_del(struct session *s, uint64_t id)
 	if (i < 0)
 		return false;
 	s->set[i] = TOMB;
-	if (--s->inflight == 0)  /* empty: clear the tombstones */
+	s->ntomb++;
+	/* empty: clear the tombstones, once there are enough of them to
+	 * lengthen searches (not at every answer when requests come one at
+	 * a time: the set is 16 KB) */
+	if (--s->inflight == 0 && s->ntomb >= s->setcap / 4) {
 		memset(s->set, 0, s->setcap * sizeof(*s->set));
+		s->ntomb = 0;
+	}
 	return true;
 }
 

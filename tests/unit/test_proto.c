@@ -907,6 +907,44 @@ Test(session, too_many_in_flight)
 	sess_free(t);
 }
 
+/* requests answered one at a time, and in small overlapping groups, for
+ * long: the in-flight set's tombstones are cleared now and then, never
+ * losing or inventing an id */
+Test(session, long_run_of_requests_keeps_the_set_right)
+{
+	struct sess *t = hello(65536, 8);
+	unsigned long long id = 0;
+	char fr[64];
+	int i;
+
+	for (i = 0; i < 3000; i++) {
+		unsigned long long a = ++id, b, c;
+
+		snprintf(fr, sizeof(fr), "FILTER %llu 0\n", a);
+		cr_assert_eq(feed(t, fr), 0);
+		if (i % 3 == 0) {
+			cr_assert(session_verdict(t->s, a, "", 0), "id %llu", a);
+			cr_assert_not(session_verdict(t->s, a, "", 0));
+		} else {
+			b = ++id;
+			c = ++id;
+			snprintf(fr, sizeof(fr), "FILTER %llu 0\nFILTER %llu 0\n", b,
+			    c);
+			cr_assert_eq(feed(t, fr), 0);
+			cr_assert_eq(session_inflight(t->s), 3);
+			cr_assert(session_verdict(t->s, c, "", 0), "id %llu", c);
+			snprintf(fr, sizeof(fr), "CANCEL %llu 0\n", b);
+			cr_assert_eq(feed(t, fr), 0);
+			cr_assert_not(session_verdict(t->s, b, "", 0));
+			cr_assert(session_verdict(t->s, a, "", 0), "id %llu", a);
+			cr_assert_not(session_verdict(t->s, c, "", 0));
+		}
+		cr_assert_eq(session_inflight(t->s), 0);
+		out(t);
+	}
+	sess_free(t);
+}
+
 Test(session, cancel_then_late_verdict_is_dropped)
 {
 	struct sess *t = hello(65536, 8);
