@@ -58,23 +58,32 @@ enum xm_sop {
 /* kinds of record in the memory table (2 bits of the key) */
 enum xm_skind { XM_SK_BUCKET = 0, XM_SK_COUNT, XM_SK_MARK, XM_SK_VALUE };
 
+/* one operation: 64 bytes, one cache line (a batch has a dozen; the
+ * fields of one kind share their room with the others') */
 struct xm_state_op {
 	enum xm_sop op;
+	bool ok;               /* result, BUCKET: the tokens were there */
 	uint64_t key;          /* xm_state_key() */
-	uint64_t member;       /* DISTINCT: the member's hash */
-	uint64_t key2;         /* DISTINCT: also count new members here (0:
-	                          none) */
-	double rate, burst;    /* BUCKET: tokens per second, bucket size */
-	double cost;           /* BUCKET: tokens to take */
 	double ttl;            /* DISTINCT, INCR, SET: seconds */
-	long long cap;         /* DISTINCT: stop adding at this many members */
-	double value;          /* SET */
+	union {
+		struct {               /* BUCKET */
+			double rate, burst;    /* tokens per second, bucket size */
+			double cost;           /* tokens to take */
+		};
+		struct {               /* DISTINCT */
+			uint64_t member;       /* the member's hash */
+			uint64_t key2;         /* also count new members here (0:
+			                          none) */
+			long long cap;         /* stop adding at this many members */
+		};
+		double value;          /* SET */
+	};
 	/* results */
-	bool ok;               /* BUCKET: the tokens were there */
 	double result;         /* BUCKET: tokens left; DISTINCT/INCR: count;
 	                          GET: value */
 	double result2;        /* DISTINCT with key2: its count */
 };
+_Static_assert(sizeof(struct xm_state_op) == 64, "one cache line");
 
 /* xm_hash64 - 64-bit hash of N bytes at P continuing from SEED */
 uint64_t xm_hash64(const void *p, size_t n, uint64_t seed);
