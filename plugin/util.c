@@ -412,12 +412,19 @@ xm_buf_xml_escape_attr(struct xm_buf *b, const char *s, size_t n)
 	xml_escape(b, s, n, true);
 }
 
-/* the bytes xml_escape replaces: 1 in text and attributes, 2 only in
- * attributes */
-static const unsigned char xml_special[256] = {
-	['&'] = 1, ['<'] = 1, ['>'] = 1, ['"'] = 1, ['\''] = 1, ['\r'] = 1,
-	['\n'] = 2, ['\t'] = 2,
+/* what xml_escape writes for the bytes it replaces (newline and tab
+ * only in attributes) */
+static const char *const xml_rep[256] = {
+	['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;",
+	['\''] = "&apos;", ['\r'] = "&#13;", ['\n'] = "&#10;", ['\t'] = "&#9;",
 };
+
+/* xml_special - does xml_escape replace byte C (in an attribute: ATTR) */
+static inline bool
+xml_special(unsigned char c, bool attr)
+{
+	return xml_rep[c] != NULL && (attr || (c != '\n' && c != '\t'));
+}
 
 /* xml_plain - how many bytes from S[0..n) need no escaping: 16 at a time
  * with SSE2 (a modified stanza is escaped whole, bodies and all) */
@@ -447,12 +454,8 @@ xml_plain(const char *s, size_t n, bool attr)
 			return i + (unsigned)__builtin_ctz(bits);
 	}
 #endif
-	for (; i < n; i++) {
-		unsigned k = xml_special[(unsigned char)s[i]];
-
-		if (k == 1 || (k == 2 && attr))
-			break;
-	}
+	while (i < n && !xml_special((unsigned char)s[i], attr))
+		i++;
 	return i;
 }
 
@@ -462,7 +465,6 @@ static void
 xml_escape(struct xm_buf *b, const char *s, size_t n, bool attr)
 {
 	size_t i = 0, run;
-	const char *rep;
 
 	for (;;) {
 		run = xml_plain(s + i, n - i, attr);
@@ -470,18 +472,7 @@ xml_escape(struct xm_buf *b, const char *s, size_t n, bool attr)
 		i += run;
 		if (i >= n)
 			break;
-		switch (s[i]) {
-		case '&': rep = "&amp;"; break;
-		case '<': rep = "&lt;"; break;
-		case '>': rep = "&gt;"; break;
-		case '"': rep = "&quot;"; break;
-		case '\'': rep = "&apos;"; break;
-		case '\r': rep = "&#13;"; break;
-		case '\n': rep = "&#10;"; break;
-		default: rep = "&#9;"; break;      /* '\t' */
-		}
-		xm_buf_puts(b, rep);
-		i++;
+		xm_buf_puts(b, xml_rep[(unsigned char)s[i++]]);
 	}
 }
 

@@ -6,7 +6,8 @@
  * port was taken before it bound) and checks by INFO's process_id that
  * what answers there is ours; raw_cmd() sends one command in Redis's
  * protocol on a connection of its own; client_kill() closes every other
- * client. Include after testlib.h (free_port).
+ * client; expect_timed_out() checks the state after a call that only
+ * timed out. Include after testlib.h (free_port) and state.h.
  */
 #ifndef XM_REDISLIB_H
 #define XM_REDISLIB_H
@@ -144,6 +145,24 @@ client_kill(int port)
 	if (n <= 0)
 		return -1;
 	return reply[0] == ':' ? strtoll(reply + 1, NULL, 10) : -1;
+}
+
+/* expect_timed_out - the state after a Redis call that only timed out:
+ * Redis still up, FALLBACK batches counted in memory, ERRORS errors,
+ * health not degraded (B: a buffer for the health lines, filled) */
+static inline void
+expect_timed_out(struct xm_buf *b, unsigned long long fallback,
+    unsigned long long errors)
+{
+	struct xm_state_stats st;
+
+	xm_state_stats(&st);
+	cr_expect(st.redis_up, "a timeout marked Redis down");
+	cr_expect_eq(st.fallback_ops, fallback, "fallback ops %llu",
+	    st.fallback_ops);
+	cr_expect_eq(st.redis_errors, errors, "errors %llu", st.redis_errors);
+	cr_expect(xm_state_status(b), "health degraded by a timeout: %s",
+	    b->data);
 }
 
 #endif
