@@ -397,15 +397,18 @@ xm_state_status(struct xm_buf *out)
 {
 	struct xm_state_stats s;
 
-	/* memory only: nothing to report (HELLO stays as it was) */
-	if (atomic_load(&redis) == NULL)
+	/* nothing when no filter uses the state (no table yet) */
+	if (atomic_load(&redis) == NULL && mem == NULL)
 		return true;
 	xm_state_stats(&s);
-	xm_buf_printf(out, "state=%s\n", s.redis_up ? "redis" :
-	    "memory-fallback");
+	xm_buf_printf(out, "state=%s\n", !s.redis_configured ? "memory" :
+	    s.redis_up ? "redis" : "memory-fallback");
+	/* the table: at its bound, evictions say the bound is too small */
 	xm_buf_printf(out, "state-keys=%zu\nstate-bytes=%zu\n"
-	    "state-evictions=%llu\n", s.mem.keys, s.mem.bytes,
-	    s.mem.evictions);
+	    "state-max-bytes=%zu\nstate-evictions=%llu\n", s.mem.keys,
+	    s.mem.bytes, s.mem.max_bytes, s.mem.evictions);
+	if (!s.redis_configured)
+		return true;
 	xm_buf_printf(out, "state-redis-ops=%llu\n"
 	    "state-redis-errors=%llu\nstate-fallback-ops=%llu\n",
 	    s.redis_ops, s.redis_errors, s.fallback_ops);

@@ -377,9 +377,15 @@ if xm_daemon_start "$XM_TMP/c.yml" "$LOG_C"; then
 	f=$XM_TMP/fresh6-2.events; : >"$f"; spam "$f" fresh6 11 15 $((T0 + 400000))
 	feed "$SOCK_C" "$f"
 	xm_log "memory node: $ok6 accepted, reload ($rl), then $(count_not_accept) of 5 stopped"
+	"$XMILTER" health -s "$SOCK_C" >"$XM_TMP/health6" 2>&1
 	[ "$ok6" = 10 ] && [ $rl = 0 ] && [ "$(count_not_accept)" = 5 ] &&
-		! grep -q '^state=' <("$XMILTER" health -s "$SOCK_C")
-	result "memory backend: counters survive SIGHUP (and HELLO shows no state lines)" $?
+		grep -q '^state=memory$' "$XM_TMP/health6" &&
+		grep -Eq '^state-keys=[1-9][0-9]*$' "$XM_TMP/health6" &&
+		grep -Eq '^state-max-bytes=[1-9][0-9]*$' "$XM_TMP/health6" &&
+		grep -q '^state-evictions=0$' "$XM_TMP/health6" &&
+		! grep -q '^state-redis' "$XM_TMP/health6" &&
+		grep -q '^status=ok$' "$XM_TMP/health6"
+	result "memory backend: counters survive SIGHUP; health shows state=memory with the table's keys, bound and evictions" $?
 	kill -TERM "$PID_C"; xm_wait_pid "$PID_C" 5; xm_forget_pid "$PID_C"
 else
 	skip "memory backend: counters survive SIGHUP" "xmilterd C did not start"

@@ -369,6 +369,30 @@ Test(state, global_survives_reconfigure)
 	xm_state_reset();
 }
 
+/* health in memory only: nothing before any filter configured the
+ * state, then the table's keys, bytes, bound and evictions, and never
+ * degraded */
+Test(state, memory_only_health_lines)
+{
+	struct xm_state_conf c = { .memory = 1 << 20, .redis = "",
+	    .redis_timeout = 0.2, .redis_retry = 5, .redis_prefix = "xm:" };
+	struct xm_state_op op = { .op = XM_SOP_INCR, .key = 7, .ttl = 600 };
+	struct xm_buf b = { 0 };
+	char err[256];
+
+	xm_state_reset();
+	cr_expect(xm_state_status(&b));
+	cr_expect_eq(b.len, 0, "lines without a state: %s", b.data);
+	cr_assert_eq(xm_state_configure(&c, err, sizeof(err)), 0, "%s", err);
+	xm_state_exec(&op, 1, T0);
+	cr_expect(xm_state_status(&b), "memory only is never degraded");
+	cr_expect_str_eq(b.data, "state=memory\nstate-keys=1\n"
+	    "state-bytes=16384\nstate-max-bytes=1048576\n"
+	    "state-evictions=0\n");
+	xm_buf_free(&b);
+	xm_state_reset();
+}
+
 /* the host name is looked up off the event loop; a failed look-up keeps
  * the address found before */
 Test(state, redis_address_lookup)
