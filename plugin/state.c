@@ -16,7 +16,8 @@
  * the server had closed is replaced by state_redis.c before anything
  * counts as failed. A monitor thread PINGs Redis every redis_retry
  * seconds on its own connection: it marks Redis down when it stops
- * answering (refused, lost, or two timeouts in a row) so health is right
+ * answering (two failed probes in a row, each on a new connection:
+ * refused, lost or timed out) so health is right
  * even without traffic, and up again when it answers (logged), and
  * events go back to Redis. Health (xm_state_status) shows the backend,
  * its counters, and "degraded" while Redis is down.
@@ -290,9 +291,11 @@ monitor(void *arg)
 				log_debug("state: Redis: %s", err);
 			rc = xm_redis_ping(r, err, sizeof(err));
 
-			/* one slow answer is not an outage: ask again, on a
-			 * new connection */
-			if (rc == XM_REDIS_TIMEOUT)
+			/* one slow or lost answer is not an outage: ask again,
+			 * on a new connection (a probe whose fresh connection
+			 * the server closed under it, CLIENT KILL say, would
+			 * otherwise mark a Redis that answers down) */
+			if (rc != 0)
 				rc = xm_redis_ping(r, err, sizeof(err));
 			if (rc == 0) {
 				if (atomic_exchange(&redis_down, false))
