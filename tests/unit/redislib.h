@@ -6,7 +6,7 @@
  * port was taken before it bound) and checks by INFO's process_id that
  * what answers there is ours; raw_cmd() sends one command in Redis's
  * protocol on a connection of its own; client_kill() closes every other
- * client; expect_timed_out() checks the state after a call that only
+ * client; stop_redis() kills and reaps it; expect_timed_out() checks the state after a call that only
  * timed out. Include after testlib.h (free_port) and state.h.
  */
 #ifndef XM_REDISLIB_H
@@ -21,6 +21,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+
+/* stop_redis - kill the test's redis-server PID and reap it */
+static inline void
+stop_redis(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
 
 /* is_pid - the Redis at the other end of FD is process PID (INFO) */
 static inline bool
@@ -82,8 +90,7 @@ try_redis(int port)
 			close(fd);
 			if (ours)
 				return pid;
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
+			stop_redis(pid);
 			return -1;
 		}
 		close(fd);

@@ -198,8 +198,7 @@ Test(pipe, pipelined_batches_match_memory_and_come_back_in_order)
 	xm_state_stats(&st);
 	cr_expect_eq(st.redis_ops, NB, "redis ops %llu", st.redis_ops);
 	cr_expect_eq(st.fallback_ops, 0, "fallback ops %llu", st.fallback_ops);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 	free(subs);
 }
 
@@ -255,8 +254,7 @@ Test(pipe, flushed_script_is_loaded_again_and_killed_idle_connection_replaced)
 	cr_expect_eq(st.redis_ops, 40, "redis ops %llu", st.redis_ops);
 	cr_expect_eq(st.fallback_ops, 0, "fallback ops %llu", st.fallback_ops);
 	cr_expect_eq(st.redis_errors, 0, "errors %llu", st.redis_errors);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 }
 
 Test(pipe, no_answer_in_time_falls_back_for_those_batches_only)
@@ -302,8 +300,7 @@ Test(pipe, no_answer_in_time_falls_back_for_those_batches_only)
 		 * 5, 8, 11 and 14, which timed out (never fewer: none lost) */
 		cr_expect(c >= 6 && c <= 10, "counter in Redis %g", c);
 	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 }
 
 Test(pipe, unreachable_redis_runs_in_memory_and_is_marked_down)

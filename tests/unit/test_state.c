@@ -722,8 +722,7 @@ Test(state, redis_gives_the_same_results_as_memory)
 	}
 	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), 0, "%s", err);
 	/* Redis gone: an error, not a hang or a crash */
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 	{
 		struct xm_state_op op = { .op = XM_SOP_INCR, .key = 9, .ttl = 5 };
 
@@ -799,31 +798,33 @@ static const struct bcmp bcmps[] = {
 	    false },
 };
 
-/* key_ttls - every key under PREFIX on Redis at PORT: how many, and how
- * many have no expiry (PTTL -1) */
-static void
-key_ttls(int port, const char *prefix, size_t *keys, size_t *no_ttl)
+/* expiring_keys - how many keys there are under PREFIX on Redis at
+ * PORT, expecting every one of them to expire (PTTL not -1) */
+static size_t
+expiring_keys(int port, const char *prefix)
 {
 	redisContext *c = redisConnect("127.0.0.1", port);
 	redisReply *k;
-	size_t i;
+	size_t i, keys, no_ttl = 0;
 
 	cr_assert(c != NULL && c->err == 0);
 	k = redisCommand(c, "KEYS %s*", prefix);
 	cr_assert(k != NULL && k->type == REDIS_REPLY_ARRAY);
-	*keys = k->elements;
-	*no_ttl = 0;
+	keys = k->elements;
 	for (i = 0; i < k->elements; i++) {
 		redisReply *t = redisCommand(c, "PTTL %b", k->element[i]->str,
 		    k->element[i]->len);
 
 		cr_assert(t != NULL && t->type == REDIS_REPLY_INTEGER);
 		if (t->integer < 0)
-			(*no_ttl)++;
+			no_ttl++;
 		freeReplyObject(t);
 	}
 	freeReplyObject(k);
 	redisFree(c);
+	cr_expect_eq(no_ttl, 0, "%zu of %zu keys under %s without an expiry",
+	    no_ttl, keys, prefix);
+	return keys;
 }
 
 Test(state, redis_batches_give_the_same_results_as_memory)
@@ -833,7 +834,7 @@ Test(state, redis_batches_give_the_same_results_as_memory)
 	struct xm_memstore *m = xm_memstore_new(1 << 20);
 	struct xm_redis *r;
 	char err[256];
-	size_t i, k, keys, no_ttl;
+	size_t i, k, keys;
 
 	r = backend(port, "xmb:", 2);
 	for (i = 0; i < sizeof(bcmps) / sizeof(bcmps[0]); i++) {
@@ -860,14 +861,11 @@ Test(state, redis_batches_give_the_same_results_as_memory)
 		}
 	}
 	/* every key the script wrote expires */
-	key_ttls(port, "xmb:", &keys, &no_ttl);
+	keys = expiring_keys(port, "xmb:");
 	cr_expect_geq(keys, 12, "keys %zu", keys);
-	cr_expect_eq(no_ttl, 0, "%zu of %zu keys without an expiry", no_ttl,
-	    keys);
 	xm_redis_free(r);
 	xm_memstore_free(m);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 }
 
 /* a set kept as a string holds at most 1024 members; from 1025 on it is
@@ -880,7 +878,7 @@ Test(state, redis_set_caps_on_both_sides_of_the_string_limit)
 	struct xm_memstore *m = xm_memstore_new(4 << 20);
 	struct xm_redis *r;
 	char err[256];
-	size_t i, j, keys, no_ttl;
+	size_t i, j, keys;
 
 	r = backend(port, "xmcap:", 2);
 	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
@@ -902,14 +900,11 @@ Test(state, redis_set_caps_on_both_sides_of_the_string_limit)
 			if (j == 1249)
 				cr_expect_eq(b.result, (double)caps[i]);
 		}
-	key_ttls(port, "xmcap:", &keys, &no_ttl);
+	keys = expiring_keys(port, "xmcap:");
 	cr_expect_eq(keys, 6, "keys %zu", keys);
-	cr_expect_eq(no_ttl, 0, "%zu of %zu keys without an expiry", no_ttl,
-	    keys);
 	xm_redis_free(r);
 	xm_memstore_free(m);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 }
 
 /* pack_doubles - N doubles little-endian into OUT */
@@ -1093,8 +1088,7 @@ Test(state, stale_connection_and_timeout_do_not_mark_redis_down)
 	cr_expect_eq(st.fallback_ops, 1, "fallback ops %llu", st.fallback_ops);
 	xm_buf_free(&b);
 	xm_state_reset();
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 }
 
 /* the same at the backend: a stale connection is retried once, a dead
@@ -1122,8 +1116,7 @@ Test(state, redis_backend_retries_a_stale_connection_once)
 	    XM_REDIS_TIMEOUT, "stopped: %s", err);
 	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), XM_REDIS_TIMEOUT,
 	    "stopped: %s", err);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	stop_redis(pid);
 	cr_expect_eq(xm_redis_exec(r, &op, 1, T0 + 3, err, sizeof(err)), -1,
 	    "killed: %s", err);
 	cr_expect_eq(xm_redis_ping(r, err, sizeof(err)), -1, "killed: %s", err);
