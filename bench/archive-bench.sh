@@ -58,13 +58,8 @@ TMP=$(mktemp -d "$base/xmilter-abench.XXXXXX") || die "mktemp failed"
 chmod 755 "$TMP"
 SOCK=$TMP/xmilterd.sock
 DPID= PGPID=
-cleanup() {
-	[ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-	[ -n "$PGPID" ] && kill -INT "$PGPID" 2>/dev/null && wait "$PGPID" 2>/dev/null
-	if [ "$KEEP" = 1 ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup() { bench_stop "$DPID"; bench_stop "$PGPID" INT; bench_done; }
+bench_traps cleanup
 
 # ---- PostgreSQL, when a pg mode is asked for ----
 PGINFO=

@@ -14,6 +14,10 @@
 #                    for an even count, not rounded)
 #   field LINE NAME  the value of NAME=value in a line of key=value words
 #   cpu_ticks PID    user + system clock ticks the process has used so far
+#   bench_stop PID [SIG]  signal PID (TERM) and reap it; nothing if PID
+#                    is empty
+#   bench_done       keep $TMP (KEEP=1: say where) or remove it
+#   bench_traps FN   run FN on exit, and exit 130 on INT and TERM
 
 bench_setup() {
 	BENCH_NAME=$1
@@ -47,3 +51,16 @@ median() {
 }
 field() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+bench_stop() {
+	[ -n "$1" ] || return 0
+	kill -"${2:-TERM}" "$1" 2>/dev/null && wait "$1" 2>/dev/null
+	return 0
+}
+bench_done() {
+	if [ "${KEEP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+}
+bench_traps() {
+	# shellcheck disable=SC2064
+	trap "$1" EXIT
+	trap 'exit 130' INT TERM
+}

@@ -48,13 +48,8 @@ make -C "$top_builddir" -s xmilterd xmilter bench/xmload >/dev/null 2>&1 ||
 
 TMP=$(bench_tmp xmilter-links-bench) || die "mktemp failed"
 DPID= BHPID=
-cleanup() {
-	[ -n "$DPID" ] && kill -TERM "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-	[ -n "$BHPID" ] && kill -TERM "$BHPID" 2>/dev/null && wait "$BHPID" 2>/dev/null
-	if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup() { bench_stop "$DPID"; bench_stop "$BHPID"; bench_done; }
+bench_traps cleanup
 SOCK=$TMP/xmilterd.sock
 
 # the block list: NDOM made-up domains plus the mix's scam hosts

@@ -71,15 +71,8 @@ PIN_R=""
 TMP=$(bench_tmp xmilter-rlbench) || die "mktemp failed"
 SOCK=$TMP/xmilterd.sock
 DPID= RPID=
-cleanup() {
-	local p
-	for p in $DPID $RPID; do
-		kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null
-	done
-	if [ "$KEEP" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup() { bench_stop "$DPID"; bench_stop "$RPID"; bench_done; }
+bench_traps cleanup
 
 # a free loopback port for Redis
 port=$(( 41000 + $$ % 9000 ))
@@ -243,7 +236,8 @@ per_round rcounting counting
 	    -v cc="$ccnt" -v cm="$cmem" -v cr="$cred" -v rc="$rcnt" \
 	    -v crc="$crcnt" 'BEGIN {
 		# a ratio only where both sides ran (MODES may leave some out)
-		if (o > 0) printf "throughput counting/off: %.1f %%, memory/off: %.1f %% (target >= 90 %%)\n", 100 * c / o, 100 * m / o
+		if (o > 0 && c > 0) printf "throughput counting/off: %.1f %% (target >= 90 %%)\n", 100 * c / o
+		if (o > 0 && m > 0) printf "throughput memory/off: %.1f %% (the flood)\n", 100 * m / o
 		if (m > 0 && r > 0) printf "throughput redis/memory: %.1f %% (target >= 50 %%)\n", 100 * r / m
 		if (c > 0 && rc > 0) printf "throughput rcounting/counting: %.1f %% (the same, nothing over budget)\n", 100 * rc / c
 		if (cc > 0 && cm > 0 && cr > 0) printf "by CPU per stanza (less sensitive to a busy machine): counting/off %.1f %%, memory/off %.1f %%, redis/memory %.1f %%\n", 100 * co / cc, 100 * co / cm, 100 * cm / cr

@@ -29,6 +29,7 @@
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
+. "$top_srcdir/bench/lib.sh"
 
 ROUNDS=3 SECS=4 WORKERS=8
 while [ $# -gt 0 ]; do
@@ -42,11 +43,9 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+bench_setup redis-script-bench.sh
 DAEMONS=("$@")
-[ ${#DAEMONS[@]} -gt 0 ] || DAEMONS=("$top_builddir/xmilterd")
-XMILTER=$top_builddir/xmilter
-XMLOAD=$top_builddir/bench/xmload
-RULES=$top_srcdir/bench/rules-50.cf
+[ ${#DAEMONS[@]} -gt 0 ] || DAEMONS=("$XMILTERD")
 REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server)}
 REDIS_CLI=${REDIS_CLI:-$(command -v redis-cli)}
 # perf stat counts redis-server's user-space instructions per stanza (a
@@ -56,29 +55,16 @@ if [ -n "$PERF" ] && ! "$PERF" stat -e instructions:u true >/dev/null 2>&1; then
 	PERF=
 fi
 
-say() { printf '%s\n' "$*"; }
-die() { printf 'redis-script-bench.sh: %s\n' "$*" >&2; exit 1; }
-
 make -C "$top_builddir" -s xmilterd xmilter bench/xmload >/dev/null 2>&1 ||
 	die "build failed (make xmilterd xmilter bench/xmload)"
 [ -x "$REDIS_SERVER" ] && [ -x "$REDIS_CLI" ] ||
 	die "redis-server / redis-cli not found"
 for d in "${DAEMONS[@]}"; do [ -x "$d" ] || die "$d: not executable"; done
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-	PIN_D="taskset -c 0" PIN_L="taskset -c 1"
-else
-	PIN_D="" PIN_L=""
-fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/xmilter-rsbench.XXXXXX") || die "mktemp"
+TMP=$(bench_tmp xmilter-rsbench) || die "mktemp"
 DPID= RPID=
-cleanup() {
-	[ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
-	[ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup() { bench_stop "$DPID"; bench_stop "$RPID"; bench_done; }
+bench_traps cleanup
 
 # free_port - a loopback TCP port nobody listens on
 free_port() {
@@ -161,7 +147,7 @@ one_run() {
 		"$PERF" stat -x, -e instructions:u -o "$TMP/perf" -p "$RPID" &
 		PPID_=$!
 	fi
-	out=$($PIN_L "$XMLOAD" -s "$TMP/sock" -c 4 -w 64 -d "$SECS" -W 1 \
+	out=$($PIN_L "$XMLOAD" -s "$TMP/sock" -c "$CONNS" -w "$WINDOW" -d "$SECS" -W 1 \
 		-p "$DPID" -q | grep '^xmload')
 	c1=$(cpu_s "$port")
 	ins=0
