@@ -363,29 +363,6 @@ idhash(const char *s)
 	return xm_hash64(s, strlen(s), 0);
 }
 
-/* domain_match - is DOM listed in L (exact, or *.suffix) */
-static bool
-domain_match(const struct xm_strlist *l, const char *dom)
-{
-	size_t i, dl, sl;
-
-	if (dom == NULL)
-		return false;
-	dl = strlen(dom);
-	for (i = 0; i < l->n; i++) {
-		const char *s = l->v[i];
-
-		if (strcasecmp(s, dom) == 0)
-			return true;
-		if (s[0] == '*' && s[1] == '.') {
-			sl = strlen(s + 1);
-			if (dl > sl && strcasecmp(dom + dl - sl, s + 1) == 0)
-				return true;
-		}
-	}
-	return false;
-}
-
 /* rl_counted - is T of a kind the filter counts */
 static bool
 rl_counted(const struct xm_task *t)
@@ -417,7 +394,7 @@ rl_who(const struct rl_conf *c, struct xm_task *t, struct rl_who *w)
 	    ev->from ? xm_jid_bare(t->arena, ev->from) : NULL;
 	if (c->trusted.n > 0 && w->sender != NULL &&
 	    (xm_strlist_has(&c->trusted, w->sender) ||
-	    domain_match(&c->trusted, xm_jid_domain(t->arena, w->sender))))
+	    xm_domain_listed(&c->trusted, xm_jid_domain(t->arena, w->sender))))
 		return false;
 	w->ip = ev->ip && *ev->ip ? ev->ip : NULL;
 	w->prefix = ip_prefix(w->ip, (int)c->ipv4_prefix, (int)c->ipv6_prefix,

@@ -786,6 +786,41 @@ Test(ratelimit, trusted_never_counted)
 	xm_chain_unref(ch);
 }
 
+/* a trusted domain, written as itself or as "*.domain" (that domain and
+ * its subdomains, as everywhere else in the config); another domain's
+ * entry trusts nobody here */
+Test(ratelimit, trusted_domains)
+{
+	static const struct { const char *list; bool trusted; } t[] = {
+		{ "[example.org]", true },
+		{ "[\"*.example.org\"]", true },
+		{ "[\"*.org\"]", true },
+		{ "[\"*.ample.org\"]", false },
+		{ "[other.example.org]", false },
+	};
+	size_t k;
+
+	for (k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+		char line[128];
+		struct xm_chain *ch;
+		char **s;
+		int i, scored = 0;
+
+		snprintf(line, sizeof(line), "    trusted: %s\n", t[k].list);
+		ch = chain_with(line, NULL);
+		s = events(ch, mk_spammer, 60, NULL);
+		for (i = 0; i < 60; i++)
+			scored += s[i][0] != '\0';
+		if (t[k].trusted)
+			cr_expect_eq(scored, 0, "%s: %d events scored", t[k].list,
+			    scored);
+		else
+			cr_expect_gt(scored, 0, "%s: nothing scored", t[k].list);
+		free_events(s, 60);
+		xm_chain_unref(ch);
+	}
+}
+
 Test(ratelimit, scope_has_its_own_limits)
 {
 	struct xm_chain *ch = chain_with(NULL,
